@@ -1,0 +1,5 @@
+"""`python -m integrator` is the CLI."""
+
+from integrator.cli import run
+
+run()

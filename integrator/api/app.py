@@ -1,0 +1,44 @@
+"""The app factory: `create_app(settings)` builds a service bound to one database."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from integrator import __version__
+from integrator.api import health, tokens, whoami
+from integrator.api.errors import install_error_handlers
+from integrator.api.metrics import Metrics, instrument
+from integrator.db import make_engine, make_sessionmaker
+from integrator.settings import Settings, get_settings
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = make_engine(settings)
+        app.state.engine = engine
+        app.state.sessions = make_sessionmaker(engine)
+        try:
+            yield
+        finally:
+            engine.dispose()
+
+    app = FastAPI(
+        title="Integrator",
+        version=__version__,
+        summary="A fenced, evidence-gated, server-side handover of canonical main",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.metrics = Metrics()
+    instrument(app, app.state.metrics)
+    install_error_handlers(app)
+    app.include_router(health.router)
+    app.include_router(whoami.router)
+    app.include_router(tokens.router)
+    return app

@@ -1,0 +1,99 @@
+"""One place that turns errors into the contract's JSON body.
+
+Every error answers `{"code", "message", "details": [{"field", "rule", "message"}]}`;
+FastAPI's default 422 body is replaced, and nothing ever shows a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from integrator import errors
+
+log = logging.getLogger(__name__)
+
+#: Most specific class first; subclasses inherit their parent's status.
+STATUS_BY_ERROR: dict[type[errors.IntegratorError], int] = {
+    errors.InvalidInput: 422,
+    errors.NotFound: 404,
+    errors.Conflict: 409,
+    errors.Unauthenticated: 401,
+    errors.Forbidden: 403,
+    errors.DatabaseMissing: 503,
+}
+
+_CODE_BY_STATUS = {
+    400: "bad_request",
+    401: "unauthenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    415: "unsupported_media_type",
+    422: "invalid_request",
+}
+
+
+def error_body(
+    code: str, message: str, details: list[dict[str, str]] | None = None, **extra: Any
+) -> dict[str, Any]:
+    return {"code": code, "message": message, "details": details or [], **extra}
+
+
+def status_for(exc: errors.IntegratorError) -> int:
+    for cls in type(exc).__mro__:
+        if cls in STATUS_BY_ERROR:
+            return STATUS_BY_ERROR[cls]
+    return 500
+
+
+def _field_of(location: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in location]
+    if parts and parts[0] in ("body", "query", "path", "header"):
+        parts = parts[1:]
+    return ".".join(parts) or "body"
+
+
+def validation_details(exc: RequestValidationError) -> list[dict[str, str]]:
+    return [
+        {"field": _field_of(tuple(e.get("loc", ()))), "rule": e["type"], "message": e["msg"]}
+        for e in exc.errors()
+    ]
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(errors.IntegratorError)
+    async def _domain(_: Request, exc: errors.IntegratorError) -> JSONResponse:
+        status = status_for(exc)
+        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+        body = error_body(exc.code, exc.message, [d.as_dict() for d in exc.details], **exc.extra)
+        return JSONResponse(body, status_code=status, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        details = validation_details(exc)
+        fields = ", ".join(sorted({d["field"] for d in details}))
+        return JSONResponse(
+            error_body("invalid_request", f"invalid request: {fields}", details), status_code=422
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = _CODE_BY_STATUS.get(exc.status_code, "http_error")
+        return JSONResponse(
+            error_body(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error")
+        return JSONResponse(
+            error_body("internal_error", "internal error; the service log has the details"),
+            status_code=500,
+        )

@@ -1,0 +1,20 @@
+"""GET /v1/whoami: the caller's token name and role."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from pydantic import BaseModel
+
+from integrator.api.deps import Reader
+
+router = APIRouter(prefix="/v1", tags=["auth"])
+
+
+class WhoAmI(BaseModel):
+    name: str
+    role: str
+
+
+@router.get("/whoami")
+def whoami(caller: Reader) -> WhoAmI:
+    return WhoAmI(name=caller.name, role=caller.role.value)

@@ -1,0 +1,89 @@
+"""`integrator …`: operators', developers' and scripts' command line (DESIGN §9).
+
+Commands go through the HTTP API except `serve`, `db`, `tokens` and
+`hooks install/uninstall`. Every failure is one readable line and an exit code.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+from pydantic import ValidationError
+from typer._click.exceptions import NoArgsIsHelpError, UsageError
+from typer.exceptions import TyperException
+
+from integrator.cli.client import (
+    EXIT_BAD_INPUT,
+    EXIT_REFUSED,
+    EXIT_UNAVAILABLE,
+    ApiClient,
+    exit_code_for_error,
+    print_json,
+)
+from integrator.cli.local import db_app, serve, tokens_app
+from integrator.errors import IntegratorError
+from integrator.settings import get_settings
+
+app = typer.Typer(
+    name="integrator",
+    help="Hand canonical main to a single integrator bot, safely.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.command()(serve)
+app.add_typer(db_app, name="db")
+app.add_typer(tokens_app, name="tokens")
+
+
+@app.command()
+def whoami(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Show the name and role of INTEGRATOR_TOKEN."""
+    body = ApiClient.from_settings(get_settings()).get("/v1/whoami")
+    if as_json:
+        print_json(body)
+    else:
+        typer.echo(f"{body['name']} ({body['role']})")
+
+
+def _settings_message(error: ValidationError) -> str:
+    first = error.errors()[0]
+    field = ".".join(str(p) for p in first["loc"]) or "settings"
+    name = f"INTEGRATOR_{field.upper()}" if first["loc"] else "settings"
+    return f"invalid configuration: {name}: {first['msg']}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run the app and turn every failure into one line and an exit code."""
+    try:
+        result = app(args=argv, standalone_mode=False)
+    except typer.Exit as exc:
+        return exc.exit_code
+    except typer.Abort:
+        typer.echo("integrator: aborted", err=True)
+        return EXIT_REFUSED
+    except NoArgsIsHelpError:
+        return EXIT_BAD_INPUT  # typer has printed the help already
+    except UsageError as exc:
+        command = exc.ctx.command_path if exc.ctx else "integrator"
+        typer.echo(f"integrator: {exc.format_message()} (see `{command} --help`)", err=True)
+        return EXIT_BAD_INPUT
+    except TyperException as exc:
+        typer.echo(f"integrator: {exc.format_message()}", err=True)
+        return exc.exit_code
+    except IntegratorError as exc:
+        typer.echo(f"integrator: {exc.message}", err=True)
+        return exit_code_for_error(exc)
+    except ValidationError as exc:
+        typer.echo(f"integrator: {_settings_message(exc)}", err=True)
+        return EXIT_BAD_INPUT
+    except OSError as exc:
+        typer.echo(f"integrator: {exc}", err=True)
+        return EXIT_UNAVAILABLE
+    return result if isinstance(result, int) else 0
+
+
+def run() -> None:
+    sys.exit(main())

@@ -1,0 +1,102 @@
+"""The CLI's HTTP client and its one mapping from answers to exit codes (DESIGN §9).
+
+0 ok; 1 refused (401, 403, 404, 409, a refused transition); 2 bad input (usage,
+422); 3 service unreachable or 5xx.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any, NoReturn
+
+import httpx
+import typer
+
+from integrator.errors import IntegratorError
+from integrator.settings import Settings
+
+EXIT_OK, EXIT_REFUSED, EXIT_BAD_INPUT, EXIT_UNAVAILABLE = 0, 1, 2, 3
+
+
+def fail(code: int, message: str) -> NoReturn:
+    """Print one readable line to stderr and exit with `code`."""
+    typer.echo(f"integrator: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def exit_code_for_status(status: int) -> int:
+    if status in (400, 422):
+        return EXIT_BAD_INPUT
+    if status >= 500:
+        return EXIT_UNAVAILABLE
+    return EXIT_REFUSED
+
+
+def exit_code_for_error(error: IntegratorError) -> int:
+    """Local domain errors map like their HTTP twins would."""
+    from integrator.api.errors import status_for  # the one status table
+
+    return exit_code_for_status(status_for(error))
+
+
+def describe_error(response: httpx.Response) -> str:
+    """One line: the error code, the message, and each bad field with its rule."""
+    try:
+        body = response.json()
+    except ValueError:
+        return (
+            f"HTTP {response.status_code}: {response.text.strip()[:200] or response.reason_phrase}"
+        )
+    if not isinstance(body, dict):
+        return f"HTTP {response.status_code}"
+    line = f"{body.get('message', '')} ({body.get('code', response.status_code)})"
+    details = body.get("details") or []
+    if details:
+        parts = [f"{d.get('field')}: {d.get('message')} [{d.get('rule')}]" for d in details]
+        line += " - " + "; ".join(parts)
+    return line
+
+
+class ApiClient:
+    """Talks to the service with the caller's token; failures exit with the contract's codes."""
+
+    def __init__(self, url: str, token: str | None, timeout: float = 30.0) -> None:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=timeout)
+        self.url = url
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ApiClient:
+        return cls(settings.url, settings.token)
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        params: dict[str, Any] | None = None,
+        ok: tuple[int, ...] = (),
+    ) -> httpx.Response:
+        """Send; answers outside 2xx (and outside `ok`) end the command with their exit code."""
+        try:
+            response = self._http.request(method, path, json=json_body, params=params)
+        except httpx.TransportError as exc:
+            fail(EXIT_UNAVAILABLE, f"service unreachable at {self.url}: {type(exc).__name__}")
+        if response.is_success or response.status_code in ok:
+            return response
+        fail(exit_code_for_status(response.status_code), describe_error(response))
+
+    def get(self, path: str, **params: Any) -> Any:
+        clean = {k: v for k, v in params.items() if v is not None}
+        return self.request("GET", path, params=clean).json()
+
+    def post(self, path: str, body: Any = None) -> Any:
+        response = self.request("POST", path, json_body=body if body is not None else {})
+        return response.json() if response.content else None
+
+
+def print_json(body: Any) -> None:
+    """`--json`: the API's body, unchanged."""
+    sys.stdout.write(json.dumps(body, indent=2, sort_keys=False) + "\n")

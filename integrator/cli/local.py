@@ -1,0 +1,112 @@
+"""Commands that work on the database directly: serve, db, tokens."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated
+
+import typer
+from sqlalchemy.orm import Session
+
+from integrator import migrate, tokens
+from integrator.cli.client import print_json
+from integrator.db import make_engine, make_sessionmaker, normalise_url, sqlite_path
+from integrator.errors import DatabaseMissing
+from integrator.settings import Settings, get_settings
+
+db_app = typer.Typer(help="Database schema (Alembic).", no_args_is_help=True)
+tokens_app = typer.Typer(
+    help="Role tokens, written directly to the database.", no_args_is_help=True
+)
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print the JSON body.")]
+
+
+@contextmanager
+def local_session(settings: Settings) -> Iterator[Session]:
+    """A transaction on the configured database; a missing or unmigrated one is refused."""
+    engine = make_engine(settings)
+    try:
+        if migrate.current_revision(engine) is None:
+            raise DatabaseMissing(
+                "the database has no schema yet: run `integrator db upgrade` first"
+            )
+        with make_sessionmaker(engine)() as session, session.begin():
+            yield session
+    finally:
+        engine.dispose()
+
+
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+) -> None:
+    """Serve the API (and, at first start on SQLite, create the database)."""
+    import uvicorn
+
+    from integrator.api.app import create_app
+
+    settings = get_settings()
+    path = sqlite_path(normalise_url(settings.database_url))
+    if path is not None and not path.exists():
+        typer.echo(f"integrator: creating {path.resolve()}", err=True)
+        migrate.upgrade(settings)
+    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level)
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply every migration up to head (creates a missing SQLite file)."""
+    settings = get_settings()
+    migrate.upgrade(settings)
+    engine = make_engine(settings)
+    try:
+        typer.echo(f"database at revision {migrate.current_revision(engine)}")
+    finally:
+        engine.dispose()
+
+
+@tokens_app.command("create")
+def tokens_create(
+    role: Annotated[str, typer.Option(help="reader, reporter, hook, integrator or operator.")],
+    name: Annotated[str, typer.Option(help="A unique name for the token.")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Create a token and print it once; only its hash is stored."""
+    with local_session(get_settings()) as session:
+        _, token = tokens.create_token(session, name=name, role=role)
+    if as_json:
+        print_json({"token": token})
+    else:
+        typer.echo(token)
+
+
+@tokens_app.command("list")
+def tokens_list(as_json: JsonFlag = False) -> None:
+    """List tokens (never their secrets)."""
+    with local_session(get_settings()) as session:
+        items = [
+            {
+                "name": t.name,
+                "role": t.role,
+                "created_at": t.created_at.isoformat(),
+                "revoked_at": t.revoked_at.isoformat() if t.revoked_at else None,
+            }
+            for t in tokens.list_tokens(session)
+        ]
+    if as_json:
+        print_json({"items": items, "next_cursor": None})
+        return
+    for item in items:
+        state = f"revoked {item['revoked_at']}" if item["revoked_at"] else "active"
+        typer.echo(f"{item['name']}\t{item['role']}\t{state}")
+
+
+@tokens_app.command("revoke")
+def tokens_revoke(name: Annotated[str, typer.Argument(help="The token's name.")]) -> None:
+    """Revoke a token at once."""
+    with local_session(get_settings()) as session:
+        tokens.revoke_token(session, name)
+    typer.echo(f"revoked {name}")

@@ -1,0 +1,103 @@
+"""Engines, sessions and the SQL clock.
+
+SQLite is the zero-set-up default: WAL, a busy timeout, and write transactions
+that take the write lock up front (`BEGIN IMMEDIATE`, with the driver's own
+implicit transactions off) so that a lease check and the write it guards can
+never interleave with another writer (DESIGN §5, docs/decisions/0002).
+PostgreSQL goes through psycopg 3.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import ColumnElement, Engine, create_engine, event, literal_column
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from integrator.errors import DatabaseMissing
+from integrator.settings import Settings
+
+#: Execution option that marks a connection read-only: SQLite then begins DEFERRED.
+READ_ONLY = "integrator_read_only"
+
+_SQLITE_NOW_MS = "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)"
+_POSTGRES_NOW_MS = "(extract(epoch from statement_timestamp()) * 1000)::bigint"
+
+
+def normalise_url(raw: str) -> URL:
+    """Pick the psycopg 3 driver for plain `postgresql://` URLs."""
+    url = make_url(raw)
+    if url.drivername in ("postgresql", "postgres"):
+        url = url.set(drivername="postgresql+psycopg")
+    return url
+
+
+def sqlite_path(url: URL) -> Path | None:
+    """The database file of a SQLite URL, or None (in-memory or another dialect)."""
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return None
+    return Path(url.database)
+
+
+def make_engine(settings: Settings, *, create: bool = False) -> Engine:
+    """Build the engine; refuse a missing SQLite file unless `create` (db upgrade, serve)."""
+    url = normalise_url(settings.database_url)
+    path = sqlite_path(url)
+    if path is not None:
+        if not path.exists():
+            if not create:
+                raise DatabaseMissing(
+                    f"database file {path.resolve()} does not exist: run `integrator db upgrade` "
+                    "first, or set INTEGRATOR_DATABASE_URL"
+                )
+            path.parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(
+            url, connect_args={"timeout": 30, "check_same_thread": False}, pool_pre_ping=False
+        )
+        _configure_sqlite(engine)
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # we emit BEGIN ourselves
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        read_only = conn.get_execution_options().get(READ_ONLY, False)
+        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+
+def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+@contextmanager
+def read_session(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """A session for reads only: on SQLite it does not take the write lock."""
+    with factory() as session:
+        session.connection(execution_options={READ_ONLY: True})
+        yield session
+
+
+def now_ms_sql(dialect_name: str) -> str:
+    """The current time in integer ms, computed by the database once per statement."""
+    return _POSTGRES_NOW_MS if dialect_name == "postgresql" else _SQLITE_NOW_MS
+
+
+def now_ms_expr(dialect_name: str, offset_ms: int = 0) -> ColumnElement[int]:
+    """SQL clock plus the (test-only) offset, as an expression for Core statements."""
+    expr: ColumnElement[int] = literal_column(now_ms_sql(dialect_name))
+    return expr + offset_ms if offset_ms else expr

@@ -1,0 +1,76 @@
+"""The domain's exception tree. Each docstring is the default message.
+
+Domain errors carry a stable `code` but no HTTP status: `integrator.api.errors`
+maps them to responses, the CLI to exit codes, the hook to `remote:` lines.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Detail:
+    """One diagnostic: which field broke which rule."""
+
+    field: str
+    rule: str
+    message: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"field": self.field, "rule": self.rule, "message": self.message}
+
+
+class IntegratorError(Exception):
+    """Integrator failed."""
+
+    code = "error"
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        details: list[Detail] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        self.message = message or (self.__doc__ or self.code).strip()
+        self.details = details or []
+        self.extra = extra or {}
+        super().__init__(self.message)
+
+
+class DatabaseMissing(IntegratorError):
+    """The database does not exist."""
+
+    code = "database_missing"
+
+
+class InvalidInput(IntegratorError):
+    """The input is invalid."""
+
+    code = "invalid_input"
+
+
+class NotFound(IntegratorError):
+    """Not found."""
+
+    code = "not_found"
+
+
+class Conflict(IntegratorError):
+    """The request conflicts with the current state."""
+
+    code = "conflict"
+
+
+class Unauthenticated(IntegratorError):
+    """A valid token is required (Authorization: Bearer <token>)."""
+
+    code = "unauthenticated"
+
+
+class Forbidden(IntegratorError):
+    """This token's role may not do that."""
+
+    code = "forbidden"

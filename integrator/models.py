@@ -1,0 +1,157 @@
+"""Typed SQLAlchemy 2 models. The schema changes only through Alembic (migrations/).
+
+Constraints are named by convention so that autogenerate and SQLite batch
+migrations stay honest.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every dialect (SQLite forgets the offset)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        datetime: UTCDateTime,
+        dict[str, Any]: JSON,
+        list[Any]: JSON,
+    }
+
+
+class ApiToken(Base):
+    """A role token. Only its SHA-256 is stored; `key_id` finds the row without the secret."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    role: Mapped[str] = mapped_column(String(32))
+    key_id: Mapped[str] = mapped_column(String(32), unique=True)
+    token_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class Event(Base):
+    """The append-only source of truth (DESIGN §3). Never updated or deleted."""
+
+    __tablename__ = "events"
+    __table_args__ = (
+        UniqueConstraint("type", "natural_key"),
+        Index("ix_events_type_slug", "type", "slug"),
+        Index("ix_events_branch_sha", "branch", "sha"),
+        Index("ix_events_recorded_at", "recorded_at"),
+    )
+
+    seq: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    type: Mapped[str] = mapped_column(String(64))
+    repository: Mapped[str] = mapped_column(String(200))
+    natural_key: Mapped[str] = mapped_column(String(600))
+    content_hash: Mapped[str] = mapped_column(String(64))
+    slug: Mapped[str | None] = mapped_column(String(200))
+    branch: Mapped[str | None] = mapped_column(String(255))
+    sha: Mapped[str | None] = mapped_column(String(64))
+    fields: Mapped[dict[str, Any]] = mapped_column(JSON)
+    actor: Mapped[str | None] = mapped_column(String(200))
+    recorded_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Candidate(Base):
+    """A `(slug, branch, sha)` on its way to main (DESIGN §4)."""
+
+    __tablename__ = "candidates"
+    __table_args__ = (
+        UniqueConstraint("repository", "slug", "branch", "sha"),
+        Index("ix_candidates_queue", "repository", "status", "position"),
+        Index("ix_candidates_slug", "repository", "slug"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    repository: Mapped[str] = mapped_column(String(200))
+    slug: Mapped[str] = mapped_column(String(200))
+    branch: Mapped[str] = mapped_column(String(255))
+    sha: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(32))
+    position: Mapped[int | None] = mapped_column(BigInteger)
+    finalize_seq: Mapped[int] = mapped_column(BigInteger)
+    unmet: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    main_sha_checked: Mapped[str | None] = mapped_column(String(64))
+    superseded_by: Mapped[int | None] = mapped_column(ForeignKey("candidates.id"))
+    epoch: Mapped[int | None] = mapped_column(BigInteger)
+    reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Lease(Base):
+    """One row per lease key, never deleted; times are integer ms of the SQL clock (§5)."""
+
+    __tablename__ = "leases"
+
+    key: Mapped[str] = mapped_column(String(300), primary_key=True)
+    repository: Mapped[str] = mapped_column(String(200))
+    holder: Mapped[str | None] = mapped_column(String(200))
+    epoch: Mapped[int] = mapped_column(BigInteger, default=0)
+    token_hash: Mapped[str | None] = mapped_column(String(64))
+    acquired_at_ms: Mapped[int | None] = mapped_column(BigInteger)
+    renewed_at_ms: Mapped[int | None] = mapped_column(BigInteger)
+    expires_at_ms: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class Counter(Base):
+    """Named server-side sequences (queue positions), bumped by one conditional UPDATE."""
+
+    __tablename__ = "counters"
+
+    name: Mapped[str] = mapped_column(String(300), primary_key=True)
+    value: Mapped[int] = mapped_column(BigInteger, default=0)

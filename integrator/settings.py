@@ -1,0 +1,98 @@
+"""One `Settings` object, read from `INTEGRATOR_*` variables (DESIGN §9).
+
+Built by `get_settings()` so that tests and the CLI can point at any database;
+importing this module reads nothing.
+"""
+
+from __future__ import annotations
+
+from pathlib import PurePosixPath
+from typing import Annotated
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_DATABASE_URL = "sqlite:///./integrator.db"
+
+
+def _split_csv(value: object) -> object:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """Everything the service, the CLI and the worker can be configured with."""
+
+    model_config = SettingsConfigDict(env_prefix="INTEGRATOR_", extra="ignore")
+
+    database_url: str = DEFAULT_DATABASE_URL
+    repo: str | None = None
+    repository: str | None = None
+    url: str = "http://127.0.0.1:8000"
+    token: str | None = Field(default=None, repr=False)
+    identities: Annotated[list[str], NoDecode] = ["integrator-bot"]
+    protected_refs: Annotated[list[str], NoDecode] = ["refs/heads/main"]
+    mirror_dir: str = "./var/mirrors"
+
+    lease_ttl_seconds: float = Field(default=120.0, gt=0)
+    lease_renew_interval_seconds: float = Field(default=30.0, gt=0)
+    lease_renew_deadline_seconds: float = Field(default=60.0, gt=0)
+    authorize_margin_seconds: float = Field(default=15.0, ge=0)
+    registration_ttl_seconds: float = Field(default=300.0, gt=0)
+    #: Test-only shift of the SQL clock, in ms; 0 in production (DESIGN §5).
+    sql_clock_offset_ms: int = 0
+
+    cutover_min_outcomes: int = Field(default=20, ge=0)
+    cutover_min_shadow_seconds: float = Field(default=86400.0, ge=0)
+    stall_after_seconds: float = Field(default=1800.0, gt=0)
+    hook_silent_after_seconds: float = Field(default=86400.0, gt=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _parse_lists(cls, data: object) -> object:
+        if isinstance(data, dict):
+            for key in ("identities", "protected_refs"):
+                if key in data:
+                    data[key] = _split_csv(data[key])
+        return data
+
+    @model_validator(mode="after")
+    def _check_lease_timing(self) -> Settings:
+        interval = self.lease_renew_interval_seconds
+        deadline = self.lease_renew_deadline_seconds
+        ttl = self.lease_ttl_seconds
+        if deadline <= 1.2 * interval:
+            raise ValueError(
+                f"INTEGRATOR_LEASE_RENEW_DEADLINE_SECONDS ({deadline:g}) must exceed "
+                f"1.2 x INTEGRATOR_LEASE_RENEW_INTERVAL_SECONDS ({interval:g})"
+            )
+        if ttl - deadline < self.authorize_margin_seconds:
+            raise ValueError(
+                f"INTEGRATOR_LEASE_TTL_SECONDS ({ttl:g}) minus the renew deadline ({deadline:g}) "
+                f"must be at least INTEGRATOR_AUTHORIZE_MARGIN_SECONDS "
+                f"({self.authorize_margin_seconds:g})"
+            )
+        for ref in self.protected_refs:
+            if not ref.startswith("refs/"):
+                raise ValueError(f"INTEGRATOR_PROTECTED_REFS: {ref!r} is not a full ref name")
+        return self
+
+    @property
+    def repository_name(self) -> str:
+        """The canonical repository's name: explicit, else the basename of `repo`."""
+        if self.repository:
+            return self.repository
+        if self.repo:
+            base = PurePosixPath(self.repo.rstrip("/")).name
+            return base.removesuffix(".git") or "main"
+        return "default"
+
+    @property
+    def lease_key(self) -> str:
+        return f"integration/{self.repository_name}/main"
+
+
+def get_settings(**overrides: object) -> Settings:
+    """Read the environment now (not at import), with explicit overrides winning."""
+    return Settings(**overrides)  # type: ignore[arg-type]
