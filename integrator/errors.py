@@ -74,3 +74,27 @@ class Forbidden(IntegratorError):
     """This token's role may not do that."""
 
     code = "forbidden"
+
+
+class LeaseHeld(Conflict):
+    """The lease is held by another holder."""
+
+    code = "lease_held"
+
+
+class LeaseLost(Conflict):
+    """This lease is no longer yours (epoch, token or expiry)."""
+
+    code = "lease_lost"
+
+
+class IdempotencyCollision(Conflict):
+    """The same key was already used for different content."""
+
+    code = "idempotency_collision"
+
+
+class TransitionRefused(Conflict):
+    """That transition is not allowed from the current state."""
+
+    code = "transition_refused"

@@ -8,7 +8,8 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from integrator import __version__
-from integrator.api import health, tokens, whoami
+from integrator.admission import CanonicalRepo
+from integrator.api import candidates, events, health, tokens, whoami
 from integrator.api.errors import install_error_handlers
 from integrator.api.metrics import Metrics, instrument
 from integrator.db import make_engine, make_sessionmaker
@@ -36,9 +37,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.metrics = Metrics()
+    app.state.repo = CanonicalRepo(settings)
     instrument(app, app.state.metrics)
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(whoami.router)
     app.include_router(tokens.router)
+    app.include_router(events.router)
+    app.include_router(candidates.router)
     return app

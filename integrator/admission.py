@@ -1,0 +1,255 @@
+"""From events to candidates: supersession, readiness against real git, admission.
+
+Runs in the same transaction as the event that triggered it, so that an
+accepted event and what it changes are committed together. Conditions 4 and 6
+are read from the canonical repository (a direct path, or a local mirror
+fetched first), never from an event's word.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import exists, select
+from sqlalchemy.orm import Session
+
+from integrator.gitops import GitError, Mirror
+from integrator.models import Candidate, Event
+from integrator.queue import Status, create, enqueue, transition
+from integrator.readiness import Facts, Readiness, evaluate
+from integrator.settings import Settings
+
+log = logging.getLogger(__name__)
+
+#: States whose readiness is re-evaluated when facts change.
+EVALUATED = (Status.waiting, Status.queued)
+#: States a newer finalize_ready supersedes at once (in_progress waits for its outcome).
+SUPERSEDABLE = (Status.waiting, Status.queued, Status.predicted, Status.blocked)
+
+
+@dataclass(frozen=True)
+class RepoFacts:
+    on_branch: bool | None
+    on_main: bool | None
+    main_sha: str | None
+
+
+class CanonicalRepo:
+    """Reads reachability from the canonical repository (DESIGN §4, conditions 4 and 6)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.main_ref = settings.protected_refs[0]
+        self.mirror = (
+            Mirror(settings.repo, Path(settings.mirror_dir), timeout=60) if settings.repo else None
+        )
+
+    def refresh(self) -> None:
+        if self.mirror is not None:
+            try:
+                self.mirror.refresh()
+            except GitError as exc:
+                log.warning("canonical repository fetch failed: %s", exc)
+
+    def main_sha(self) -> str | None:
+        if self.mirror is None:
+            return None
+        try:
+            return self.mirror.git().rev_parse(self.main_ref)
+        except GitError:
+            return None
+
+    def branch_head(self, branch: str) -> str | None:
+        if self.mirror is None:
+            return None
+        try:
+            return self.mirror.git().branch_head(branch)
+        except GitError:
+            return None
+
+    def facts(self, branch: str, sha: str) -> RepoFacts:
+        if self.mirror is None:
+            return RepoFacts(None, None, None)
+        try:
+            git = self.mirror.git()
+            main_sha = git.rev_parse(self.main_ref)
+            if not git.commit_exists(sha):
+                return RepoFacts(False, False, main_sha)
+            head = git.branch_head(branch)
+            on_branch = head is not None and git.is_ancestor(sha, head)
+            on_main = main_sha is not None and git.is_ancestor(sha, main_sha)
+            return RepoFacts(on_branch, on_main, main_sha)
+        except GitError as exc:
+            log.warning("cannot read the canonical repository: %s", exc)
+            return RepoFacts(None, None, None)
+
+
+def _approved(session: Session, candidate: Candidate) -> bool:
+    return bool(
+        session.scalar(
+            select(exists().where(Event.type == "review_approved", Event.slug == candidate.slug))
+        )
+    )
+
+
+def _pushed(session: Session, candidate: Candidate) -> bool:
+    return bool(
+        session.scalar(
+            select(
+                exists().where(
+                    Event.type == "branch_pushed",
+                    Event.repository == candidate.repository,
+                    Event.branch == candidate.branch,
+                    Event.sha == candidate.sha,
+                )
+            )
+        )
+    )
+
+
+def _superseded(session: Session, candidate: Candidate) -> bool:
+    newer = exists().where(
+        Candidate.repository == candidate.repository,
+        Candidate.slug == candidate.slug,
+        Candidate.finalize_seq > candidate.finalize_seq,
+    )
+    return candidate.status == Status.superseded or bool(session.scalar(select(newer)))
+
+
+def check(session: Session, repo: CanonicalRepo, candidate: Candidate) -> Readiness:
+    """Gather the facts of one candidate and decide."""
+    git_facts = repo.facts(candidate.branch, candidate.sha)
+    facts = Facts(
+        approved=_approved(session, candidate),
+        finalized=True,  # a candidate exists only because its finalize_ready does
+        pushed=_pushed(session, candidate),
+        on_branch=git_facts.on_branch,
+        superseded=_superseded(session, candidate),
+        on_main=git_facts.on_main,
+        main_sha=git_facts.main_sha,
+    )
+    return evaluate(facts)
+
+
+def reevaluate(session: Session, repo: CanonicalRepo, candidate: Candidate) -> Readiness:
+    """Record a fresh readiness result and move waiting ↔ queued accordingly."""
+    readiness = check(session, repo, candidate)
+    candidate.unmet = [c.value for c in readiness.unmet]
+    candidate.main_sha_checked = readiness.main_sha
+    status = Status(candidate.status)
+    if readiness.ready and status is Status.waiting:
+        enqueue(session, candidate, reason="ready")
+    elif not readiness.ready and status is Status.queued:
+        transition(session, candidate, Status.waiting, reason="readiness lost")
+    return readiness
+
+
+def on_finalize_ready(
+    session: Session, repo: CanonicalRepo, event: Event, actor: str | None = None
+) -> Candidate:
+    """Create the candidate of a finalize_ready, supersede older ones, evaluate."""
+    fields = event.fields
+    candidate = session.scalar(
+        select(Candidate).where(
+            Candidate.repository == event.repository,
+            Candidate.slug == fields["slug"],
+            Candidate.branch == fields["branch"],
+            Candidate.sha == fields["sha"],
+        )
+    )
+    if candidate is not None:
+        return candidate
+    candidate = Candidate(
+        repository=event.repository,
+        slug=fields["slug"],
+        branch=fields["branch"],
+        sha=fields["sha"],
+        status=Status.waiting.value,
+        finalize_seq=event.seq,
+        unmet=[],
+    )
+    session.add(candidate)
+    session.flush()
+    older = _supersedable_predecessors(session, candidate)
+    inherited = [c.position for c in older if c.position is not None]
+    candidate.position = min(inherited) if inherited else None
+    create(session, candidate, reason="finalize_ready", actor=actor)
+    for previous in older:
+        supersede(session, previous, candidate, actor=actor)
+    reevaluate(session, repo, candidate)
+    return candidate
+
+
+def _supersedable_predecessors(session: Session, candidate: Candidate) -> list[Candidate]:
+    statement = select(Candidate).where(
+        Candidate.repository == candidate.repository,
+        Candidate.slug == candidate.slug,
+        Candidate.id != candidate.id,
+        Candidate.finalize_seq < candidate.finalize_seq,
+        Candidate.status.in_([s.value for s in SUPERSEDABLE]),
+    )
+    return list(session.scalars(statement))
+
+
+def supersede(
+    session: Session, previous: Candidate, successor: Candidate, actor: str | None = None
+) -> None:
+    """Mark `previous` superseded, pointing at its successor (kept for audit)."""
+    previous.superseded_by = successor.id
+    transition(
+        session,
+        previous,
+        Status.superseded,
+        reason=f"superseded by candidate {successor.id} ({successor.sha[:12]})",
+        actor=actor,
+    )
+
+
+def supersede_after_outcome(session: Session, candidate: Candidate) -> None:
+    """An in_progress candidate is superseded only after its outcome (DESIGN §4)."""
+    if Status(candidate.status) not in SUPERSEDABLE:
+        return
+    successor = session.scalar(
+        select(Candidate)
+        .where(
+            Candidate.repository == candidate.repository,
+            Candidate.slug == candidate.slug,
+            Candidate.finalize_seq > candidate.finalize_seq,
+        )
+        .order_by(Candidate.finalize_seq.desc())
+    )
+    if successor is not None:
+        supersede(session, candidate, successor)
+
+
+def on_event(session: Session, repo: CanonicalRepo, event: Event, actor: str | None) -> None:
+    """Re-evaluate what a newly stored canonical event can change."""
+    if event.type == "finalize_ready":
+        on_finalize_ready(session, repo, event, actor)
+        return
+    if event.type == "review_approved":
+        affected = select(Candidate).where(
+            Candidate.repository == event.repository, Candidate.slug == event.slug
+        )
+    elif event.type == "branch_pushed":
+        affected = select(Candidate).where(
+            Candidate.repository == event.repository, Candidate.branch == event.branch
+        )
+    else:
+        return
+    statuses = [s.value for s in EVALUATED]
+    for candidate in session.scalars(affected.where(Candidate.status.in_(statuses))):
+        reevaluate(session, repo, candidate)
+
+
+def reevaluate_all(session: Session, repo: CanonicalRepo, repository: str) -> int:
+    """On demand: re-check every waiting and queued candidate; returns how many."""
+    statement = select(Candidate).where(
+        Candidate.repository == repository,
+        Candidate.status.in_([s.value for s in EVALUATED]),
+    )
+    candidates = list(session.scalars(statement))
+    for candidate in candidates:
+        reevaluate(session, repo, candidate)
+    return len(candidates)

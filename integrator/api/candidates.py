@@ -1,0 +1,89 @@
+"""The queue as readers see it: candidates, one slug's story, re-evaluation on demand."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+from pydantic import BaseModel
+
+from integrator import events, queue
+from integrator.admission import reevaluate_all
+from integrator.api.deps import Caller, Reader, ReadSessionDep, SessionDep, SettingsDep, require
+from integrator.api.events import Repo
+from integrator.api.schemas import CandidateOut, EventOut, Page
+from integrator.errors import NotFound
+from integrator.tokens import Role
+
+router = APIRouter(prefix="/v1", tags=["queue"])
+
+Evaluator = Annotated[Caller, Depends(require(Role.reporter, Role.operator, Role.integrator))]
+
+
+@router.get("/candidates")
+def list_candidates(
+    session: ReadSessionDep,
+    settings: SettingsDep,
+    _caller: Reader,
+    status: Annotated[list[queue.Status] | None, Query()] = None,
+    slug: str | None = None,
+    all: bool = False,
+    cursor: Annotated[str | None, Query(pattern=r"^\d+$")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> Page[CandidateOut]:
+    """Candidates in queue order (position); terminal states only with `all` or `status`."""
+    offset = int(cursor) if cursor else 0
+    rows = queue.list_candidates(
+        session,
+        settings.repository_name,
+        statuses=status or (),
+        slug=slug,
+        include_terminal=all,
+        offset=offset,
+        limit=limit,
+    )
+    next_cursor = str(offset + limit) if len(rows) == limit else None
+    return Page[CandidateOut](items=[CandidateOut.of(r) for r in rows], next_cursor=next_cursor)
+
+
+@router.get("/candidates/{candidate_id}")
+def get_candidate(candidate_id: int, session: ReadSessionDep, _caller: Reader) -> CandidateOut:
+    return CandidateOut.of(queue.get_candidate(session, candidate_id))
+
+
+class SlugStory(BaseModel):
+    """The newest candidate of a slug, every candidate it had, and its events."""
+
+    candidate: CandidateOut
+    candidates: list[CandidateOut]
+    history: list[EventOut]
+
+
+@router.get("/slugs/{slug}")
+def show_slug(
+    slug: str, session: ReadSessionDep, settings: SettingsDep, _caller: Reader
+) -> SlugStory:
+    rows = queue.candidates_of_slug(session, settings.repository_name, slug)
+    if not rows:
+        raise NotFound(f"no candidate for slug {slug!r}")
+    history = events.list_events(session, events.EventFilter(slug=slug, limit=1000))
+    return SlugStory(
+        candidate=CandidateOut.of(rows[-1]),
+        candidates=[CandidateOut.of(r) for r in rows],
+        history=[EventOut.of(e) for e in history],
+    )
+
+
+class Evaluated(BaseModel):
+    evaluated: int
+
+
+@router.post("/queue/evaluate")
+def evaluate_queue(
+    session: SessionDep, settings: SettingsDep, repo: Repo, _caller: Evaluator
+) -> Evaluated:
+    """Re-check every waiting and queued candidate against the repository now."""
+    repo.refresh()
+    with session.begin():
+        count = reevaluate_all(session, repo, settings.repository_name)
+    return Evaluated(evaluated=count)

@@ -1,0 +1,198 @@
+"""POST/GET /v1/events and POST /v1/submit: canonical events in, derived state updated."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from integrator import events
+from integrator.admission import CanonicalRepo, on_event
+from integrator.api.deps import Caller, Reader, ReadSessionDep, SessionDep, SettingsDep, require
+from integrator.api.schemas import CandidateOut, EventOut, Page
+from integrator.errors import Detail, Forbidden, InvalidInput
+from integrator.models import Candidate
+from integrator.tokens import Role
+
+router = APIRouter(prefix="/v1", tags=["events"])
+
+Poster = Annotated[Caller, Depends(require(Role.reporter, Role.hook))]
+Reporter = Annotated[Caller, Depends(require(Role.reporter))]
+
+
+class EventIn(BaseModel):
+    """The envelope of DESIGN §9; `fields` are validated by the type's own schema."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: str = Field(min_length=1, max_length=64)
+    fields: dict[str, Any]
+    idempotency_key: str | None = Field(default=None, min_length=1, max_length=200)
+
+
+class EventPosted(BaseModel):
+    event: EventOut
+    duplicate: bool
+    candidate: CandidateOut | None = None
+
+
+def canonical_repo(request: Request) -> CanonicalRepo:
+    repo: CanonicalRepo = request.app.state.repo
+    return repo
+
+
+Repo = Annotated[CanonicalRepo, Depends(canonical_repo)]
+
+
+def store(
+    session: Session,
+    repo: CanonicalRepo,
+    caller: Caller,
+    repository: str,
+    type_name: str,
+    fields: dict[str, Any],
+    idempotency_key: str | None,
+) -> EventPosted:
+    """Validate, append and apply one canonical event in one transaction."""
+    event_type = events.EVENT_TYPES.get(type_name)
+    if event_type is not None and not event_type.public:
+        raise InvalidInput(
+            f"{type_name} is written only by the lease holder's fenced outcome path",
+            details=[Detail("type", "fenced_outcome_only", "not accepted on /v1/events")],
+        )
+    clean = events.validate_fields(type_name, fields)
+    if caller.role is Role.hook and type_name != "branch_pushed":
+        raise Forbidden("a hook token may only report branch_pushed")
+    event_repository = (
+        clean.get("remote", repository) if type_name == "branch_pushed" else repository
+    )
+    repo.refresh()
+    with session.begin():
+        appended = events.append(
+            session,
+            type_name=type_name,
+            fields=clean,
+            repository=event_repository,
+            idempotency_key=idempotency_key,
+            actor=caller.name,
+        )
+        if not appended.duplicate:
+            on_event(session, repo, appended.event, caller.name)
+        candidate = None
+        if type_name == "finalize_ready":
+            candidate = session.scalar(
+                select(Candidate).where(
+                    Candidate.repository == repository,
+                    Candidate.slug == clean["slug"],
+                    Candidate.branch == clean["branch"],
+                    Candidate.sha == clean["sha"],
+                )
+            )
+        return EventPosted(
+            event=EventOut.of(appended.event),
+            duplicate=appended.duplicate,
+            candidate=CandidateOut.of(candidate) if candidate else None,
+        )
+
+
+@router.post("/events", status_code=201)
+def post_event(
+    body: EventIn,
+    response: Response,
+    session: SessionDep,
+    settings: SettingsDep,
+    repo: Repo,
+    caller: Poster,
+) -> EventPosted:
+    """Append a canonical event: 201 stored, 200 duplicate, 409 idempotency_collision."""
+    posted = store(
+        session,
+        repo,
+        caller,
+        settings.repository_name,
+        body.type,
+        body.fields,
+        body.idempotency_key,
+    )
+    if posted.duplicate:
+        response.status_code = 200
+    return posted
+
+
+class SubmitIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    slug: str = Field(min_length=1, max_length=200)
+    branch: str = Field(min_length=1, max_length=255)
+    sha: str | None = None
+
+
+@router.post("/submit", status_code=201)
+def submit(
+    body: SubmitIn,
+    response: Response,
+    session: SessionDep,
+    settings: SettingsDep,
+    repo: Repo,
+    caller: Reporter,
+) -> EventPosted:
+    """finalize_ready for a branch head (the command rejection texts name)."""
+    sha = body.sha
+    if sha is None:
+        repo.refresh()
+        sha = repo.branch_head(body.branch)
+        if sha is None:
+            raise InvalidInput(
+                f"branch {body.branch!r} is not in the canonical repository: push it first",
+                details=[Detail("branch", "not_in_repository", "push the branch first")],
+            )
+    now = datetime.now(UTC).isoformat()
+    fields = {
+        "slug": body.slug,
+        "branch": body.branch,
+        "sha": sha,
+        "worker_session_id": f"submit:{caller.name}",
+        "orchestrator_session_id": f"submit:{caller.name}",
+        "ready_at": now,
+    }
+    posted = store(session, repo, caller, settings.repository_name, "finalize_ready", fields, None)
+    if posted.duplicate:
+        response.status_code = 200
+    return posted
+
+
+@router.get("/events")
+def list_events(
+    session: ReadSessionDep,
+    _caller: Reader,
+    type: Annotated[list[str] | None, Query()] = None,
+    slug: str | None = None,
+    branch: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    cursor: Annotated[str | None, Query(pattern=r"^\d+$")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> Page[EventOut]:
+    """Events in server order, filtered by type, slug, branch and time; paged by cursor."""
+    for name, value in (("since", since), ("until", until)):
+        if value is not None and value.tzinfo is None:
+            raise InvalidInput(
+                f"{name} needs a UTC offset",
+                details=[Detail(name, "timezone", "must carry a UTC offset")],
+            )
+    query = events.EventFilter(
+        types=type or (),
+        slug=slug,
+        branch=branch,
+        since=since,
+        until=until,
+        after_seq=int(cursor) if cursor else None,
+        limit=limit,
+    )
+    rows = events.list_events(session, query)
+    next_cursor = str(rows[-1].seq) if len(rows) == limit else None
+    return Page[EventOut](items=[EventOut.of(r) for r in rows], next_cursor=next_cursor)

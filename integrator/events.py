@@ -1,0 +1,342 @@
+"""Events: the append-only source of truth (DESIGN §3).
+
+Every canonical event is validated against its type's schema — every bad
+field reported at once, nothing stored — and deduplicated by its natural key.
+Events are never updated or deleted; system events (lease, queue, push, mode)
+are appended by the domain modules through `record_system_event`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+)
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from integrator.errors import Detail, IdempotencyCollision, InvalidInput
+from integrator.models import Event
+from integrator.refnames import branch_name_problem
+
+SHA_LENGTHS = (40, 64)
+
+
+def _timestamp(value: str) -> str:
+    """ISO 8601 with an explicit offset, normalised to UTC."""
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError("must be an ISO 8601 timestamp") from None
+    if parsed.tzinfo is None:
+        raise ValueError("must carry a UTC offset (e.g. 2026-01-31T12:00:00+00:00 or ...Z)")
+    return parsed.astimezone(UTC).isoformat()
+
+
+def _sha(value: str) -> str:
+    lowered = value.lower()
+    if len(lowered) not in SHA_LENGTHS or any(c not in "0123456789abcdef" for c in lowered):
+        raise ValueError("must be 40 or 64 hexadecimal characters")
+    return lowered
+
+
+def _branch(value: str) -> str:
+    problem = branch_name_problem(value)
+    if problem:
+        raise ValueError(f"is not a valid branch name: {problem}")
+    return value
+
+
+def _nonempty(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be empty")
+    return value
+
+
+Text = Annotated[StrictStr, AfterValidator(_nonempty)]
+Timestamp = Annotated[StrictStr, AfterValidator(_timestamp)]
+Sha = Annotated[StrictStr, AfterValidator(_sha)]
+Branch = Annotated[StrictStr, AfterValidator(_branch)]
+
+
+class _Fields(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ReviewApproved(_Fields):
+    slug: Text
+    approved_at: Timestamp
+    review_round: Annotated[StrictInt, Field(ge=1)]
+    reviewer_session_id: Text
+
+
+class FinalizeReady(_Fields):
+    slug: Text
+    branch: Branch
+    sha: Sha
+    worker_session_id: Text
+    orchestrator_session_id: Text
+    ready_at: Timestamp
+
+
+class BranchPushed(_Fields):
+    branch: Branch
+    sha: Sha
+    remote: Text
+    pushed_at: Timestamp
+    pusher: Text
+
+
+class Evidence(_Fields):
+    kind: Literal["conflict", "check", "push"]
+    path: StrictStr | None = None
+    command: StrictStr | None = None
+    exit_code: StrictInt | None = None
+    output_tail: StrictStr | None = None
+    refusal: StrictStr | None = None
+
+
+class IntegrationBlocked(_Fields):
+    slug: Text
+    branch: Branch
+    sha: Sha
+    conflict_evidence: Annotated[list[Evidence], Field(min_length=1)]
+    diagnostics: Annotated[list[Text], Field(min_length=1)]
+    next_action: Text
+    blocked_at: Timestamp
+    attempt: Text
+
+
+class IntegrationCompleted(_Fields):
+    slug: Text
+    branch: Branch
+    sha: Sha
+    main_sha: Sha
+    completed_at: Timestamp
+
+
+@dataclass(frozen=True)
+class EventType:
+    """A canonical type: its schema, the fields of its natural key, who may post it."""
+
+    name: str
+    schema: type[_Fields]
+    key_fields: tuple[str, ...]
+    public: bool
+
+
+EVENT_TYPES: dict[str, EventType] = {
+    t.name: t
+    for t in (
+        EventType(
+            "review_approved",
+            ReviewApproved,
+            ("slug", "review_round", "reviewer_session_id"),
+            public=True,
+        ),
+        EventType("finalize_ready", FinalizeReady, ("slug", "branch", "sha"), public=True),
+        # No natural key of its own: the caller's idempotency key, else its content.
+        EventType("branch_pushed", BranchPushed, (), public=True),
+        EventType(
+            "integration_blocked",
+            IntegrationBlocked,
+            ("slug", "branch", "sha", "attempt"),
+            public=False,
+        ),
+        EventType(
+            "integration_completed", IntegrationCompleted, ("slug", "branch", "sha"), public=False
+        ),
+    )
+}
+PUBLIC_TYPES = tuple(name for name, t in EVENT_TYPES.items() if t.public)
+
+
+def _details(error: ValidationError, prefix: str) -> list[Detail]:
+    details = []
+    for item in error.errors():
+        location = ".".join(str(p) for p in item["loc"])
+        field = f"{prefix}.{location}" if location else prefix
+        message = item["msg"].removeprefix("Value error, ")
+        details.append(Detail(field, item["type"], message))
+    return details
+
+
+def validate_fields(type_name: str, fields: Any) -> dict[str, Any]:
+    """Validate and normalise an event's fields; InvalidInput names every bad field."""
+    event_type = EVENT_TYPES.get(type_name)
+    if event_type is None:
+        allowed = ", ".join(PUBLIC_TYPES)
+        raise InvalidInput(
+            f"unknown event type {type_name!r}",
+            details=[Detail("type", "enum", f"must be one of {allowed}")],
+        )
+    if not isinstance(fields, dict):
+        raise InvalidInput(
+            "fields must be an object", details=[Detail("fields", "type", "must be an object")]
+        )
+    try:
+        model = event_type.schema.model_validate(fields)
+    except ValidationError as exc:
+        details = _details(exc, "fields")
+        names = ", ".join(d.field for d in details)
+        raise InvalidInput(f"invalid {type_name} event: {names}", details=details) from None
+    return model.model_dump(mode="json", exclude_none=True)
+
+
+def string_fields(type_name: str) -> frozenset[str]:
+    """Fields whose value is text, so that the CLI converts `--field k=v` the same way."""
+    schema = EVENT_TYPES[type_name].schema
+    return frozenset(name for name, info in schema.model_fields.items() if info.annotation is str)
+
+
+def content_hash(fields: dict[str, Any]) -> str:
+    canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def natural_key(type_name: str, fields: dict[str, Any], idempotency_key: str | None) -> str:
+    """The identity that makes a resubmission a duplicate (DESIGN §3)."""
+    keys = EVENT_TYPES[type_name].key_fields
+    if keys:
+        return json.dumps([fields[k] for k in keys], separators=(",", ":"))
+    if idempotency_key:
+        return f"key:{idempotency_key}"
+    return "content:" + content_hash(fields)
+
+
+@dataclass(frozen=True)
+class Appended:
+    event: Event
+    duplicate: bool
+
+
+def append(
+    session: Session,
+    *,
+    type_name: str,
+    fields: dict[str, Any],
+    repository: str,
+    idempotency_key: str | None = None,
+    actor: str | None = None,
+) -> Appended:
+    """Store a validated canonical event once; a duplicate returns the stored one."""
+    key = natural_key(type_name, fields, idempotency_key)
+    digest = content_hash(fields)
+    existing = _find(session, type_name, key)
+    if existing is None:
+        row = _row(type_name, repository, key, digest, fields, actor)
+        try:
+            with session.begin_nested():
+                session.add(row)
+        except IntegrityError:
+            existing = _find(session, type_name, key)  # a concurrent twin won the race
+            if existing is None:
+                raise
+        else:
+            return Appended(row, duplicate=False)
+    if existing.content_hash != digest:
+        raise IdempotencyCollision(
+            f"a {type_name} event with the same key (#{existing.seq}) has different content",
+            details=[Detail("fields", "idempotency_collision", f"key {key} is taken")],
+            extra={"existing_seq": existing.seq},
+        )
+    return Appended(existing, duplicate=True)
+
+
+def record_system_event(
+    session: Session,
+    *,
+    type: str,
+    repository: str,
+    fields: dict[str, Any],
+    natural_key: str | None = None,
+    slug: str | None = None,
+    branch: str | None = None,
+    sha: str | None = None,
+    actor: str | None = None,
+) -> Event:
+    """Append an event the system itself emits (lease, queue, push, mode) in the caller's
+    transaction."""
+    key = natural_key or uuid.uuid4().hex
+    row = Event(
+        type=type,
+        repository=repository,
+        natural_key=key,
+        content_hash=content_hash(fields),
+        slug=slug,
+        branch=branch,
+        sha=sha,
+        fields=fields,
+        actor=actor,
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
+def _find(session: Session, type_name: str, key: str) -> Event | None:
+    return session.scalar(select(Event).where(Event.type == type_name, Event.natural_key == key))
+
+
+def _row(
+    type_name: str,
+    repository: str,
+    key: str,
+    digest: str,
+    fields: dict[str, Any],
+    actor: str | None,
+) -> Event:
+    return Event(
+        type=type_name,
+        repository=repository,
+        natural_key=key,
+        content_hash=digest,
+        slug=fields.get("slug"),
+        branch=fields.get("branch"),
+        sha=fields.get("sha"),
+        fields=fields,
+        actor=actor,
+    )
+
+
+@dataclass(frozen=True)
+class EventFilter:
+    types: Sequence[str] = ()
+    slug: str | None = None
+    branch: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    after_seq: int | None = None
+    limit: int = 100
+
+
+def list_events(session: Session, query: EventFilter) -> list[Event]:
+    """Events in server order (seq), filtered and paged by seq."""
+    statement = select(Event).order_by(Event.seq).limit(query.limit)
+    if query.types:
+        statement = statement.where(Event.type.in_(query.types))
+    if query.slug is not None:
+        statement = statement.where(Event.slug == query.slug)
+    if query.branch is not None:
+        statement = statement.where(Event.branch == query.branch)
+    if query.since is not None:
+        statement = statement.where(Event.recorded_at >= query.since)
+    if query.until is not None:
+        statement = statement.where(Event.recorded_at < query.until)
+    if query.after_seq is not None:
+        statement = statement.where(Event.seq > query.after_seq)
+    return list(session.scalars(statement))

@@ -1,0 +1,195 @@
+"""The durable queue (DESIGN §4): candidate states, transitions and positions.
+
+Every transition is checked against one table and recorded as a
+`candidate_status_changed` event in the same transaction. Order is the
+server-assigned `position` — the enqueue sequence of the first candidate of a
+slug's chain, inherited on supersession and resume — never the caller's
+`ready_at`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from integrator.errors import NotFound, TransitionRefused
+from integrator.events import record_system_event
+from integrator.models import Candidate, Counter, utcnow
+
+
+class Status(StrEnum):
+    """Where a candidate stands."""
+
+    #: Known, not READY yet; `unmet` says why.
+    waiting = "waiting"
+    #: READY, waiting its turn by position.
+    queued = "queued"
+    #: Handed to the lease holder of one epoch.
+    in_progress = "in_progress"
+    #: Shadow only: evaluated, keeps its position, not handed out again in shadow.
+    predicted = "predicted"
+    #: Its content reached main.
+    integrated = "integrated"
+    #: Cannot integrate (conflict, failed check, refused push); waits for a fix or resume.
+    blocked = "blocked"
+    #: A newer finalize_ready of the same slug replaced it.
+    superseded = "superseded"
+    #: An operator's decision, with a reason.
+    closed = "closed"
+
+
+TERMINAL = frozenset({Status.integrated, Status.superseded, Status.closed})
+ACTIVE = frozenset(Status) - TERMINAL
+
+ALLOWED: dict[Status, frozenset[Status]] = {
+    Status.waiting: frozenset({Status.queued, Status.superseded, Status.closed, Status.integrated}),
+    Status.queued: frozenset(
+        {Status.in_progress, Status.waiting, Status.superseded, Status.closed, Status.integrated}
+    ),
+    Status.in_progress: frozenset(
+        {Status.integrated, Status.blocked, Status.predicted, Status.queued, Status.waiting}
+    ),
+    Status.predicted: frozenset(
+        {Status.queued, Status.integrated, Status.superseded, Status.closed, Status.waiting}
+    ),
+    Status.blocked: frozenset({Status.queued, Status.superseded, Status.closed, Status.waiting}),
+    Status.integrated: frozenset(),
+    Status.superseded: frozenset(),
+    Status.closed: frozenset(),
+}
+
+
+def candidate_fields(candidate: Candidate) -> dict[str, Any]:
+    return {
+        "candidate_id": candidate.id,
+        "slug": candidate.slug,
+        "branch": candidate.branch,
+        "sha": candidate.sha,
+    }
+
+
+def transition(
+    session: Session,
+    candidate: Candidate,
+    to: Status,
+    *,
+    reason: str | None = None,
+    actor: str | None = None,
+) -> None:
+    """Move a candidate, or refuse; the change is an event in the same transaction."""
+    current = Status(candidate.status)
+    if to not in ALLOWED[current]:
+        raise TransitionRefused(
+            f"candidate {candidate.slug} ({candidate.sha[:12]}) is {current}; it cannot become {to}"
+        )
+    _record(session, candidate, current, to, reason, actor)
+
+
+def create(
+    session: Session, candidate: Candidate, *, reason: str, actor: str | None = None
+) -> None:
+    """A new candidate starts `waiting`; its creation is the first status event."""
+    _record(session, candidate, None, Status.waiting, reason, actor)
+
+
+def _record(
+    session: Session,
+    candidate: Candidate,
+    current: Status | None,
+    to: Status,
+    reason: str | None,
+    actor: str | None,
+) -> None:
+    candidate.status = to.value
+    candidate.updated_at = utcnow()
+    if reason is not None:
+        candidate.reason = reason
+    session.flush()
+    record_system_event(
+        session,
+        type="candidate_status_changed",
+        repository=candidate.repository,
+        fields={
+            **candidate_fields(candidate),
+            "from": current.value if current else None,
+            "to": to.value,
+            "position": candidate.position,
+            "reason": reason,
+        },
+        slug=candidate.slug,
+        branch=candidate.branch,
+        sha=candidate.sha,
+        actor=actor,
+    )
+
+
+def next_position(session: Session, repository: str) -> int:
+    """The next enqueue sequence of a repository: one conditional UPDATE … RETURNING."""
+    name = f"position:{repository}"
+    bump = update(Counter).where(Counter.name == name).values(value=Counter.value + 1)
+    value: int | None = session.scalar(bump.returning(Counter.value))
+    if value is not None:
+        return value
+    try:
+        with session.begin_nested():
+            session.execute(insert(Counter).values(name=name, value=1))
+    except IntegrityError:  # a concurrent first enqueue created the row
+        retried: int = session.execute(bump.returning(Counter.value)).scalar_one()
+        return retried
+    return 1
+
+
+def enqueue(
+    session: Session, candidate: Candidate, *, reason: str, actor: str | None = None
+) -> None:
+    """Queue a READY candidate, keeping an inherited position or drawing the next one."""
+    if candidate.position is None:
+        candidate.position = next_position(session, candidate.repository)
+    transition(session, candidate, Status.queued, reason=reason, actor=actor)
+
+
+def get_candidate(session: Session, candidate_id: int) -> Candidate:
+    candidate = session.get(Candidate, candidate_id)
+    if candidate is None:
+        raise NotFound(f"no candidate with id {candidate_id}")
+    return candidate
+
+
+def candidates_of_slug(session: Session, repository: str, slug: str) -> list[Candidate]:
+    """Every candidate of a slug, oldest finalize first."""
+    statement = (
+        select(Candidate)
+        .where(Candidate.repository == repository, Candidate.slug == slug)
+        .order_by(Candidate.finalize_seq, Candidate.id)
+    )
+    return list(session.scalars(statement))
+
+
+def list_candidates(
+    session: Session,
+    repository: str,
+    *,
+    statuses: Iterable[Status] = (),
+    slug: str | None = None,
+    include_terminal: bool = False,
+    offset: int = 0,
+    limit: int = 100,
+) -> list[Candidate]:
+    """Candidates in queue order: by position (unpositioned last), then id."""
+    wanted = set(statuses) or (set(Status) if include_terminal else set(ACTIVE))
+    statement = select(Candidate).where(
+        Candidate.repository == repository, Candidate.status.in_([s.value for s in wanted])
+    )
+    if slug is not None:
+        statement = statement.where(Candidate.slug == slug)
+    statement = (
+        statement.order_by(Candidate.position.is_(None), Candidate.position, Candidate.id)
+        .offset(offset)
+        .limit(limit)
+    )
+    return list(session.scalars(statement))
