@@ -22,7 +22,9 @@ from integrator.cli.client import (
     exit_code_for_error,
     print_json,
 )
+from integrator.cli.events import events_app, submit
 from integrator.cli.local import db_app, serve, tokens_app
+from integrator.cli.queue import queue_app
 from integrator.errors import IntegratorError
 from integrator.settings import get_settings
 
@@ -36,6 +38,9 @@ app = typer.Typer(
 app.command()(serve)
 app.add_typer(db_app, name="db")
 app.add_typer(tokens_app, name="tokens")
+app.add_typer(events_app, name="events")
+app.add_typer(queue_app, name="queue")
+app.command()(submit)
 
 
 @app.command()
