@@ -1,0 +1,1 @@
+"""Benchmarks (not tests): each `bench/*_bench.py` has a `main(argv)`; `make bench` runs all."""

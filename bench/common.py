@@ -1,0 +1,135 @@
+"""Shared bench plumbing: throw-away databases, a real service process, percentiles."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import psycopg
+
+from integrator import migrate
+from integrator.db import make_engine, make_sessionmaker
+from integrator.settings import Settings, get_settings
+from integrator.tokens import create_token
+
+PG_ADMIN_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+BACKENDS = ("sqlite", "postgresql")
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(p / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def summary_ms(samples: list[float]) -> tuple[float, float]:
+    """p50 and p99 in milliseconds."""
+    return percentile(samples, 50) * 1000, percentile(samples, 99) * 1000
+
+
+@contextmanager
+def temp_database(backend: str) -> Iterator[str]:
+    """A migrated throw-away database URL, removed afterwards."""
+    if backend == "sqlite":
+        with tempfile.TemporaryDirectory() as folder:
+            url = f"sqlite:///{folder}/bench.db"
+            migrate.upgrade(get_settings(database_url=url))
+            yield url
+        return
+    name = f"integrator_bench_{secrets.token_hex(4)}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    base = PG_ADMIN_URL.rsplit("/", 1)[0]
+    url = f"{base}/{name}"
+    try:
+        migrate.upgrade(get_settings(database_url=url))
+        yield url
+    finally:
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def make_token(settings: Settings, role: str) -> str:
+    engine = make_engine(settings)
+    try:
+        with make_sessionmaker(engine)() as session, session.begin():
+            _, token = create_token(session, name=f"bench-{role}-{secrets.token_hex(3)}", role=role)
+    finally:
+        engine.dispose()
+    return token
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INTEGRATOR_")}
+    for name, value in settings.model_dump().items():
+        if value is not None:
+            key = f"INTEGRATOR_{name.upper()}"
+            env[key] = ",".join(value) if isinstance(value, list) else str(value)
+    return env
+
+
+@contextmanager
+def service(settings: Settings, workers_log: Path | None = None) -> Iterator[str]:
+    """`integrator serve` as a subprocess; yields its URL."""
+    port = free_port()
+    log = (workers_log or Path(tempfile.gettempdir()) / f"bench-serve-{port}.log").open("wb")
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "integrator",
+            "serve",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
+        env=settings_env(settings),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.05)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        log.close()
+
+
+def timed(call: Callable[[], object], count: int) -> list[float]:
+    """Run `call` `count` times; the wall time of each call in seconds."""
+    samples = []
+    for _ in range(count):
+        started = time.perf_counter()
+        call()
+        samples.append(time.perf_counter() - started)
+    return samples
+
+
+def mean(values: list[float]) -> float:
+    return statistics.fmean(values)
