@@ -7,9 +7,10 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from integrator import __version__
+from integrator import __version__, lease
 from integrator.admission import CanonicalRepo
 from integrator.api import candidates, events, health, tokens, whoami
+from integrator.api import lease as lease_api
 from integrator.api.errors import install_error_handlers
 from integrator.api.metrics import Metrics, instrument
 from integrator.db import make_engine, make_sessionmaker
@@ -24,6 +25,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         engine = make_engine(settings)
         app.state.engine = engine
         app.state.sessions = make_sessionmaker(engine)
+        lease.ensure_configured(app.state.sessions, settings)
         try:
             yield
         finally:
@@ -45,4 +47,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(tokens.router)
     app.include_router(events.router)
     app.include_router(candidates.router)
+    app.include_router(lease_api.router)
     return app

@@ -23,6 +23,7 @@ from integrator.cli.client import (
     print_json,
 )
 from integrator.cli.events import events_app, submit
+from integrator.cli.lease import lease_app
 from integrator.cli.local import db_app, serve, tokens_app
 from integrator.cli.queue import queue_app
 from integrator.errors import IntegratorError
@@ -38,6 +39,7 @@ app = typer.Typer(
 app.command()(serve)
 app.add_typer(db_app, name="db")
 app.add_typer(tokens_app, name="tokens")
+app.add_typer(lease_app, name="lease")
 app.add_typer(events_app, name="events")
 app.add_typer(queue_app, name="queue")
 app.command()(submit)
