@@ -155,3 +155,53 @@ class Counter(Base):
 
     name: Mapped[str] = mapped_column(String(300), primary_key=True)
     value: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class ModeState(Base):
+    """The one global mode (DESIGN §6); `version` grows with every change."""
+
+    __tablename__ = "mode_state"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    mode: Mapped[str] = mapped_column(String(16))
+    version: Mapped[int] = mapped_column(BigInteger)
+    changed_at: Mapped[datetime] = mapped_column(default=utcnow)
+    changed_by: Mapped[str | None] = mapped_column(String(200))
+    reason: Mapped[str | None] = mapped_column(Text)
+
+
+class HookInstance(Base):
+    """Proof that a repository's hook is really called: last seen, and the mode it last saw."""
+
+    __tablename__ = "hook_instances"
+
+    repository: Mapped[str] = mapped_column(String(200), primary_key=True)
+    instance: Mapped[str] = mapped_column(String(500), primary_key=True)
+    hook_version: Mapped[str | None] = mapped_column(String(32))
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    mode_seen: Mapped[str] = mapped_column(String(16))
+    mode_version_seen: Mapped[int] = mapped_column(BigInteger)
+
+
+class Registration(Base):
+    """A registered update of a protected ref by the lease holder (DESIGN §6)."""
+
+    __tablename__ = "registrations"
+    __table_args__ = (
+        UniqueConstraint("nonce_hash"),
+        Index("ix_registrations_open", "repository", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    repository: Mapped[str] = mapped_column(String(200))
+    ref: Mapped[str] = mapped_column(String(255))
+    old: Mapped[str] = mapped_column(String(64))
+    new: Mapped[str] = mapped_column(String(64))
+    candidate_id: Mapped[int | None] = mapped_column(ForeignKey("candidates.id"))
+    epoch: Mapped[int] = mapped_column(BigInteger)
+    attempt: Mapped[str] = mapped_column(String(64))
+    nonce_hash: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))
+    expires_at_ms: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -110,6 +110,17 @@ def _record(
     if reason is not None:
         candidate.reason = reason
     session.flush()
+    _record_change(session, candidate, current, to, reason, actor)
+
+
+def _record_change(
+    session: Session,
+    candidate: Candidate,
+    current: Status | None,
+    to: Status,
+    reason: str | None,
+    actor: str | None,
+) -> None:
     record_system_event(
         session,
         type="candidate_status_changed",
@@ -126,6 +137,42 @@ def _record(
         sha=candidate.sha,
         actor=actor,
     )
+
+
+def claim(session: Session, candidate: Candidate, epoch: int) -> bool:
+    """queued → in_progress for one epoch, as one conditional UPDATE (a twin claim loses)."""
+    claimed = session.execute(
+        update(Candidate)
+        .where(Candidate.id == candidate.id, Candidate.status == Status.queued.value)
+        .values(status=Status.in_progress.value, epoch=epoch, updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    if claimed.rowcount != 1:  # type: ignore[attr-defined]
+        return False
+    session.refresh(candidate)
+    _record_change(session, candidate, Status.queued, Status.in_progress, f"epoch {epoch}", None)
+    return True
+
+
+def next_queued(session: Session, repository: str) -> Candidate | None:
+    """The smallest position among `queued` (never `ready_at`)."""
+    statement = (
+        select(Candidate)
+        .where(Candidate.repository == repository, Candidate.status == Status.queued.value)
+        .order_by(Candidate.position, Candidate.id)
+        .limit(1)
+    )
+    return session.scalar(statement)
+
+
+def stale_in_progress(session: Session, repository: str, epoch: int) -> list[Candidate]:
+    """Candidates handed to an epoch that is no longer current."""
+    statement = select(Candidate).where(
+        Candidate.repository == repository,
+        Candidate.status == Status.in_progress.value,
+        Candidate.epoch != epoch,
+    )
+    return list(session.scalars(statement.order_by(Candidate.position)))
 
 
 def next_position(session: Session, repository: str) -> int:

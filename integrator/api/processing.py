@@ -1,0 +1,90 @@
+"""POST /v1/queue/next and POST /v1/candidates/{id}/outcome: the holder's fenced path."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Response
+from pydantic import ConfigDict, Field
+
+from integrator import processing
+from integrator.api.deps import SessionDep, SettingsDep
+from integrator.api.events import Repo
+from integrator.api.lease import GrantIn, Integrator
+from integrator.api.schemas import CandidateOut
+from integrator.events import Evidence
+
+router = APIRouter(prefix="/v1", tags=["queue"])
+
+
+class HandoutOut(CandidateOut):
+    """The candidate now in_progress, with the mode the holder must work in."""
+
+    mode: str
+    requeued: list[int]
+
+
+class OutcomeIn(GrantIn):
+    model_config = ConfigDict(extra="forbid")
+
+    outcome: processing.Outcome
+    attempt: str | None = Field(default=None, max_length=64)
+    main_sha: str | None = Field(default=None, pattern=r"^([0-9a-f]{40}|[0-9a-f]{64})$")
+    conflict_evidence: list[Evidence] = Field(default_factory=list)
+    diagnostics: list[str] = Field(default_factory=list)
+    next_action: str | None = Field(default=None, max_length=2000)
+    reason: str | None = Field(default=None, max_length=2000)
+
+
+@router.post("/queue/next", response_model=None)
+def next_candidate(
+    body: GrantIn,
+    session: SessionDep,
+    settings: SettingsDep,
+    repo: Repo,
+    caller: Integrator,
+) -> HandoutOut | Response:
+    """Hand the next READY candidate to the holder of this epoch (204 when none)."""
+    repo.refresh()
+    with session.begin():
+        handout = processing.take_next(
+            session, settings, repo, epoch=body.epoch, token=body.token, by=caller.name
+        )
+        if handout is None:
+            return Response(status_code=204)
+        base = CandidateOut.of(handout.candidate).model_dump()
+        return HandoutOut(**base, mode=handout.mode.value, requeued=list(handout.requeued))
+
+
+@router.post("/candidates/{candidate_id}/outcome")
+def report_outcome(
+    candidate_id: int,
+    body: OutcomeIn,
+    session: SessionDep,
+    settings: SettingsDep,
+    caller: Integrator,
+) -> CandidateOut:
+    """Record the outcome of a candidate handed to this epoch."""
+    evidence: list[dict[str, Any]] = [
+        e.model_dump(mode="json", exclude_none=True) for e in body.conflict_evidence
+    ]
+    report = processing.Report(
+        outcome=body.outcome,
+        attempt=body.attempt,
+        main_sha=body.main_sha,
+        conflict_evidence=evidence,
+        diagnostics=body.diagnostics,
+        next_action=body.next_action,
+        reason=body.reason,
+    )
+    with session.begin():
+        candidate = processing.report(
+            session,
+            settings,
+            epoch=body.epoch,
+            token=body.token,
+            candidate_id=candidate_id,
+            outcome=report,
+            by=caller.name,
+        )
+        return CandidateOut.of(candidate)

@@ -1,0 +1,99 @@
+"""The one global mode (DESIGN §6) and its change rules.
+
+A fresh install has no mode row and is in `shadow`: it records, never blocks.
+Every change is a `mode_changed` event with who, when and why. Only
+`integrator.cutover` switches into or out of `cutover`, after its checks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from integrator.errors import TransitionRefused
+from integrator.events import record_system_event
+from integrator.models import ModeState, utcnow
+
+
+class Mode(StrEnum):
+    """What the pre-receive hook does with updates of protected refs."""
+
+    #: Allow, recorded as push_allowed.
+    off = "off"
+    #: Allow; record push_would_reject for what cutover would refuse.
+    shadow = "shadow"
+    #: Allow only the integrator's registered updates; refuse the rest.
+    cutover = "cutover"
+
+
+DEFAULT_MODE = Mode.shadow
+_ROW_ID = 1
+
+
+@dataclass(frozen=True)
+class ModeView:
+    mode: Mode
+    version: int
+    changed_at: datetime | None
+    changed_by: str | None
+    reason: str | None
+
+
+def current(session: Session) -> ModeView:
+    row = session.get(ModeState, _ROW_ID)
+    if row is None:
+        return ModeView(DEFAULT_MODE, 0, None, None, None)
+    return ModeView(Mode(row.mode), row.version, row.changed_at, row.changed_by, row.reason)
+
+
+def change(
+    session: Session,
+    to: Mode,
+    *,
+    by: str,
+    reason: str,
+    repository: str,
+    forced: bool = False,
+    drill: bool = False,
+) -> ModeView:
+    """Write the new mode and its event; the caller has checked the rules for `to`."""
+    if not reason.strip():
+        raise TransitionRefused("a mode change needs a reason")
+    row = session.scalar(select(ModeState).where(ModeState.id == _ROW_ID).with_for_update())
+    before = Mode(row.mode) if row else DEFAULT_MODE
+    if row is None:
+        row = ModeState(id=_ROW_ID, mode=to.value, version=1, changed_by=by, reason=reason)
+        session.add(row)
+    else:
+        row.mode, row.version = to.value, row.version + 1
+        row.changed_at, row.changed_by, row.reason = utcnow(), by, reason
+    session.flush()
+    record_system_event(
+        session,
+        type="mode_changed",
+        repository=repository,
+        fields={
+            "from": before.value,
+            "to": to.value,
+            "version": row.version,
+            "reason": reason,
+            "forced": forced,
+            "drill": drill,
+        },
+        actor=by,
+    )
+    return current(session)
+
+
+def set_mode(session: Session, to: Mode, *, by: str, reason: str, repository: str) -> ModeView:
+    """`integrator mode set off|shadow`: never into cutover, never out of it (use rollback)."""
+    now = current(session)
+    if to is Mode.cutover:
+        raise TransitionRefused("use `integrator cutover`: it checks the evidence first")
+    if now.mode is Mode.cutover:
+        raise TransitionRefused("the service is in cutover: use `integrator rollback` to leave it")
+    return change(session, to, by=by, reason=reason, repository=repository)

@@ -1,0 +1,213 @@
+"""Fenced queue processing: only the current holder takes work and reports outcomes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, select
+
+from integrator.api.app import create_app
+from integrator.models import Event
+from integrator.settings import Settings
+from tests.builders import branch_pushed, finalize_ready, review_approved
+from tests.gitrepos import Canonical
+from tests.support import TokenMaker
+
+
+class Holder:
+    """An integrator-role client holding (or having held) one lease grant."""
+
+    def __init__(self, client: TestClient, token: str, name: str) -> None:
+        self.client = client
+        self.auth = {"Authorization": f"Bearer {token}"}
+        grant = client.post("/v1/lease/acquire", json={"holder": name}, headers=self.auth)
+        assert grant.status_code == 200, grant.text
+        self.epoch = grant.json()["epoch"]
+        self.token = grant.json()["token"]
+
+    def grant(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, "token": self.token}
+
+    def next(self) -> Any:
+        return self.client.post("/v1/queue/next", json=self.grant(), headers=self.auth)
+
+    def outcome(self, candidate_id: int, outcome: str, **extra: Any) -> Any:
+        body = {**self.grant(), "outcome": outcome, **extra}
+        return self.client.post(
+            f"/v1/candidates/{candidate_id}/outcome", json=body, headers=self.auth
+        )
+
+
+class World:
+    def __init__(self, client: TestClient, tokens: TokenMaker, canonical: Canonical) -> None:
+        self.client = client
+        self.canonical = canonical
+        self.reporter = {"Authorization": f"Bearer {tokens('reporter')}"}
+        self.operator = {"Authorization": f"Bearer {tokens('operator')}"}
+        self.integrator_token = tokens("integrator")
+
+    def ready(self, slug: str) -> str:
+        sha = self.canonical.branch(f"feat/{slug}")
+        for envelope in (
+            review_approved(slug),
+            branch_pushed(f"feat/{slug}", sha),
+            finalize_ready(slug, f"feat/{slug}", sha),
+        ):
+            response = self.client.post("/v1/events", json=envelope, headers=self.reporter)
+            assert response.status_code == 201, response.text
+        return sha
+
+    def holder(self, name: str = "bot-1") -> Holder:
+        return Holder(self.client, self.integrator_token, name)
+
+    def force_release(self) -> None:
+        response = self.client.post(
+            "/v1/lease/force-release", json={"reason": "test takeover"}, headers=self.operator
+        )
+        assert response.status_code == 200, response.text
+
+    def set_mode_cutover(self, engine: Engine) -> None:
+        from integrator.db import make_sessionmaker
+        from integrator.modes import Mode, change
+
+        with make_sessionmaker(engine)() as session, session.begin():
+            change(session, Mode.cutover, by="test", reason="test", repository="canonical")
+
+
+@pytest.fixture
+def world(settings: Settings, tmp_path: Path, tokens: TokenMaker) -> Iterator[World]:
+    canonical = Canonical(tmp_path)
+    configured = settings.model_copy(update={"repo": str(canonical.bare)})
+    with TestClient(create_app(configured)) as client:
+        yield World(client, tokens, canonical)
+
+
+def test_the_holder_takes_candidates_in_position_order(world: World) -> None:
+    """Smallest position first; 204 when nothing is queued."""
+    for slug in ("first", "second", "third"):
+        world.ready(slug)
+    holder = world.holder()
+    taken = []
+    for _ in range(3):
+        response = holder.next()
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["status"] == "in_progress" and body["mode"] == "shadow"
+        taken.append((body["slug"], body["position"]))
+        assert holder.outcome(body["id"], "would_integrate", attempt="a1").status_code == 200
+    assert taken == [("first", 1), ("second", 2), ("third", 3)]
+    assert holder.next().status_code == 204
+
+
+def test_a_stale_holders_dequeue_and_outcome_are_refused(world: World) -> None:
+    """After a takeover, the old epoch can neither take work nor report."""
+    world.ready("a")
+    world.ready("b")
+    old = world.holder("old")
+    handed = old.next().json()
+    world.force_release()
+    new = world.holder("new")
+    assert new.epoch > old.epoch
+    refused = old.next()
+    assert refused.status_code == 409 and refused.json()["code"] == "lease_lost"
+    late = old.outcome(handed["id"], "would_integrate", attempt="x")
+    assert late.status_code == 409 and late.json()["code"] == "lease_lost"
+
+
+def test_in_progress_of_an_ended_epoch_returns_to_the_head_of_the_queue(
+    world: World, engine: Engine
+) -> None:
+    """Never lost, keeps its position, and gets exactly one outcome record."""
+    world.ready("a")
+    world.ready("b")
+    old = world.holder("old")
+    first = old.next().json()
+    world.force_release()
+    new = world.holder("new")
+    again = new.next().json()
+    assert (again["id"], again["position"]) == (first["id"], 1)
+    assert again["requeued"] == [first["id"]]
+    assert new.outcome(again["id"], "would_block", attempt="x",
+                       conflict_evidence=[{"kind": "conflict", "path": "a.txt"}],
+                       diagnostics=["a.txt conflicts"]).status_code == 200  # fmt: skip
+    assert new.outcome(again["id"], "would_integrate", attempt="y").status_code == 409
+    with engine.connect() as connection:
+        predictions = connection.execute(
+            select(Event.type).where(
+                Event.type.in_(["would_integrate", "would_block"]), Event.slug == "a"
+            )
+        ).all()
+    assert [p.type for p in predictions] == ["would_block"]
+
+
+def test_shadow_refuses_real_outcomes_and_predicted_candidates_are_not_handed_out_again(
+    world: World,
+) -> None:
+    """In shadow the integrator never moves main; a prediction keeps its place."""
+    world.ready("p")
+    holder = world.holder()
+    handed = holder.next().json()
+    real = holder.outcome(handed["id"], "integrated", main_sha="f" * 40, attempt="a")
+    assert real.status_code == 409 and "would_integrate" in real.json()["message"]
+    predicted = holder.outcome(handed["id"], "would_integrate", attempt="a")
+    assert predicted.json()["status"] == "predicted"
+    assert predicted.json()["position"] == handed["position"]
+    assert holder.next().status_code == 204
+
+
+def test_cutover_records_integration_completed_and_blocked(world: World, engine: Engine) -> None:
+    """Real outcomes write integration_completed / integration_blocked on the fenced path."""
+    world.ready("ok")
+    world.ready("bad")
+    world.set_mode_cutover(engine)
+    holder = world.holder()
+    ok = holder.next().json()
+    assert ok["mode"] == "cutover"
+    done = holder.outcome(ok["id"], "integrated", main_sha="e" * 40, attempt="a1")
+    assert done.status_code == 200 and done.json()["status"] == "integrated"
+    bad = holder.next().json()
+    blocked = holder.outcome(
+        bad["id"],
+        "blocked",
+        attempt="a2",
+        conflict_evidence=[{"kind": "check", "command": "make test", "exit_code": 2}],
+        diagnostics=["the check failed"],
+        next_action="fix the test, push, then run `integrator resume bad`",
+    )
+    assert blocked.status_code == 200, blocked.text
+    assert blocked.json()["status"] == "blocked"
+    incomplete = world.client.post(
+        f"/v1/candidates/{bad['id']}/outcome",
+        json={**holder.grant(), "outcome": "blocked", "attempt": "a3"},
+        headers=holder.auth,
+    )
+    assert incomplete.status_code == 409  # no longer in_progress
+    with engine.connect() as connection:
+        types = [r.type for r in connection.execute(select(Event.type).order_by(Event.seq))]
+    assert types.count("integration_completed") == 1
+    assert types.count("integration_blocked") == 1
+
+
+def test_a_queued_candidate_already_on_main_is_closed_as_integrated_at_dequeue(
+    world: World,
+) -> None:
+    """The re-check just before handing out sees main; no merge is attempted again."""
+    sha = world.ready("landed")
+    world.ready("next")
+    world.canonical.merge_to_main(sha)
+    handed = world.holder().next().json()
+    assert handed["slug"] == "next"
+    story = world.client.get("/v1/slugs/landed", headers=world.reporter).json()
+    assert story["candidate"]["status"] == "integrated"
+    assert story["candidate"]["reason"] == "already on main"
+
+
+def test_only_integrator_tokens_may_dequeue(world: World, tokens: TokenMaker) -> None:
+    """A reporter cannot take work even with a valid grant."""
+    holder = world.holder()
+    response = world.client.post("/v1/queue/next", json=holder.grant(), headers=world.reporter)
+    assert response.status_code == 403
