@@ -98,3 +98,9 @@ class TransitionRefused(Conflict):
     """That transition is not allowed from the current state."""
 
     code = "transition_refused"
+
+
+class EvidenceIncomplete(Conflict):
+    """The go/no-go evidence for cutover is incomplete."""
+
+    code = "evidence_incomplete"

@@ -236,14 +236,14 @@ def append(
     """Store a validated canonical event once; a duplicate returns the stored one."""
     key = natural_key(type_name, fields, idempotency_key)
     digest = content_hash(fields)
-    existing = _find(session, type_name, key)
+    existing = find(session, type_name, key)
     if existing is None:
         row = _row(type_name, repository, key, digest, fields, actor)
         try:
             with session.begin_nested():
                 session.add(row)
         except IntegrityError:
-            existing = _find(session, type_name, key)  # a concurrent twin won the race
+            existing = find(session, type_name, key)  # a concurrent twin won the race
             if existing is None:
                 raise
         else:
@@ -288,8 +288,14 @@ def record_system_event(
     return row
 
 
-def _find(session: Session, type_name: str, key: str) -> Event | None:
+def find(session: Session, type_name: str, key: str) -> Event | None:
+    """The stored event of a type with this natural key, if any."""
     return session.scalar(select(Event).where(Event.type == type_name, Event.natural_key == key))
+
+
+def key_exists(session: Session, key: str) -> bool:
+    """Whether any event carries this natural key (system events keyed by content)."""
+    return session.scalar(select(Event.seq).where(Event.natural_key == key).limit(1)) is not None
 
 
 def _row(

@@ -200,6 +200,18 @@ def enqueue(
     transition(session, candidate, Status.queued, reason=reason, actor=actor)
 
 
+def close(session: Session, repository: str, slug: str, *, reason: str, by: str) -> Candidate:
+    """An operator's decision: the slug's newest open candidate becomes `closed`."""
+    open_ones = [
+        c for c in candidates_of_slug(session, repository, slug) if Status(c.status) in ACTIVE
+    ]
+    if not open_ones:
+        raise NotFound(f"slug {slug!r} has no open candidate to close")
+    candidate = open_ones[-1]
+    transition(session, candidate, Status.closed, reason=reason, actor=by)
+    return candidate
+
+
 def get_candidate(session: Session, candidate_id: int) -> Candidate:
     candidate = session.get(Candidate, candidate_id)
     if candidate is None:

@@ -9,7 +9,16 @@ from fastapi import FastAPI
 
 from integrator import __version__, lease
 from integrator.admission import CanonicalRepo
-from integrator.api import candidates, events, health, processing, tokens, whoami
+from integrator.api import (
+    candidates,
+    events,
+    guard,
+    health,
+    modes,
+    processing,
+    tokens,
+    whoami,
+)
 from integrator.api import lease as lease_api
 from integrator.api.errors import install_error_handlers
 from integrator.api.metrics import Metrics, instrument
@@ -48,5 +57,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(events.router)
     app.include_router(candidates.router)
     app.include_router(processing.router)
+    app.include_router(guard.router)
+    app.include_router(modes.router)
     app.include_router(lease_api.router)
     return app

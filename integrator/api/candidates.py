@@ -5,11 +5,19 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from integrator import events, queue
 from integrator.admission import reevaluate_all
-from integrator.api.deps import Caller, Reader, ReadSessionDep, SessionDep, SettingsDep, require
+from integrator.api.deps import (
+    Caller,
+    Operator,
+    Reader,
+    ReadSessionDep,
+    SessionDep,
+    SettingsDep,
+    require,
+)
 from integrator.api.events import Repo
 from integrator.api.schemas import CandidateOut, EventOut, Page
 from integrator.errors import NotFound
@@ -72,6 +80,22 @@ def show_slug(
         candidates=[CandidateOut.of(r) for r in rows],
         history=[EventOut.of(e) for e in history],
     )
+
+
+class CloseIn(BaseModel):
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+@router.post("/slugs/{slug}/close")
+def close_slug(
+    slug: str, body: CloseIn, session: SessionDep, settings: SettingsDep, caller: Operator
+) -> CandidateOut:
+    """An operator closes the slug's newest open candidate, with a reason."""
+    with session.begin():
+        candidate = queue.close(
+            session, settings.repository_name, slug, reason=body.reason, by=caller.name
+        )
+        return CandidateOut.of(candidate)
 
 
 class Evaluated(BaseModel):

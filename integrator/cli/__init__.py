@@ -25,6 +25,7 @@ from integrator.cli.client import (
 from integrator.cli.events import events_app, submit
 from integrator.cli.lease import lease_app
 from integrator.cli.local import db_app, serve, tokens_app
+from integrator.cli.modes import cutover, evidence, mode_app, rollback
 from integrator.cli.queue import queue_app
 from integrator.errors import IntegratorError
 from integrator.settings import get_settings
@@ -43,6 +44,10 @@ app.add_typer(lease_app, name="lease")
 app.add_typer(events_app, name="events")
 app.add_typer(queue_app, name="queue")
 app.command()(submit)
+app.add_typer(mode_app, name="mode")
+app.command()(cutover)
+app.command()(rollback)
+app.command()(evidence)
 
 
 @app.command()

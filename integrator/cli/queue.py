@@ -60,3 +60,16 @@ def show(
             else fields.get("sha", "")[:12]
         )
         typer.echo(f"  #{event['seq']} {event['recorded_at']} {event['type']} {detail}")
+
+
+@queue_app.command("close")
+def close(
+    slug: Annotated[str, typer.Argument(help="The slug.")],
+    reason: Annotated[str, typer.Option(help="Why (recorded).")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Close the slug's newest open candidate (operators)."""
+    body = ApiClient.from_settings(get_settings()).post(
+        f"/v1/slugs/{slug}/close", {"reason": reason}
+    )
+    print_json(body) if as_json else typer.echo(f"closed: {candidate_line(body)}")

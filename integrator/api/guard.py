@@ -1,0 +1,152 @@
+"""The hooks' endpoints: POST /v1/push-checks, /v1/push-reports, /v1/push-checks/spool."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends
+from pydantic import BaseModel, ConfigDict, Field
+
+from integrator import guard
+from integrator.api.deps import Caller, SessionDep, SettingsDep, require
+from integrator.api.events import Repo
+from integrator.policy import Update
+from integrator.tokens import Role
+
+router = APIRouter(prefix="/v1", tags=["guard"])
+
+Hook = Annotated[Caller, Depends(require(Role.hook))]
+
+ObjectName = Annotated[str, Field(pattern=r"^([0-9a-f]{40}|[0-9a-f]{64})$")]
+RefName = Annotated[str, Field(min_length=1, max_length=1024)]
+
+
+class UpdateIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    ref: RefName
+    resolved_ref: RefName
+    old: ObjectName
+    new: ObjectName
+    fast_forward: bool | None = None
+    first_parent: bool | None = None
+
+    def facts(self) -> Update:
+        return Update(
+            self.ref, self.resolved_ref, self.old, self.new, self.fast_forward, self.first_parent
+        )
+
+
+class PushIn(BaseModel):
+    """What a hook knows about one push; identity is attribution, never authority."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    repository: str = Field(min_length=1, max_length=200)
+    hook_instance: str = Field(min_length=1, max_length=500)
+    hook_version: str | None = Field(default=None, max_length=32)
+    pusher: str | None = Field(default=None, max_length=200)
+    identity_source: str = Field(default="none", max_length=32)
+    registration_nonce: str | None = Field(default=None, max_length=200)
+    updates: list[UpdateIn] = Field(max_length=10_000)
+
+    def request(self) -> guard.PushRequest:
+        return guard.PushRequest(
+            repository=self.repository,
+            hook_instance=self.hook_instance,
+            hook_version=self.hook_version,
+            pusher=self.pusher,
+            identity_source=self.identity_source,
+            registration_nonce=self.registration_nonce,
+            updates=tuple(u.facts() for u in self.updates),
+        )
+
+
+class UpdateVerdictOut(BaseModel):
+    ref: str
+    resolved_ref: str
+    allow: bool
+    would_reject: bool
+    reason_code: str
+
+
+class PushVerdictOut(BaseModel):
+    mode: str
+    mode_version: int
+    protected_refs: list[str]
+    allow: bool
+    reason_code: str
+    messages: list[str]
+    updates: list[UpdateVerdictOut]
+
+
+@router.post("/push-checks")
+def push_check(
+    body: PushIn, session: SessionDep, settings: SettingsDep, _hook: Hook
+) -> PushVerdictOut:
+    """One verdict per update and one for the push (DESIGN §6)."""
+    with session.begin():
+        answer = guard.check_push(session, settings, body.request())
+    verdict = answer.verdict
+    return PushVerdictOut(
+        mode=answer.mode.mode.value,
+        mode_version=answer.mode.version,
+        protected_refs=list(answer.protected_refs),
+        allow=verdict.allow,
+        reason_code=verdict.reason.value,
+        messages=answer.messages,
+        updates=[
+            UpdateVerdictOut(
+                ref=v.update.ref,
+                resolved_ref=v.update.resolved_ref,
+                allow=v.allow,
+                would_reject=v.would_reject,
+                reason_code=v.reason.value,
+            )
+            for v in verdict.updates
+        ],
+    )
+
+
+class PushReported(BaseModel):
+    recorded: int
+    duplicates: int
+
+
+@router.post("/push-reports")
+def push_report(body: PushIn, session: SessionDep, repo: Repo, caller: Hook) -> PushReported:
+    """post-receive: branch_pushed for every branch that moved (retries are duplicates)."""
+    repo.refresh()
+    with session.begin():
+        reported = guard.report_pushes(session, repo, body.request(), actor=caller.name)
+    return PushReported(recorded=reported.recorded, duplicates=reported.duplicates)
+
+
+class SpoolIn(BaseModel):
+    items: list[dict[str, Any]] = Field(max_length=10_000)
+
+
+class SpoolAccepted(BaseModel):
+    accepted: int
+    duplicates: int
+    invalid: int
+
+
+@router.post("/push-checks/spool")
+def upload_spool(
+    body: SpoolIn, session: SessionDep, settings: SettingsDep, _hook: Hook
+) -> SpoolAccepted:
+    """Verdicts the hook gave while the service was away, and break-glass uses."""
+    accepted = duplicates = invalid = 0
+    with session.begin():
+        for item in body.items:
+            try:
+                request = PushIn.model_validate(item).request()
+            except ValueError:
+                invalid += 1
+                continue
+            if guard.record_spooled(session, settings, item, request):
+                accepted += 1
+            else:
+                duplicates += 1
+    return SpoolAccepted(accepted=accepted, duplicates=duplicates, invalid=invalid)

@@ -1,0 +1,140 @@
+"""Modes, cutover, rollback and the go/no-go evidence (DESIGN §6, §7): operators decide."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter
+from pydantic import BaseModel, ConfigDict, Field
+
+from integrator import cutover, modes
+from integrator.api.deps import Operator, Reader, ReadSessionDep, SessionDep, SettingsDep
+from integrator.api.events import Repo
+
+router = APIRouter(prefix="/v1", tags=["modes"])
+
+Reason = Field(min_length=1, max_length=2000)
+
+
+class ModeOut(BaseModel):
+    mode: str
+    version: int
+    changed_at: datetime | None
+    changed_by: str | None
+    reason: str | None
+
+    @classmethod
+    def of(cls, view: modes.ModeView) -> ModeOut:
+        return cls(
+            mode=view.mode.value,
+            version=view.version,
+            changed_at=view.changed_at,
+            changed_by=view.changed_by,
+            reason=view.reason,
+        )
+
+
+class ModeIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    mode: modes.Mode
+    reason: str = Reason
+
+
+class CutoverIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Reason
+    force: bool = False
+
+
+class RollbackIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Reason
+    drill: bool = False
+
+
+class EvidenceOut(BaseModel):
+    complete: bool
+    items: list[dict[str, Any]]
+    blockers: list[str]
+    hooks: list[dict[str, Any]]
+
+    @classmethod
+    def of(cls, found: cutover.Evidence) -> EvidenceOut:
+        return cls(
+            complete=found.complete,
+            items=[asdict(i) for i in found.items],
+            blockers=found.blockers,
+            hooks=found.hooks,
+        )
+
+
+class CutoverOut(BaseModel):
+    mode: ModeOut
+    forced: bool
+    evidence: EvidenceOut
+
+
+class RollbackOut(BaseModel):
+    mode: ModeOut
+    drill: dict[str, Any] | None = None
+
+
+@router.get("/mode")
+def get_mode(session: ReadSessionDep, _caller: Reader) -> ModeOut:
+    return ModeOut.of(modes.current(session))
+
+
+@router.post("/mode")
+def set_mode(body: ModeIn, session: SessionDep, settings: SettingsDep, caller: Operator) -> ModeOut:
+    """off or shadow; never into or out of cutover (use cutover / rollback)."""
+    with session.begin():
+        view = modes.set_mode(
+            session, body.mode, by=caller.name, reason=body.reason,
+            repository=settings.repository_name,
+        )  # fmt: skip
+    return ModeOut.of(view)
+
+
+@router.get("/evidence")
+def get_evidence(
+    session: ReadSessionDep, settings: SettingsDep, repo: Repo, _caller: Reader
+) -> EvidenceOut:
+    """The five go/no-go items of DESIGN §7, each with its numbers."""
+    repo.refresh()
+    return EvidenceOut.of(cutover.evidence(session, settings, repo))
+
+
+@router.post("/cutover")
+def post_cutover(
+    body: CutoverIn, session: SessionDep, settings: SettingsDep, repo: Repo, caller: Operator
+) -> CutoverOut:
+    """shadow → cutover on complete evidence; 409 evidence_incomplete lists the blockers."""
+    repo.refresh()
+    with session.begin():
+        found = cutover.cutover(
+            session, settings, repo, by=caller.name, reason=body.reason, force=body.force
+        )
+        view = modes.current(session)
+    return CutoverOut(
+        mode=ModeOut.of(view),
+        forced=body.force and not found.complete,
+        evidence=EvidenceOut.of(found),
+    )
+
+
+@router.post("/rollback")
+def post_rollback(
+    body: RollbackIn, session: SessionDep, settings: SettingsDep, caller: Operator
+) -> RollbackOut:
+    """cutover → shadow at once (a recorded no-op elsewhere); `drill` rehearses it in shadow."""
+    with session.begin():
+        if body.drill:
+            drilled = cutover.drill(session, settings, by=caller.name, reason=body.reason)
+            return RollbackOut(mode=ModeOut.of(modes.current(session)), drill=drilled)
+        view = cutover.rollback(session, settings, by=caller.name, reason=body.reason)
+    return RollbackOut(mode=ModeOut.of(view))

@@ -1,0 +1,261 @@
+"""The server-side guard's service half: decide a push, record every update, report pushes.
+
+The hook computes the facts only it can see (quarantined objects); the policy
+decides; this module records each update with mode, what cutover would have
+decided, what was decided, reason, pusher and identity source, and keeps the
+proof that each repository's hook is really called (DESIGN §6, §7).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from integrator import events, modes
+from integrator.admission import CanonicalRepo, on_event
+from integrator.messages import push_messages
+from integrator.models import HookInstance, utcnow
+from integrator.policy import PushFacts, PushVerdict, Reason, Update, UpdateVerdict, decide
+from integrator.settings import Settings
+
+
+@dataclass(frozen=True)
+class PushRequest:
+    """What pre-receive sends once per push."""
+
+    repository: str
+    hook_instance: str
+    hook_version: str | None
+    pusher: str | None
+    identity_source: str
+    registration_nonce: str | None
+    updates: tuple[Update, ...]
+
+
+@dataclass(frozen=True)
+class PushAnswer:
+    verdict: PushVerdict
+    mode: modes.ModeView
+    protected_refs: tuple[str, ...]
+    messages: list[str]
+
+
+def push_facts(settings: Settings, mode: modes.Mode, pusher: str | None, nonce: bool) -> PushFacts:
+    return PushFacts(
+        mode=mode,
+        protected_refs=tuple(settings.protected_refs),
+        identities=tuple(settings.identities),
+        pusher=pusher,
+        has_nonce=nonce,
+        authorize_margin_ms=int(settings.authorize_margin_seconds * 1000),
+    )
+
+
+def check_push(session: Session, settings: Settings, request: PushRequest) -> PushAnswer:
+    """Decide one push and record every update in the caller's transaction."""
+    started = time.perf_counter()
+    mode = modes.current(session)
+    facts = push_facts(settings, mode.mode, request.pusher, request.registration_nonce is not None)
+    # Registered updates (the integrator's way through in cutover) arrive with
+    # "Server-side guard II"; until then no update carries a valid registration.
+    verdict = decide(request.updates, facts)
+    latency_ms = round((time.perf_counter() - started) * 1000, 3)
+    push_id = uuid.uuid4().hex
+    for item in verdict.updates:
+        record_update(
+            session,
+            request,
+            item,
+            mode=mode.mode,
+            push_id=push_id,
+            latency_ms=latency_ms,
+            decided_locally=False,
+        )
+    touch_hook(session, request, mode)
+    return PushAnswer(
+        verdict, mode, tuple(settings.protected_refs), push_messages(verdict, mode.mode)
+    )
+
+
+def event_type_of(item: UpdateVerdict, mode: modes.Mode) -> str:
+    if not item.allow:
+        return "push_rejected"
+    if item.would_reject and mode is modes.Mode.shadow:
+        return "push_would_reject"
+    return "push_allowed"
+
+
+def record_update(
+    session: Session,
+    request: PushRequest,
+    item: UpdateVerdict,
+    *,
+    mode: modes.Mode,
+    push_id: str,
+    latency_ms: float | None,
+    decided_locally: bool,
+    bypass: bool = False,
+    natural_key: str | None = None,
+) -> None:
+    update = item.update
+    events.record_system_event(
+        session,
+        type=event_type_of(item, mode),
+        repository=request.repository,
+        fields={
+            "push_id": push_id,
+            "hook_instance": request.hook_instance,
+            "ref": update.ref,
+            "resolved_ref": update.resolved_ref,
+            "old": update.old,
+            "new": update.new,
+            "fast_forward": update.fast_forward,
+            "first_parent": update.first_parent,
+            "protected": item.protected,
+            "mode": mode.value,
+            "would_reject": item.would_reject,
+            "allowed": item.allow,
+            "reason_code": item.reason.value,
+            "pusher": request.pusher,
+            "identity_source": request.identity_source,
+            "latency_ms": latency_ms,
+            "decided_locally": decided_locally,
+            "bypass": bypass,
+        },
+        natural_key=natural_key,
+        branch=update.resolved_ref.removeprefix("refs/heads/"),
+        sha=None if update.deletion else update.new,
+        actor=request.pusher,
+    )
+
+
+def touch_hook(session: Session, request: PushRequest, mode: modes.ModeView) -> None:
+    """Last seen, and the mode this hook instance was last told (one upsert)."""
+    values: dict[str, Any] = {
+        "repository": request.repository,
+        "instance": request.hook_instance,
+        "hook_version": request.hook_version,
+        "last_seen_at": utcnow(),
+        "mode_seen": mode.mode.value,
+        "mode_version_seen": mode.version,
+    }
+    dialect = session.get_bind().dialect.name
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    statement = insert(HookInstance).values(**values)
+    changed = {k: statement.excluded[k] for k in values if k not in ("repository", "instance")}
+    session.execute(
+        statement.on_conflict_do_update(index_elements=["repository", "instance"], set_=changed)
+    )
+
+
+def record_spooled(
+    session: Session, settings: Settings, item: dict[str, Any], request: PushRequest
+) -> bool:
+    """A verdict the hook gave without the service; stored once, keyed by its content.
+
+    The hook could not verify registrations, so every protected update it let
+    through is recorded as one cutover would have refused; a break-glass use is
+    also a `push_bypass` event.
+    """
+    digest = hashlib.sha256(json.dumps(item, sort_keys=True).encode()).hexdigest()
+    key = f"spool:{digest}"
+    if events.key_exists(session, key):
+        return False
+    mode = _mode_of(item.get("mode"))
+    allow = bool(item.get("allow"))
+    bypass = bool(item.get("bypass"))
+    for n, update in enumerate(request.updates):
+        protected = update.resolved_ref in settings.protected_refs
+        verdict = UpdateVerdict(
+            update,
+            protected,
+            allow or not protected,
+            protected,
+            Reason.service_unavailable if protected else Reason.unprotected,
+        )
+        record_update(
+            session,
+            request,
+            verdict,
+            mode=mode,
+            push_id=f"spool-{digest[:24]}",
+            latency_ms=None,
+            decided_locally=True,
+            bypass=bypass and protected,
+            natural_key=key if n == 0 else f"{key}:{n}",
+        )
+    if bypass:
+        events.record_system_event(
+            session,
+            type="push_bypass",
+            repository=request.repository,
+            fields={
+                "hook_instance": request.hook_instance,
+                "decided_at": item.get("decided_at"),
+                "refs": [u.resolved_ref for u in request.updates],
+            },
+            natural_key=f"bypass:{digest}",
+            actor=request.pusher,
+        )
+    return True
+
+
+def _mode_of(raw: Any) -> modes.Mode:
+    try:
+        return modes.Mode(str(raw))
+    except ValueError:
+        return modes.DEFAULT_MODE
+
+
+@dataclass(frozen=True)
+class Reported:
+    recorded: int
+    duplicates: int
+
+
+def report_pushes(
+    session: Session,
+    repo: CanonicalRepo,
+    request: PushRequest,
+    *,
+    actor: str,
+) -> Reported:
+    """post-receive: a `branch_pushed` per moved branch, keyed `<repo>:<ref>:<old>:<new>`."""
+    recorded = duplicates = 0
+    pushed_at = utcnow().isoformat()
+    for update in request.updates:
+        if update.deletion or not update.resolved_ref.startswith("refs/heads/"):
+            continue
+        fields = events.validate_fields(
+            "branch_pushed",
+            {
+                "branch": update.resolved_ref.removeprefix("refs/heads/"),
+                "sha": update.new,
+                "remote": request.repository,
+                "pushed_at": pushed_at,
+                "pusher": request.pusher or "unknown",
+            },
+        )
+        key = f"{request.repository}:{update.resolved_ref}:{update.old}:{update.new}"
+        if events.find(session, "branch_pushed", f"key:{key}") is not None:
+            duplicates += 1  # a retried report: its pushed_at differs, the push does not
+            continue
+        appended = events.append(
+            session,
+            type_name="branch_pushed",
+            fields=fields,
+            repository=request.repository,
+            idempotency_key=key,
+            actor=actor,
+        )
+        recorded += 1
+        on_event(session, repo, appended.event, actor)
+    return Reported(recorded, duplicates)
