@@ -135,10 +135,10 @@ def decide_update(
         return UpdateVerdict(update, False, True, False, Reason.unprotected)
     refusal = _always_refused(update) or _registered(update, facts, registration)
     would_reject = refusal is not None
-    if facts.mode is Mode.off:
-        return UpdateVerdict(update, True, True, would_reject, refusal or Reason.mode_off)
     if facts.has_nonce and facts.mode is not Mode.cutover:
         return UpdateVerdict(update, True, False, True, Reason.registration_outside_cutover)
+    if facts.mode is Mode.off:
+        return UpdateVerdict(update, True, True, would_reject, refusal or Reason.mode_off)
     if facts.mode is Mode.cutover:
         return UpdateVerdict(
             update, True, not would_reject, would_reject, refusal or Reason.registered
