@@ -1,0 +1,500 @@
+"""Install, check and uninstall the server-side hooks in a bare repository (DESIGN §6, §9).
+
+What ``install`` leaves behind, all owned by the repository's owner (the user git runs the hooks
+as; we chown when running as root):
+
+* the hooks (``hooks/pre-receive`` and ``hooks/post-receive``; ``hooks/<name>.d/integrator`` under
+  Gitea, ``custom_hooks/<name>`` under GitLab, pre-receive only under GitHub Enterprise), mode
+  0755, with the shebang rewritten to ``#!<python> -IS`` and recognised later by their marker line;
+* ``$GIT_DIR/integrator/hook.json`` (0600), ``$GIT_DIR/integrator/token`` (0600) and the state
+  directory ``$GIT_DIR/integrator/state`` (0700: cached mode, spool, break-glass override);
+* ``receive.advertisePushOptions=true`` (the worker's registration nonce is a push option); the
+  value it replaced is kept in hook.json for ``uninstall``.
+
+A hook that is not ours is never overwritten: with ``chain_existing=True`` it is moved to
+``<name>.integrator-orig`` and run before ours with the same input; otherwise install refuses.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import json
+import math
+import os
+import shutil
+import socket
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from integrator.errors import IntegratorError
+
+MARKER = "# integrator-hook"
+HOOK_NAMES = ("pre-receive", "post-receive")
+LAYOUTS = ("plain", "gitea", "gitolite", "gitlab", "ghes")
+IDENTITY_SOURCES = ("auto", "gitlab", "gitea", "gitolite", "ghes", "http", "plain")
+ORIG_SUFFIX = ".integrator-orig"
+ADVERTISE = "receive.advertisePushOptions"
+MAX_DEADLINE = 30.0
+#: What git is told about the interpreter: runs with -IS, needs Python >= 3.8.
+PYTHON_PROBE = "import sys; sys.exit(sys.version_info < (3, 8))"
+#: Inherited variables (prefixes) that would point git at another repository or a quarantine,
+#: or inject configuration: install runs from shells and from hooks alike.
+_GIT_SCRUB = (
+    "GIT_DIR",
+    "GIT_WORK_TREE",
+    "GIT_COMMON_DIR",
+    "GIT_OBJECT_DIRECTORY",
+    "GIT_ALTERNATE_OBJECT_DIRECTORIES",
+    "GIT_QUARANTINE_PATH",
+    "GIT_CONFIG_COUNT",
+    "GIT_CONFIG_KEY_",
+    "GIT_CONFIG_VALUE_",
+    "GIT_CONFIG_PARAMETERS",
+)
+
+
+class HookInstallError(IntegratorError):
+    """The hooks could not be installed, checked or removed."""
+
+    code = "hook_install_failed"
+
+
+@dataclass(frozen=True)
+class InstallResult:
+    """Where everything went."""
+
+    git_dir: Path
+    hooks: tuple[Path, ...]
+    config_path: Path
+    token_path: Path
+    state_dir: Path
+    repository: str
+    hook_instance: str
+    #: foreign hooks moved aside and chained before ours: (moved to, originally at)
+    chained: tuple[tuple[Path, Path], ...]
+
+
+@dataclass(frozen=True)
+class CheckItem:
+    """One line of ``integrator hooks check``."""
+
+    name: str
+    ok: bool
+    detail: str
+
+
+def hook_sources() -> Path:
+    """The shipped hook scripts: the wheel's ``integrator/_hooks``, else the checkout's hooks/."""
+    shipped = importlib.resources.files("integrator") / "_hooks"
+    if shipped.is_dir():
+        return Path(str(shipped))
+    return Path(__file__).resolve().parent.parent / "hooks"
+
+
+def hook_paths(git_dir: Path, layout: str) -> dict[str, Path]:
+    """Where each hook lives under a hosting layout."""
+    names = ("pre-receive",) if layout == "ghes" else HOOK_NAMES
+    if layout == "gitea":
+        return {name: git_dir / "hooks" / f"{name}.d" / "integrator" for name in names}
+    if layout == "gitlab":
+        return {name: git_dir / "custom_hooks" / name for name in names}
+    return {name: git_dir / "hooks" / name for name in names}
+
+
+def is_ours(path: Path) -> bool:
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(4096)
+    except OSError:
+        return False
+    return MARKER.encode() in head
+
+
+def install(
+    repo: Path,
+    *,
+    url: str,
+    token: str,
+    repository: str | None,
+    python: str = "/usr/bin/python3",
+    layout: str = "plain",
+    identity_source: str = "auto",
+    deadline: float = 2.5,
+    fail_open: bool = False,
+    chain_existing: bool = False,
+    protected_refs: Sequence[str] = ("refs/heads/main",),
+) -> InstallResult:
+    """Install (or re-install) the hooks into the bare repository ``repo``."""
+    _validate(url=url, token=token, python=python, layout=layout, source=identity_source)
+    if not (isinstance(deadline, int | float) and math.isfinite(deadline)) or not (
+        0 < deadline <= MAX_DEADLINE
+    ):
+        raise HookInstallError(f"--deadline must be in (0, {MAX_DEADLINE:g}] seconds: {deadline}")
+    git_dir = _bare_git_dir(repo)
+    owner = os.stat(git_dir)
+    hooks_path = _git(git_dir, "config", "--get", "core.hooksPath").stdout.strip()
+    if hooks_path:
+        raise HookInstallError(
+            f"{git_dir} sets core.hooksPath={hooks_path}: git would not run hooks installed "
+            "here; install into that directory with a shared integrator-hook.json instead"
+        )
+    ok, detail = interpreter_runs(python, owner.st_uid, owner.st_gid)
+    if not ok:
+        raise HookInstallError(f"--python {python} is unusable by the repository owner: {detail}")
+    targets = hook_paths(git_dir, layout)
+    moves = _plan_moves(targets, chain_existing)
+    sources = hook_sources()
+    scripts = {name: _render_hook(sources / name, python) for name in targets}
+
+    config_dir = git_dir / "integrator"
+    config_path, token_path, state_dir = (
+        config_dir / "hook.json",
+        config_dir / "token",
+        config_dir / "state",
+    )
+    previous = _read_config(config_path)
+    old_chain = previous.get("chain")
+    chains: dict[str, Any] = dict(old_chain) if isinstance(old_chain, dict) else {}
+    for name, (target, orig) in moves.items():
+        # git never ran a non-executable hook, so neither do we
+        chains[name] = str(orig) if os.access(target, os.X_OK) else None
+    for directory, mode in ((config_dir, 0o700), (state_dir, 0o700)):
+        directory.mkdir(mode=mode, exist_ok=True)
+        directory.chmod(mode)
+    _write(token_path, token.strip() + "\n", 0o600)
+    if "advertise_push_options_before" in previous:
+        advertise_before = previous["advertise_push_options_before"]
+    else:
+        advertise_before = _config_local(git_dir, ADVERTISE)
+    hook_instance = f"{socket.gethostname()}:{git_dir}"
+    name = repository or (git_dir.name[:-4] if git_dir.name.endswith(".git") else git_dir.name)
+    config = {
+        "hook_config_version": 1,
+        "url": url.rstrip("/"),
+        "token_file": str(token_path),
+        "repository": name,
+        "hook_instance": hook_instance,
+        "identity_source": identity_source,
+        "deadline_seconds": float(deadline),
+        "fail_open": fail_open,
+        "state_dir": str(state_dir),
+        "layout": layout,
+        "protected_refs_default": list(protected_refs),
+        "chain": {hook: chains.get(hook) for hook in HOOK_NAMES},
+        "advertise_push_options_before": advertise_before,
+    }
+    _write(config_path, json.dumps(config, indent=2) + "\n", 0o600)
+    _git(git_dir, "config", "--local", ADVERTISE, "true", check=True)
+    created = [config_dir, config_path, token_path, state_dir]
+    for hook, target in targets.items():
+        if not target.parent.is_dir():
+            target.parent.mkdir(parents=True)
+            created.append(target.parent)
+        if hook in moves:
+            os.replace(target, moves[hook][1])
+        _write(target, scripts[hook], 0o755)
+        created.append(target)
+    if os.geteuid() == 0:
+        for path in created:
+            os.chown(path, owner.st_uid, owner.st_gid)
+    return InstallResult(
+        git_dir=git_dir,
+        hooks=tuple(targets.values()),
+        config_path=config_path,
+        token_path=token_path,
+        state_dir=state_dir,
+        repository=name,
+        hook_instance=hook_instance,
+        chained=tuple((orig, target) for target, orig in moves.values()),
+    )
+
+
+def uninstall(repo: Path, *, discard_spool: bool = False) -> None:
+    """Remove our hooks and ``$GIT_DIR/integrator/``; restore what install replaced.
+
+    Verdicts decided without the service and not yet uploaded live in the spool; removing them
+    loses evidence (break-glass bypasses included), so that needs ``discard_spool=True``.
+    """
+    git_dir = _bare_git_dir(repo)
+    config_dir = git_dir / "integrator"
+    config = _read_config(config_dir / "hook.json")
+    spooled = sorted((config_dir / "state" / "spool").glob("*.json"))
+    if spooled and not discard_spool:
+        raise HookInstallError(
+            f"{len(spooled)} verdict(s) given without the service are still spooled in "
+            f"{spooled[0].parent}: let a push upload them once the service is back, or discard "
+            "them explicitly"
+        )
+    ours: list[Path] = []
+    restores: list[tuple[Path, Path]] = []
+    for layout in LAYOUTS:
+        for target in hook_paths(git_dir, layout).values():
+            orig = target.with_name(target.name + ORIG_SUFFIX)
+            if target.exists() and is_ours(target):
+                ours.append(target)
+            elif (target.exists() or target.is_symlink()) and orig.exists():
+                raise HookInstallError(
+                    f"{target} is not ours and {orig.name} is waiting to be restored there: "
+                    "move one of them away first"
+                )
+            if orig.exists() or orig.is_symlink():
+                restores.append((orig, target))
+    for target in dict.fromkeys(ours):
+        target.unlink()
+    for orig, target in dict.fromkeys(restores):
+        os.replace(orig, target)
+    if "advertise_push_options_before" in config:
+        before = config["advertise_push_options_before"]
+        if before is None:
+            _git(git_dir, "config", "--local", "--unset", ADVERTISE)
+        else:
+            _git(git_dir, "config", "--local", ADVERTISE, str(before), check=True)
+    if config_dir.exists():
+        shutil.rmtree(config_dir)
+
+
+def check(repo: Path) -> list[CheckItem]:
+    """Everything that must hold for the hooks to work, each with what was found."""
+    try:
+        git_dir = _bare_git_dir(repo)
+    except HookInstallError as exc:
+        return [CheckItem("repository", False, exc.message)]
+    items = [CheckItem("repository", True, f"bare repository {git_dir}")]
+    owner = os.stat(git_dir)
+    config_path = git_dir / "integrator" / "hook.json"
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+        if not isinstance(config, dict):
+            raise ValueError("not an object")
+        items.append(CheckItem("configuration", True, str(config_path)))
+    except (OSError, ValueError) as exc:
+        items.append(CheckItem("configuration", False, f"{config_path}: {exc}"))
+        config = {}
+    layout = str(config.get("layout")) if config.get("layout") in LAYOUTS else "plain"
+    interpreters: set[str] = set()
+    for name, path in hook_paths(git_dir, layout).items():
+        items.append(_check_hook(name, path))
+        if path.exists() and is_ours(path):
+            first = path.read_text(encoding="utf-8", errors="replace").split("\n", 1)[0]
+            interpreters.add(first[2:].split()[0] if first.startswith("#!") else "")
+        chain = config.get("chain")
+        chain = chain.get(name) if isinstance(chain, dict) else chain
+        if isinstance(chain, str) and chain:
+            runnable = os.access(chain, os.X_OK)
+            items.append(CheckItem(f"{name} chain", runnable, f"{chain} runs before ours"))
+    for python in sorted(interpreters):
+        ok, detail = interpreter_runs(python, owner.st_uid, owner.st_gid)
+        items.append(CheckItem("interpreter", ok, f"{python}: {detail}"))
+    items.append(_check_private(Path(str(config.get("token_file"))), 0o600, "token file", owner))
+    items.append(
+        _check_private(Path(str(config.get("state_dir"))), 0o700, "state directory", owner)
+    )
+    advertised = _git(git_dir, "config", "--type=bool", "--get", ADVERTISE).stdout.strip()
+    items.append(
+        CheckItem("push options", advertised == "true", f"{ADVERTISE}={advertised or 'unset'}")
+    )
+    if config.get("url"):
+        items.extend(_check_service(str(config["url"]), Path(str(config.get("token_file")))))
+    return items
+
+
+def interpreter_runs(python: str, uid: int, gid: int) -> tuple[bool, str]:
+    """Whether ``python -IS`` runs as the repository owner and is Python >= 3.8."""
+    argv = [python, "-IS", "-c", PYTHON_PROBE]
+    who = "as this user"
+    if os.geteuid() == 0 and uid != 0:
+        setpriv, runuser = shutil.which("setpriv"), shutil.which("runuser")
+        if setpriv:
+            argv = [setpriv, f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "--", *argv]
+            who = f"as uid {uid}"
+        elif runuser:
+            argv = [runuser, "-u", _user_name(uid), "--", *argv]
+            who = f"as uid {uid}"
+        else:
+            who = f"as root (no setpriv/runuser to switch to uid {uid})"
+    try:
+        proc = subprocess.run(
+            argv,
+            cwd="/",
+            env={"PATH": "/usr/bin:/bin"},
+            capture_output=True,
+            text=True,
+            timeout=15,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return False, f"cannot run {who}: {exc}"
+    if proc.returncode == 0:
+        return True, f"runs {who}, Python >= 3.8"
+    if proc.returncode == 1 and not proc.stderr.strip():
+        return False, f"Python older than 3.8 {who}"
+    tail = (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1]
+    return False, f"cannot run {who}: {tail}"
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def _validate(*, url: str, token: str, python: str, layout: str, source: str) -> None:
+    netloc = url.partition("://")[2].partition("/")[0]
+    if not url.startswith(("http://", "https://")) or not netloc or "@" in netloc:
+        raise HookInstallError(f"--url must be http(s)://host[:port] without credentials: {url}")
+    if not token.strip() or any(c.isspace() for c in token.strip()):
+        raise HookInstallError("the hook token is empty or contains whitespace")
+    if layout not in LAYOUTS:
+        raise HookInstallError(f"--layout must be one of {', '.join(LAYOUTS)}: {layout}")
+    if source not in IDENTITY_SOURCES:
+        raise HookInstallError(
+            f"--identity-source must be one of {', '.join(IDENTITY_SOURCES)}: {source}"
+        )
+    if not os.path.isabs(python) or any(c.isspace() for c in python):
+        raise HookInstallError(f"--python must be an absolute path without spaces: {python}")
+    if not (os.path.isfile(python) and os.access(python, os.X_OK)):
+        raise HookInstallError(f"--python {python} is not an executable file")
+
+
+def _git(git_dir: Path, *args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(_GIT_SCRUB)}
+    proc = subprocess.run(
+        ["git", f"--git-dir={git_dir}", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    if check and proc.returncode != 0:
+        raise HookInstallError(f"git {' '.join(args)} failed in {git_dir}: {proc.stderr.strip()}")
+    return proc
+
+
+def _bare_git_dir(repo: Path) -> Path:
+    path = Path(repo).resolve()
+    proc = _git(path, "rev-parse", "--is-bare-repository") if path.is_dir() else None
+    if proc is None or proc.returncode != 0 or proc.stdout.strip() != "true":
+        raise HookInstallError(f"{repo} is not a bare git repository")
+    return path
+
+
+def _config_local(git_dir: Path, key: str) -> str | None:
+    proc = _git(git_dir, "config", "--local", "--get", key)
+    return proc.stdout.strip() if proc.returncode == 0 else None
+
+
+def _plan_moves(targets: dict[str, Path], chain_existing: bool) -> dict[str, tuple[Path, Path]]:
+    """Foreign hooks to move aside, checked in full before anything changes."""
+    moves = {}
+    for name, target in targets.items():
+        if not (target.exists() or target.is_symlink()) or is_ours(target):
+            continue
+        orig = target.with_name(target.name + ORIG_SUFFIX)
+        if not chain_existing:
+            raise HookInstallError(
+                f"{target} exists and is not ours: pass --chain-existing to keep it (moved to "
+                f"{orig.name}, run before ours with the same input), or move it away yourself"
+            )
+        if orig.exists() or orig.is_symlink():
+            raise HookInstallError(f"{target} is not ours and {orig} already exists")
+        moves[name] = (target, orig)
+    return moves
+
+
+def _render_hook(source: Path, python: str) -> str:
+    try:
+        text = source.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise HookInstallError(f"hook script missing from this installation: {exc}") from exc
+    first, _, rest = text.partition("\n")
+    if not first.startswith("#!") or MARKER not in rest.split("\n", 1)[0]:
+        raise HookInstallError(f"{source} is not an integrator hook script")
+    return f"#!{python} -IS\n{rest}"
+
+
+def _read_config(path: Path) -> dict[str, Any]:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _write(path: Path, text: str, mode: int) -> None:
+    """Atomically replace ``path`` with ``text`` at ``mode`` (never readable by others first)."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
+    try:
+        os.fchmod(fd, mode)
+        os.write(fd, text.encode("utf-8"))
+    finally:
+        os.close(fd)
+    os.replace(temporary, path)
+
+
+def _user_name(uid: int) -> str:
+    import pwd
+
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+def _check_hook(name: str, path: Path) -> CheckItem:
+    if not path.exists():
+        return CheckItem(f"{name} hook", False, f"{path} is missing")
+    if not is_ours(path):
+        return CheckItem(f"{name} hook", False, f"{path} is not ours")
+    if not os.access(path, os.X_OK):
+        return CheckItem(f"{name} hook", False, f"{path} is not executable")
+    return CheckItem(f"{name} hook", True, f"{path}")
+
+
+def _check_private(path: Path, mode: int, name: str, owner: os.stat_result) -> CheckItem:
+    try:
+        info = path.stat()
+    except OSError:
+        return CheckItem(name, False, f"{path} is missing")
+    problems = []
+    if info.st_mode & 0o777 != mode:
+        problems.append(f"mode {info.st_mode & 0o777:o}, want {mode:o}")
+    if info.st_uid != owner.st_uid:
+        problems.append(f"owner uid {info.st_uid}, want the repository owner {owner.st_uid}")
+    return CheckItem(name, not problems, "; ".join(problems) or f"{path} ({mode:o})")
+
+
+def _check_service(url: str, token_file: Path) -> list[CheckItem]:
+    url = url.rstrip("/")
+    try:
+        health = httpx.get(f"{url}/healthz", timeout=3.0, trust_env=False)
+        reachable = CheckItem("service", health.status_code == 200, f"{url}/healthz: {health}")
+    except httpx.HTTPError as exc:
+        return [CheckItem("service", False, f"{url} unreachable: {type(exc).__name__}: {exc}")]
+    try:
+        token = token_file.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        return [reachable, CheckItem("hook token", False, f"cannot read {token_file}: {exc}")]
+    try:
+        answer = httpx.get(
+            f"{url}/v1/whoami",
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=3.0,
+            trust_env=False,
+        )
+    except httpx.HTTPError as exc:
+        return [reachable, CheckItem("hook token", False, f"{type(exc).__name__}: {exc}")]
+    if answer.status_code != 200:
+        detail = f"refused by the service (HTTP {answer.status_code}): install a hook-role token"
+        return [reachable, CheckItem("hook token", False, detail)]
+    try:
+        role, who = answer.json().get("role"), answer.json().get("name")
+    except (ValueError, AttributeError):
+        return [reachable, CheckItem("hook token", False, "unparsable /v1/whoami answer")]
+    if role != "hook":
+        detail = f"token {who!r} has role {role!r}; the hooks need a token of role 'hook'"
+        return [reachable, CheckItem("hook token", False, detail)]
+    return [reachable, CheckItem("hook token", True, f"token {who!r}, role hook")]
