@@ -9,6 +9,7 @@ PostgreSQL goes through psycopg 3.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,6 +24,8 @@ from integrator.settings import Settings
 
 #: Execution option that marks a connection read-only: SQLite then begins DEFERRED.
 READ_ONLY = "integrator_read_only"
+_WRITER_KEY = "integrator_sqlite_writer"
+SQLITE_BUSY_SECONDS = 30
 
 _SQLITE_NOW_MS = "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)"
 _POSTGRES_NOW_MS = "(extract(epoch from statement_timestamp()) * 1000)::bigint"
@@ -56,7 +59,9 @@ def make_engine(settings: Settings, *, create: bool = False) -> Engine:
                 )
             path.parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(
-            url, connect_args={"timeout": 30, "check_same_thread": False}, pool_pre_ping=False
+            url,
+            connect_args={"timeout": SQLITE_BUSY_SECONDS, "check_same_thread": False},
+            pool_pre_ping=False,
         )
         _configure_sqlite(engine)
         return engine
@@ -69,15 +74,44 @@ def _configure_sqlite(engine: Engine) -> None:
         dbapi_connection.isolation_level = None  # we emit BEGIN ourselves
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_SECONDS * 1000}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
 
+    # Writers of this process queue on a lock before BEGIN IMMEDIATE: SQLite's own
+    # busy handler polls with sleeps of up to 100 ms, which under load turns into
+    # long tails. Other processes still meet the busy timeout (docs/benchmarks.md).
+    writer = threading.Lock()
+
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        read_only = conn.get_execution_options().get(READ_ONLY, False)
-        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+        if conn.get_execution_options().get(READ_ONLY, False):
+            conn.exec_driver_sql("BEGIN")
+            return
+        if not writer.acquire(timeout=SQLITE_BUSY_SECONDS):
+            raise TimeoutError(f"database is locked (no write slot in {SQLITE_BUSY_SECONDS} s)")
+        conn.info[_WRITER_KEY] = writer
+        try:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        except BaseException:
+            _release_writer(conn.info)
+            raise
+
+    @event.listens_for(engine, "commit")
+    @event.listens_for(engine, "rollback")
+    def _on_end(conn: Any) -> None:
+        _release_writer(conn.info)
+
+    @event.listens_for(engine.pool, "checkin")
+    def _on_checkin(_dbapi_connection: Any, record: Any) -> None:
+        _release_writer(record.info)  # a connection returned mid-transaction
+
+
+def _release_writer(info: dict[str, Any]) -> None:
+    lock = info.pop(_WRITER_KEY, None)
+    if lock is not None:
+        lock.release()
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
