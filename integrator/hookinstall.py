@@ -310,7 +310,10 @@ def interpreter_runs(python: str, uid: int, gid: int) -> tuple[bool, str]:
     if os.geteuid() == 0 and uid != 0:
         setpriv, runuser = shutil.which("setpriv"), shutil.which("runuser")
         if setpriv:
-            argv = [setpriv, f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "--", *argv]
+            # through env, so that the path is looked up as the owner: setpriv itself may find
+            # the program before it drops root's access to a private directory
+            become = [setpriv, f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "--"]
+            argv = [*become, shutil.which("env") or "/usr/bin/env", *argv]
             who = f"as uid {uid}"
         elif runuser:
             argv = [runuser, "-u", _user_name(uid), "--", *argv]

@@ -201,9 +201,9 @@ def dead_url() -> str:
 
 def git(*args: str, cwd: Path, check: bool = True) -> str:
     env = {**os.environ, **GIT_ENV}
-    proc = subprocess.run(
-        ["git", *args], cwd=cwd, env=env, capture_output=True, text=True, check=False
-    )
+    # safe.directory: some tests hand the repository to another owner, as on a git server
+    argv = ["git", "-c", "safe.directory=*", *args]
+    proc = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, check=False)
     if check and proc.returncode != 0:
         raise AssertionError(f"git {' '.join(args)} failed: {proc.stderr}")
     return proc.stdout.strip()
@@ -252,14 +252,22 @@ class ServerRepo:
         pusher: str | None = "alice",
         server_env: dict[str, str] | None = None,
         client_config: tuple[str, ...] = (),
+        as_user: int | None = None,
     ) -> subprocess.CompletedProcess[str]:
-        """`git push` whose receive-pack (and so the hooks) sees only the server's variables."""
+        """`git push` whose receive-pack (and so the hooks) sees only the server's variables.
+
+        `as_user` runs the server side as that uid, as a git host runs it as its git user.
+        """
         variables = {"PATH": SERVER_PATH, **(server_env or {})}
         if pusher is not None:
             variables["INTEGRATOR_PUSHER"] = pusher
         assigned = " ".join(f"{k}={shlex.quote(v)}" for k, v in variables.items())
+        become = ""
+        if as_user is not None:
+            become = f"setpriv --reuid={as_user} --regid={as_user} --clear-groups "
         config = [arg for item in client_config for arg in ("-c", item)]
-        argv = ["git", *config, "push", f"--receive-pack=env -i {assigned} git-receive-pack"]
+        receive_pack = f"--receive-pack={become}env -i {assigned} git-receive-pack"
+        argv = ["git", *config, "push", receive_pack]
         env = {**os.environ, **GIT_ENV}
         return subprocess.run(
             [*argv, str(self.bare), *refspecs],
