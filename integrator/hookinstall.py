@@ -129,12 +129,13 @@ def install(
     chain_existing: bool = False,
     protected_refs: Sequence[str] = ("refs/heads/main",),
 ) -> InstallResult:
-    """Install (or re-install) the hooks into the bare repository ``repo``."""
+    """Install (or re-install) the hooks into the bare repository ``repo``.
+
+    Everything is checked before anything changes: the options, the repository, the
+    interpreter (run as the repository's owner) and the hooks already there.
+    """
     _validate(url=url, token=token, python=python, layout=layout, source=identity_source)
-    if not (isinstance(deadline, int | float) and math.isfinite(deadline)) or not (
-        0 < deadline <= MAX_DEADLINE
-    ):
-        raise HookInstallError(f"--deadline must be in (0, {MAX_DEADLINE:g}] seconds: {deadline}")
+    _validate_deadline(deadline)
     git_dir = _bare_git_dir(repo)
     owner = os.stat(git_dir)
     hooks_path = _git(git_dir, "config", "--get", "core.hooksPath").stdout.strip()
@@ -148,37 +149,23 @@ def install(
         raise HookInstallError(f"--python {python} is unusable by the repository owner: {detail}")
     targets = hook_paths(git_dir, layout)
     moves = _plan_moves(targets, chain_existing)
-    sources = hook_sources()
-    scripts = {name: _render_hook(sources / name, python) for name in targets}
+    scripts = {name: _render_hook(hook_sources() / name, python) for name in targets}
 
     config_dir = git_dir / "integrator"
-    config_path, token_path, state_dir = (
-        config_dir / "hook.json",
-        config_dir / "token",
-        config_dir / "state",
-    )
+    config_path, token_path, state_dir = (config_dir / n for n in ("hook.json", "token", "state"))
     previous = _read_config(config_path)
     old_chain = previous.get("chain")
     chains: dict[str, Any] = dict(old_chain) if isinstance(old_chain, dict) else {}
-    for name, (target, orig) in moves.items():
+    for hook, (target, orig) in moves.items():
         # git never ran a non-executable hook, so neither do we
-        chains[name] = str(orig) if os.access(target, os.X_OK) else None
-    for directory, mode in ((config_dir, 0o700), (state_dir, 0o700)):
-        directory.mkdir(mode=mode, exist_ok=True)
-        directory.chmod(mode)
-    _write(token_path, token.strip() + "\n", 0o600)
-    if "advertise_push_options_before" in previous:
-        advertise_before = previous["advertise_push_options_before"]
-    else:
-        advertise_before = _config_local(git_dir, ADVERTISE)
-    hook_instance = f"{socket.gethostname()}:{git_dir}"
+        chains[hook] = str(orig) if os.access(target, os.X_OK) else None
     name = repository or (git_dir.name[:-4] if git_dir.name.endswith(".git") else git_dir.name)
     config = {
         "hook_config_version": 1,
         "url": url.rstrip("/"),
         "token_file": str(token_path),
         "repository": name,
-        "hook_instance": hook_instance,
+        "hook_instance": f"{socket.gethostname()}:{git_dir}",
         "identity_source": identity_source,
         "deadline_seconds": float(deadline),
         "fail_open": fail_open,
@@ -186,21 +173,20 @@ def install(
         "layout": layout,
         "protected_refs_default": list(protected_refs),
         "chain": {hook: chains.get(hook) for hook in HOOK_NAMES},
-        "advertise_push_options_before": advertise_before,
+        "advertise_push_options_before": previous.get(
+            "advertise_push_options_before", _config_local(git_dir, ADVERTISE)
+        ),
     }
+    for directory in (config_dir, state_dir):
+        directory.mkdir(mode=0o700, exist_ok=True)
+        directory.chmod(0o700)
+    _write(token_path, token.strip() + "\n", 0o600)
     _write(config_path, json.dumps(config, indent=2) + "\n", 0o600)
     _git(git_dir, "config", "--local", ADVERTISE, "true", check=True)
-    created = [config_dir, config_path, token_path, state_dir]
-    for hook, target in targets.items():
-        if not target.parent.is_dir():
-            target.parent.mkdir(parents=True)
-            created.append(target.parent)
-        if hook in moves:
-            os.replace(target, moves[hook][1])
-        _write(target, scripts[hook], 0o755)
-        created.append(target)
-    if os.geteuid() == 0:
-        for path in created:
+    written = [config_dir, config_path, token_path, state_dir]
+    written += _place_hooks(targets, scripts, moves)
+    if os.geteuid() == 0:  # the hooks run as the owner: what they read must be the owner's
+        for path in written:
             os.chown(path, owner.st_uid, owner.st_gid)
     return InstallResult(
         git_dir=git_dir,
@@ -209,7 +195,7 @@ def install(
         token_path=token_path,
         state_dir=state_dir,
         repository=name,
-        hook_instance=hook_instance,
+        hook_instance=str(config["hook_instance"]),
         chained=tuple((orig, target) for target, orig in moves.values()),
     )
 
@@ -387,6 +373,28 @@ def _bare_git_dir(repo: Path) -> Path:
 def _config_local(git_dir: Path, key: str) -> str | None:
     proc = _git(git_dir, "config", "--local", "--get", key)
     return proc.stdout.strip() if proc.returncode == 0 else None
+
+
+def _validate_deadline(deadline: float) -> None:
+    finite = isinstance(deadline, int | float) and math.isfinite(deadline)
+    if not finite or not 0 < deadline <= MAX_DEADLINE:
+        raise HookInstallError(f"--deadline must be in (0, {MAX_DEADLINE:g}] seconds: {deadline}")
+
+
+def _place_hooks(
+    targets: dict[str, Path], scripts: dict[str, str], moves: dict[str, tuple[Path, Path]]
+) -> list[Path]:
+    """Move foreign hooks aside and write ours; the paths written (for chown)."""
+    written = []
+    for hook, target in targets.items():
+        if not target.parent.is_dir():
+            target.parent.mkdir(parents=True)
+            written.append(target.parent)
+        if hook in moves:
+            os.replace(target, moves[hook][1])
+        _write(target, scripts[hook], 0o755)
+        written.append(target)
+    return written
 
 
 def _plan_moves(targets: dict[str, Path], chain_existing: bool) -> dict[str, tuple[Path, Path]]:

@@ -16,9 +16,9 @@ from hypothesis import strategies as st
 HOOKS = Path(__file__).resolve().parents[2] / "hooks"
 NAMES = ("pre-receive", "post-receive")
 #: Imported at the top of a hook: all cheap, all present on any Python >= 3.8.
-TOP_LEVEL = {"json", "os", "signal", "socket", "sys", "time"}
+TOP_LEVEL = {"json", "os", "signal", "sys", "time"}
 #: Imported only on the path that needs them.
-LAZY = {"subprocess", "ssl", "threading", "datetime", "traceback", "fcntl"}
+LAZY = {"socket", "subprocess", "ssl", "threading", "datetime", "traceback", "fcntl"}
 #: Names of stdlib functions and methods that appeared after 3.8.
 NEWER_ATTRIBUTES = {
     "removeprefix",
