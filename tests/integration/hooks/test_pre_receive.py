@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -18,6 +20,7 @@ from tests.integration.hooks.conftest import (
 )
 
 ZERO = "0" * 40
+HOOKS = Path(__file__).resolve().parents[3] / "hooks"
 
 
 def test_allowed_push_moves_main_and_sends_identity_resolved_refs_and_facts(
@@ -430,3 +433,67 @@ def test_pinned_identity_source_ignores_other_variables(
 
     body = fake.received("/v1/push-checks")[0].body
     assert (body["pusher"], body["identity_source"]) == (None, "none")
+
+
+def test_shared_install_reads_the_file_beside_the_script_and_the_hosts_repository_name(
+    repo: ServerRepo, fake: FakeService
+) -> None:
+    """Shared hooks (Gitolite common hooks, Gitaly): config beside the script, name from GL_REPO."""
+    shared = repo.root / "shared-hooks"
+    shared.mkdir()
+    hook = shared / "pre-receive"
+    hook.write_bytes((HOOKS / "pre-receive").read_bytes())
+    hook.chmod(0o755)
+    token_file = shared / "token"
+    token_file.write_text(fake.token)
+    config = {"url": fake.url, "token_file": str(token_file), "repository": "not-this-one"}
+    (shared / "integrator-hook.json").write_text(json.dumps(config))
+    git("config", "core.hooksPath", str(shared), cwd=repo.bare)
+    repo.commit("second")
+
+    result = repo.push("main", pusher=None, server_env={"GL_REPO": "team/app", "GL_USER": "carol"})
+
+    assert result.returncode == 0, result.stderr
+    body = fake.received("/v1/push-checks")[0].body
+    assert body["repository"] == "team/app"
+    assert (body["pusher"], body["identity_source"]) == ("carol", "gitolite")
+    assert (repo.bare / "integrator" / "state" / "last.json").exists()
+
+
+CRASHING_DRIVER = """
+import importlib.machinery, importlib.util, sys
+loader = importlib.machinery.SourceFileLoader("hook", sys.argv[1])
+spec = importlib.util.spec_from_loader("hook", loader)
+hook = importlib.util.module_from_spec(spec)
+loader.exec_module(hook)
+def crash(*args):
+    raise KeyError("a bug in the hook")
+hook.ask_with_facts = crash
+sys.exit(hook.main())
+"""
+
+
+@pytest.mark.parametrize(("mode", "expected_rc"), [("shadow", 0), ("cutover", 1)])
+def test_an_internal_error_is_the_fallback_path_and_its_traceback_stays_off_screen(
+    installed: ServerRepo, mode: str, expected_rc: int
+) -> None:
+    """A bug never refuses a push in shadow; in cutover it refuses protected refs, as an outage."""
+    (installed.state_dir / "last.json").write_text(json.dumps({"mode": mode}))
+    old = installed.ref("main")
+    stdin = f"{old} {'6' * 40} refs/heads/main\n".encode()
+
+    result = subprocess.run(
+        ["/usr/bin/python3", "-IS", "-c", CRASHING_DRIVER, str(HOOKS / "pre-receive")],
+        input=stdin,
+        cwd=installed.bare,
+        env={"PATH": "/usr/bin:/bin", "GIT_DIR": "."},
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
+
+    assert result.returncode == expected_rc
+    assert b"service unavailable (internal error: KeyError)" in result.stderr
+    assert b"Traceback" not in result.stderr
+    assert "a bug in the hook" in (installed.state_dir / "last-error.txt").read_text()
+    assert [item["allow"] for item in installed.spooled()] == [expected_rc == 0]
