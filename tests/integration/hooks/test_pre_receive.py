@@ -202,6 +202,23 @@ def test_service_down_without_a_cache_allows_in_shadow_says_so_and_spools(
     assert item["decided_at"].endswith("Z") and item["reason_code"] == "service_unavailable"
 
 
+def test_service_down_in_shadow_refuses_a_push_carrying_a_registration_nonce(
+    repo: ServerRepo,
+) -> None:
+    """The integrator never moves main outside cutover: a nonce push is refused in fallback too."""
+    repo.install(url=dead_url())
+    old = repo.ref("main")
+    repo.commit("second")
+
+    result = repo.push("main", client_config=("push.pushOption=integrator-push=n1",))
+
+    assert result.returncode != 0 and repo.ref("main") == old
+    assert "integrator-push is accepted only in cutover, not shadow" in result.stderr
+    (item,) = repo.spooled()
+    assert (item["allow"], item["reason_code"]) == (False, "registration_outside_cutover")
+    assert item["registration_nonce"] == "n1"
+
+
 def cutover_then_down(repo: ServerRepo, fake: FakeService, **options: object) -> None:
     """The hook sees cutover once (and caches it); then the service goes away."""
     repo.install(**options)
@@ -225,8 +242,9 @@ def test_cached_cutover_with_service_down_refuses_main_but_lets_branches_through
 
     assert refused.returncode != 0 and repo.ref("main") == old
     text = "\n".join(remote_lines(refused.stderr))
-    assert "push refused in cutover mode" in text
-    assert "refused: refs/heads/main" in text
+    assert "integrator: service unavailable (connection failed" in text
+    assert "refused: refs/heads/main" in text and "protected in cutover mode" in text
+    assert "try again in a minute" in text
     assert "integrator submit --slug <slug> --branch <branch>" in text
     assert branch.returncode == 0, branch.stderr
     assert repo.ref("refs/heads/topic") is not None
