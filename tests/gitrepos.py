@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 from pathlib import Path
+
+SERVER_PATH = "/usr/local/bin:/usr/bin:/bin"
 
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "Test Author",
@@ -67,3 +70,27 @@ class Canonical:
 
     def head(self, ref: str = "refs/heads/main") -> str:
         return git("rev-parse", ref, cwd=self.bare)
+
+    def push_as(
+        self, pusher: str, *refspecs: str, options: tuple[str, ...] = ()
+    ) -> subprocess.CompletedProcess[str]:
+        """A real `git push` whose server side sees only what a git host would set: the
+        pusher comes from the transport (DESIGN §11), never from the client's environment."""
+        server = f"env -i PATH={SERVER_PATH} INTEGRATOR_PUSHER={shlex.quote(pusher)}"
+        config = [arg for option in options for arg in ("-c", f"push.pushOption={option}")]
+        return subprocess.run(
+            ["git", *config, "push", f"--receive-pack={server} git-receive-pack",
+             str(self.bare), *refspecs],
+            cwd=self.work,
+            env={**os.environ, **GIT_ENV},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )  # fmt: skip
+
+    def new_commit_on_main(self, name: str) -> str:
+        """A local commit on top of the canonical main, not pushed."""
+        git("fetch", "-q", "origin", cwd=self.work)
+        git("checkout", "-q", "-B", "main", "origin/main", cwd=self.work)
+        return self.commit(f"{name}.txt", name + "\n", f"direct change {name}")

@@ -23,6 +23,7 @@ from integrator.cli.client import (
     print_json,
 )
 from integrator.cli.events import events_app, submit
+from integrator.cli.hooks import hooks_app
 from integrator.cli.lease import lease_app
 from integrator.cli.local import db_app, serve, tokens_app
 from integrator.cli.modes import cutover, evidence, mode_app, rollback
@@ -45,6 +46,7 @@ app.add_typer(events_app, name="events")
 app.add_typer(queue_app, name="queue")
 app.command()(submit)
 app.add_typer(mode_app, name="mode")
+app.add_typer(hooks_app, name="hooks")
 app.command()(cutover)
 app.command()(rollback)
 app.command()(evidence)

@@ -1,0 +1,121 @@
+"""`integrator hooks install|check|uninstall`: the git server's side (works on the files).
+
+The token reaches `install` through `--token-file` (or `-` for stdin): argv is
+visible to every user of the machine, so `--token` is accepted with a warning.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from integrator import hookinstall
+from integrator.cli.client import EXIT_BAD_INPUT, EXIT_REFUSED, fail, print_json
+from integrator.settings import get_settings
+
+hooks_app = typer.Typer(help="Install and check the server-side hooks.", no_args_is_help=True)
+
+RepoArg = Annotated[Path, typer.Argument(metavar="REPO.git", help="The bare repository.")]
+
+
+def _read_token(token_file: str | None, token: str | None) -> str:
+    if token_file and token:
+        fail(EXIT_BAD_INPUT, "give --token-file or --token, not both")
+    if token:
+        typer.echo(
+            "integrator: warning: --token is visible to every user of this machine "
+            "(ps, shell history); prefer --token-file FILE or --token-file -",
+            err=True,
+        )
+        return token.strip()
+    if not token_file:
+        fail(EXIT_BAD_INPUT, "the hook token is required: --token-file FILE (or - for stdin)")
+    try:
+        text = sys.stdin.read() if token_file == "-" else Path(token_file).read_text()
+    except OSError as exc:
+        fail(EXIT_BAD_INPUT, f"--token-file {token_file}: {exc.strerror or exc}")
+    value = text.strip()
+    if not value:
+        fail(EXIT_BAD_INPUT, f"--token-file {token_file}: empty")
+    return value
+
+
+@hooks_app.command("install")
+def install(
+    repo: RepoArg,
+    url: Annotated[
+        str | None, typer.Option(help="The service URL (default INTEGRATOR_URL).")
+    ] = None,
+    token_file: Annotated[
+        str | None, typer.Option(help="File holding the hook-role token, or - for stdin.")
+    ] = None,
+    token: Annotated[str | None, typer.Option(help="The token itself (visible in ps).")] = None,
+    repository: Annotated[
+        str | None, typer.Option(help="Repository name (default: directory name).")
+    ] = None,
+    python: Annotated[str, typer.Option(help="Absolute interpreter the hooks run with.")] = (
+        "/usr/bin/python3"
+    ),
+    layout: Annotated[str, typer.Option(help="plain, gitea, gitolite, gitlab or ghes.")] = "plain",
+    identity_source: Annotated[
+        str, typer.Option(help="auto, gitlab, gitea, gitolite, ghes, http or plain.")
+    ] = "auto",
+    deadline: Annotated[float, typer.Option(help="Seconds the hook may take per push.")] = 2.5,
+    fail_open: Annotated[
+        bool, typer.Option(help="In cutover, allow protected pushes when the service is down.")
+    ] = False,
+    chain_existing: Annotated[
+        bool, typer.Option(help="Keep a foreign hook and run it before ours.")
+    ] = False,
+) -> None:
+    """Install the pre-receive and post-receive hooks into a bare repository."""
+    settings = get_settings()
+    result = hookinstall.install(
+        repo,
+        url=url or settings.url,
+        token=_read_token(token_file, token),
+        repository=repository,
+        python=python,
+        layout=layout,
+        identity_source=identity_source,
+        deadline=deadline,
+        fail_open=fail_open,
+        chain_existing=chain_existing,
+        protected_refs=settings.protected_refs,
+    )
+    for hook in result.hooks:
+        typer.echo(f"installed {hook}")
+    for moved, original in result.chained:
+        typer.echo(f"kept {original} as {moved}, run before ours")
+    typer.echo(f"configuration {result.config_path} (repository {result.repository})")
+
+
+@hooks_app.command("check")
+def check(
+    repo: RepoArg, as_json: Annotated[bool, typer.Option("--json", help="JSON.")] = False
+) -> None:
+    """Installed, executable, interpreter runnable, configured, service reachable, token valid."""
+    items = hookinstall.check(repo)
+    if as_json:
+        rows = [{"name": i.name, "ok": i.ok, "detail": i.detail} for i in items]
+        print_json({"ok": all(i.ok for i in items), "items": rows})
+    else:
+        for item in items:
+            typer.echo(f"[{'ok' if item.ok else 'FAIL'}] {item.name}: {item.detail}")
+    if not all(i.ok for i in items):
+        raise typer.Exit(EXIT_REFUSED)
+
+
+@hooks_app.command("uninstall")
+def uninstall(
+    repo: RepoArg,
+    discard_spool: Annotated[
+        bool, typer.Option(help="Also drop verdicts not yet uploaded (loses evidence).")
+    ] = False,
+) -> None:
+    """Remove our hooks and restore what install replaced."""
+    hookinstall.uninstall(repo, discard_spool=discard_spool)
+    typer.echo(f"uninstalled from {repo}")
