@@ -305,6 +305,10 @@ def _held(state: LeaseState) -> LeaseHeld:
     )
 
 
+def _lost(epoch: int) -> LeaseLost:
+    return LeaseLost(f"epoch {epoch} no longer holds the lease (superseded, expired or released)")
+
+
 def renew(session: Session, settings: Settings, epoch: int, token: str) -> int:
     """Extend the caller's unexpired grant by one TTL from now; the new `expires_at_ms`.
 
@@ -319,9 +323,7 @@ def renew(session: Session, settings: Settings, epoch: int, token: str) -> int:
     )
     expires_at_ms = session.execute(statement).scalar_one_or_none()
     if expires_at_ms is None:
-        raise LeaseLost(
-            f"epoch {epoch} no longer holds the lease (superseded, expired or released)"
-        )
+        raise _lost(epoch)
     return int(expires_at_ms)
 
 
@@ -337,7 +339,7 @@ def release(session: Session, settings: Settings, epoch: int, token: str) -> Rel
     )
     done = session.execute(statement).one_or_none()
     if done is None:
-        raise LeaseLost(f"epoch {epoch} no longer holds the lease; nothing to release")
+        raise _lost(epoch)
     result = Released(
         settings.lease_key, done.epoch, before.holder, before.epoch, done.expires_at_ms
     )
@@ -382,15 +384,8 @@ def force_release(session: Session, settings: Settings, reason: str, by: str) ->
         "operator": by,
     }
     _record(session, settings, LEASE_FORCE_RELEASED, result.epoch, fields, actor=by)
-    log.warning(
-        "lease %s force-released by %s (%s): holder %s, epoch %d -> %d",
-        result.key,
-        by,
-        reason,
-        before.holder,
-        before.epoch,
-        result.epoch,
-    )
+    message = "lease %s force-released by %s (%s): holder %s, epoch %d -> %d"
+    log.warning(message, result.key, by, reason, before.holder, before.epoch, result.epoch)
     return result
 
 
@@ -411,9 +406,7 @@ def fence(session: Session, settings: Settings, epoch: int, token: str) -> Lease
     query = _select_state(session, settings).where(live).with_for_update(read=True)
     row = session.execute(query).one_or_none()
     if row is None:
-        raise LeaseLost(
-            f"epoch {epoch} no longer holds the lease (superseded, expired or released)"
-        )
+        raise _lost(epoch)
     return _state(row)
 
 
