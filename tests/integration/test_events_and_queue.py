@@ -272,3 +272,21 @@ def test_submit_enqueues_the_branch_head(api: Api, canonical: Canonical) -> None
         "/v1/submit", json={"slug": "s", "branch": "nope"}, headers=api.headers
     )
     assert missing.status_code == 422 and missing.json()["details"][0]["field"] == "branch"
+
+
+def test_a_url_repository_is_read_through_a_local_mirror_fetched_before_evaluating(
+    settings: Settings, tmp_path: Path, tokens: TokenMaker
+) -> None:
+    """INTEGRATOR_REPO as a URL: the service keeps its own bare mirror and fetches it first."""
+    canonical = Canonical(tmp_path / "remote")
+    configured = settings.model_copy(
+        update={"repo": f"file://{canonical.bare}", "mirror_dir": str(tmp_path / "mirrors")}
+    )
+    with TestClient(create_app(configured)) as client:
+        api = Api(client, tokens)
+        sha = canonical.branch("feat/url")  # pushed after the service started
+        body = api.ready("url", "feat/url", sha)
+        assert body["candidate"]["status"] == "queued"
+        assert body["candidate"]["main_sha_checked"] == canonical.head()
+    mirrors = list((tmp_path / "mirrors").iterdir())
+    assert len(mirrors) == 1 and mirrors[0].name.endswith(".git")
