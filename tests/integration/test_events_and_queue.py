@@ -278,6 +278,7 @@ def test_a_url_repository_is_read_through_a_local_mirror_fetched_before_evaluati
     settings: Settings, tmp_path: Path, tokens: TokenMaker
 ) -> None:
     """INTEGRATOR_REPO as a URL: the service keeps its own bare mirror and fetches it first."""
+    (tmp_path / "remote").mkdir()
     canonical = Canonical(tmp_path / "remote")
     configured = settings.model_copy(
         update={"repo": f"file://{canonical.bare}", "mirror_dir": str(tmp_path / "mirrors")}
