@@ -28,6 +28,7 @@ from integrator.cli.lease import lease_app
 from integrator.cli.local import db_app, serve, tokens_app
 from integrator.cli.modes import cutover, evidence, mode_app, rollback
 from integrator.cli.queue import queue_app
+from integrator.cli.worker import worker
 from integrator.errors import IntegratorError
 from integrator.settings import get_settings
 
@@ -50,6 +51,7 @@ app.add_typer(hooks_app, name="hooks")
 app.command()(cutover)
 app.command()(rollback)
 app.command()(evidence)
+app.command()(worker)
 
 
 @app.command()

@@ -1,0 +1,90 @@
+"""`integrator worker`: run the integrator bot (DESIGN §9)."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+from pathlib import Path
+from types import FrameType
+from typing import Annotated
+
+import typer
+
+from integrator.cli.client import EXIT_BAD_INPUT, fail
+from integrator.settings import get_settings
+from integrator.worker import Worker, WorkerExit, WorkerOptions, default_holder
+from integrator.workspace import MergeMethod
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=level.upper(),
+        format="%(asctime)s integrator worker: %(message)s",
+    )
+    # httpx logs every request line at INFO; the worker says what matters itself.
+    for noisy in ("httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def worker(
+    repo: Annotated[
+        str | None,
+        typer.Option(
+            help="The canonical repository to clone (path or URL); default INTEGRATOR_REPO."
+        ),
+    ] = None,
+    workspace: Annotated[
+        Path, typer.Option(help="Where the worker keeps its own clone (reused on restart).")
+    ] = Path("./var/worker"),
+    check: Annotated[
+        str | None,
+        typer.Option(help="Shell command run in the merged tree; non-zero blocks the candidate."),
+    ] = None,
+    check_timeout: Annotated[
+        float, typer.Option(help="Seconds before the check's process group is killed.", min=0.001)
+    ] = 3600.0,
+    merge_method: Annotated[
+        MergeMethod, typer.Option(help="A merge commit, or one squashed commit.")
+    ] = MergeMethod.merge,
+    once: Annotated[
+        bool, typer.Option("--once", help="Drain what is queued, release the lease, exit.")
+    ] = False,
+    holder: Annotated[
+        str | None, typer.Option(help="The lease holder id (default host:pid).")
+    ] = None,
+    poll_interval: Annotated[
+        float, typer.Option(help="Seconds between polls of an empty queue.", min=0.01)
+    ] = 5.0,
+    log_level: Annotated[str, typer.Option(help="Logging level.")] = "info",
+) -> None:
+    """Take the lease and work the queue: merge each candidate in a private clone, run the
+    check, record the outcome (in shadow: a prediction; canonical main is never pushed)."""
+    settings = get_settings()
+    source = repo or settings.repo
+    if not source:
+        fail(EXIT_BAD_INPUT, "--repo is required (or set INTEGRATOR_REPO)")
+    _configure_logging(log_level)
+    options = WorkerOptions(
+        repo=source,
+        workspace=workspace,
+        check=check,
+        check_timeout=check_timeout,
+        merge_method=merge_method,
+        once=once,
+        holder=holder or default_holder(),
+        poll_interval=poll_interval,
+    )
+    try:
+        bot = Worker(settings, options)
+
+        def on_signal(signum: int, _frame: FrameType | None) -> None:
+            bot.on_signal(signum)
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+        code = bot.run()
+    except WorkerExit as exc:
+        fail(exc.code, exc.message)
+    raise typer.Exit(code)

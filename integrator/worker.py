@@ -1,0 +1,321 @@
+"""The integrator bot (DESIGN §2, §5-§8): lease, dequeue, merge in its own clone, check, report.
+
+The loop, and why it is shaped this way:
+
+1. Prepare the workspace (clone or reuse) *before* taking the lease: a slow clone must not
+   eat into the lease, and a second worker on the same workspace is refused up front.
+2. Acquire the lease (`LeaseKeeper`: retry with jitter while busy, renew in the background).
+3. `POST /v1/queue/next` with the grant. The service requeues what an ended epoch left
+   `in_progress` (a killed predecessor) at the head, so a restart resumes from durable state;
+   the worker keeps nothing that matters in memory.
+4. Per candidate: fetch, content already on main? (sha reachable, or a first-parent commit
+   whose trailers name the candidate) → `already_integrated`; else a fresh integration branch
+   at `origin/main`'s sha, merge the candidate's *recorded* sha with the trailers of DESIGN
+   §6 (the attempt uuid chosen before committing), run `--check`.
+5. Self-fence: right before every irreversible step — reporting now, pushing later — stop
+   unless the last successful renewal was *sent* less than the renew deadline ago. The
+   service's fence is what stops a holder that stalls after asking.
+6. Report what `integrator.trial.judge` decides. Nothing here ever pushes canonical `main`.
+
+SIGTERM (or SIGINT): kill a running check's process group, give the candidate back
+(`requeue`), release the lease, exit 0. `--once` drains until the queue answers 204.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import socket
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NoReturn
+
+import httpx
+
+from integrator.checks import CheckRunner
+from integrator.gitops import GitError
+from integrator.lease_client import LeaseClientError, LeaseKeeper
+from integrator.settings import Settings
+from integrator.trial import Decision, Handed, Trial, judge, merge_message, requeue
+from integrator.workspace import MergeMethod, Workspace, WorkspaceBusy
+
+log = logging.getLogger(__name__)
+
+EXIT_OK, EXIT_REFUSED, EXIT_BAD_INPUT, EXIT_UNAVAILABLE = 0, 1, 2, 3
+#: Attempts for one HTTP request on a transport error or a 5xx (the service restarting).
+_ATTEMPTS = 5
+
+
+def default_holder() -> str:
+    """A holder id that says where the worker runs: `host:pid`."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    """`integrator worker`'s options (DESIGN §9)."""
+
+    repo: str
+    workspace: Path
+    check: str | None = None
+    check_timeout: float = 3600.0
+    merge_method: MergeMethod = MergeMethod.merge
+    once: bool = False
+    holder: str = field(default_factory=default_holder)
+    #: Seconds between polls of an empty queue (without --once).
+    poll_interval: float = 5.0
+
+
+class WorkerExit(Exception):
+    """The worker stops with this exit code and one-line message."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class LeaseLost(Exception):
+    """The grant is gone (service said lease_lost) or no longer trusted (self-fence)."""
+
+
+class Worker:
+    """One integrator bot process. `run()` returns the exit code; `request_stop()` is the
+    signal handler's body."""
+
+    def __init__(
+        self, settings: Settings, options: WorkerOptions, keeper: LeaseKeeper | None = None
+    ) -> None:
+        if not settings.token:
+            raise WorkerExit(EXIT_BAD_INPUT, "INTEGRATOR_TOKEN is not set (an integrator token)")
+        self.settings = settings
+        self.options = options
+        self.keeper = keeper or LeaseKeeper.from_settings(settings, options.holder)
+        self.http = httpx.Client(
+            base_url=settings.url.rstrip("/"),
+            headers={"Authorization": f"Bearer {settings.token}"},
+            timeout=120.0,
+        )
+        main_ref = settings.protected_refs[0]
+        self.workspace = Workspace(
+            options.repo, options.workspace, main_branch=main_ref.removeprefix("refs/heads/")
+        )
+        self.runner = CheckRunner(options.check, options.check_timeout) if options.check else None
+        self.stopping = threading.Event()
+        self.handled = 0
+        self._signals: queue.SimpleQueue[int | None] = queue.SimpleQueue()
+
+    def request_stop(self) -> None:
+        """Stop soon: a running check is killed now; the candidate is given back."""
+        self.stopping.set()
+        if self.runner is not None:
+            self.runner.cancel()
+
+    def on_signal(self, signum: int) -> None:
+        """The body of a SIGTERM/SIGINT handler: only calls that are safe there.
+
+        A handler runs between two bytecodes of the main thread, possibly while that thread
+        holds an `Event`'s lock, so it must not call `Event.set()`. It kills the check's
+        process group (a flag and a `killpg`) and hands the rest to a watcher thread through
+        `SimpleQueue.put`, which is reentrant.
+        """
+        if self.runner is not None:
+            self.runner.cancel()
+        self._signals.put(signum)
+
+    def _watch_signals(self) -> None:
+        while (signum := self._signals.get()) is not None:
+            log.info("signal %d: stopping after giving the current candidate back", signum)
+            self.request_stop()
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    def run(self) -> int:
+        watcher = threading.Thread(target=self._watch_signals, name="worker-signals", daemon=True)
+        watcher.start()
+        try:
+            try:
+                self.workspace.prepare(self.options.holder)
+            except WorkspaceBusy as exc:
+                raise WorkerExit(EXIT_REFUSED, str(exc)) from None
+            except GitError as exc:
+                raise WorkerExit(
+                    EXIT_UNAVAILABLE, f"cannot clone {self.options.repo}: {exc}"
+                ) from None
+            if not self._acquire():
+                return EXIT_OK
+            while not self.stopping.is_set():
+                try:
+                    handed = self._next()
+                    if handed is None:
+                        if self.options.once:
+                            break
+                        self.stopping.wait(self.options.poll_interval)
+                        continue
+                    self._process(handed)
+                except LeaseLost as exc:
+                    if self.stopping.is_set():
+                        log.warning("lease lost while stopping: %s", exc)
+                        break
+                    self._lease_lost(str(exc))
+                    if not self._acquire():
+                        break
+            return EXIT_OK
+        finally:
+            self._shutdown()
+
+    def _acquire(self) -> bool:
+        try:
+            won = self.keeper.acquire(stop=self.stopping)
+        except LeaseClientError as exc:
+            raise WorkerExit(EXIT_REFUSED, str(exc)) from None
+        if won:
+            log.info("holding the lease as %s (epoch %s)", self.options.holder, self.keeper.epoch)
+        return won
+
+    def _lease_lost(self, why: str) -> None:
+        """Drop the grant; `--once` ends here, a long-running worker tries to take it again."""
+        log.warning("lease lost: %s", why)
+        self.keeper.release()  # answers lease_lost and drops the grant if it is gone
+        if self.options.once:
+            raise WorkerExit(
+                EXIT_REFUSED,
+                f"lease lost ({why}); what this worker held goes back to the queue at the next "
+                "grant",
+            )
+
+    def _shutdown(self) -> None:
+        self._signals.put(None)
+        try:
+            if self.keeper.epoch is not None:
+                self.keeper.release()
+        finally:
+            self.keeper.close()
+            self.http.close()
+            self.workspace.close()
+
+    # -- one candidate ----------------------------------------------------------------------
+
+    def _process(self, handed: Handed) -> None:
+        log.info("took %s (mode %s)", handed.describe(), handed.mode)
+        if self.stopping.is_set():
+            self._report(handed, requeue("the worker is stopping"))
+            return
+        try:
+            trial = self._try(handed)
+        except GitError as exc:
+            self._report(handed, requeue(f"the worker's git failed: {exc}"))
+            raise WorkerExit(
+                EXIT_UNAVAILABLE, f"git failed on {handed.describe()}: {exc}"
+            ) from None
+        if self.stopping.is_set():
+            self._report(handed, requeue("the worker is stopping (signal)"))
+            return
+        decision = judge(handed, trial)
+        self._report(handed, decision)
+        self.handled += 1
+        if decision.stop:
+            raise WorkerExit(EXIT_REFUSED, decision.reason or "stopped")
+
+    def _try(self, handed: Handed) -> Trial:
+        attempt = str(uuid.uuid4())  # chosen before anything is committed (DESIGN §6)
+        ws = self.workspace
+        base = ws.fetch(handed.sha)
+        if base is None:
+            raise WorkerExit(
+                EXIT_REFUSED, f"{ws.origin_main} does not exist in {self.options.repo}"
+            )
+        if ws.on_main(handed.sha, base) or ws.explained_on_main(handed.id, base):
+            return Trial(base=base, attempt=attempt, already_on_main=base)
+        epoch = self.keeper.epoch or 0
+        message = merge_message(handed, epoch, attempt, self.options.merge_method)
+        merged = ws.merge(base, handed.sha, message, self.options.merge_method)
+        if not merged.ok or merged.empty:
+            return Trial(base=base, attempt=attempt, merge=merged)
+        merged_sha = ws.head()
+        check = None
+        if self.runner is not None and not self.stopping.is_set():
+            ws.mark_dirty()
+            check = self.runner.run(ws.clone_path, ws.check_log)
+        return Trial(base=base, attempt=attempt, merge=merged, merged_sha=merged_sha, check=check)
+
+    # -- the service ------------------------------------------------------------------------
+
+    def _next(self) -> Handed | None:
+        response = self._send("/v1/queue/next", self._grant())
+        if response.status_code == 204:
+            return None
+        if response.status_code == 200:
+            return Handed.from_json(response.json())
+        self._refused(response, "queue/next")
+
+    def _report(self, handed: Handed, decision: Decision) -> None:
+        # The self-fence: the last irreversible step this worker takes on its own word.
+        if not self.keeper.fenced_ok():
+            raise LeaseLost(
+                f"self-fence: no renewal confirmed within the renew deadline; not reporting "
+                f"{decision.outcome} for {handed.describe()}"
+            )
+        body = {**self._grant(), **decision.body()}
+        response = self._send(f"/v1/candidates/{handed.id}/outcome", body)
+        if response.status_code == 200:
+            log.info("%s: %s", handed.describe(), decision.outcome)
+            return
+        self._refused(response, f"outcome for {handed.describe()}")
+
+    def _grant(self) -> dict[str, Any]:
+        try:
+            return self.keeper.grant_body()
+        except LeaseClientError:
+            raise LeaseLost("no grant held") from None
+
+    def _send(self, path: str, body: dict[str, Any]) -> httpx.Response:
+        """POST with a few retries on transport errors and 5xx; a 409 lease_lost raises."""
+        pause = 0.2
+        for attempt in range(1, _ATTEMPTS + 1):
+            try:
+                response = self.http.post(path, json=body)
+            except httpx.TransportError as exc:
+                failure = f"{type(exc).__name__}"
+            else:
+                if response.status_code < 500:
+                    if response.status_code == 409 and _code(response) == "lease_lost":
+                        raise LeaseLost(f"the service refused {path}: lease_lost")
+                    if attempt > 1 and response.status_code == 409 and "outcome" in path:
+                        # An earlier try may have landed before its answer was lost: the
+                        # candidate is no longer in_progress, which is what we wanted.
+                        log.warning("outcome already recorded by an earlier attempt: %s", path)
+                        return httpx.Response(200)
+                    return response
+                failure = f"HTTP {response.status_code}"
+            log.warning("%s failed (%s), attempt %d of %d", path, failure, attempt, _ATTEMPTS)
+            time.sleep(pause)
+            pause = min(pause * 2, 3.0)
+        raise WorkerExit(EXIT_UNAVAILABLE, f"service unavailable at {self.settings.url} ({path})")
+
+    def _refused(self, response: httpx.Response, what: str) -> NoReturn:
+        status = response.status_code
+        code = EXIT_BAD_INPUT if status in (400, 422) else EXIT_REFUSED
+        raise WorkerExit(code, f"{what} refused: HTTP {status} {_message(response)}")
+
+
+def _code(response: httpx.Response) -> str | None:
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    return body.get("code") if isinstance(body, dict) else None
+
+
+def _message(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:200]
+    if isinstance(body, dict):
+        return f"{body.get('message', '')} ({body.get('code', '')})"
+    return str(body)[:200]

@@ -1,0 +1,202 @@
+"""The worker's own clone of the canonical repository (DESIGN §2, §6).
+
+The worker never works in the canonical repository: it keeps a clone under its workspace,
+reused across restarts (a killed worker leaves it as it was; `prepare` puts it back in
+order). Per candidate: fetch, a fresh integration branch at `origin/main`'s sha, and a merge
+of the candidate's *recorded* sha — never whatever its branch points at now.
+
+The clone's local configuration switches off what would make the integration depend on the
+machine rather than the repository: a global `rerere` could silently resolve a conflict, a
+global hooks path could run code, commit signing could prompt.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import IO
+
+from integrator.gitops import Git, GitError, MergeResult
+
+log = logging.getLogger(__name__)
+
+ORIGIN = "origin"
+INTEGRATION_BRANCH = "integrator/integration"
+#: How far back on main's first-parent history a trailer can explain a candidate.
+TRAILER_WINDOW = 1000
+
+
+class MergeMethod(StrEnum):
+    """How the worker combines a candidate with main."""
+
+    #: A merge commit (`--no-ff`) whose first parent is main: the candidate's sha reaches main.
+    merge = "merge"
+    #: One new commit with the candidate's changes; matched later by patch-id.
+    squash = "squash"
+
+
+@dataclass(frozen=True)
+class Merged:
+    """A merge attempt; `empty` when a squash found nothing left to change on main."""
+
+    ok: bool
+    conflicts: tuple[str, ...]
+    output: str
+    empty: bool = False
+
+    @classmethod
+    def of(cls, result: MergeResult) -> Merged:
+        return cls(result.ok, result.conflicts, result.output)
+
+
+class WorkspaceBusy(RuntimeError):
+    """Another worker process is using this workspace."""
+
+
+class WorkspaceGit(Git):
+    """The adapter plus the two verbs only the worker needs."""
+
+    def commits_with_trailer(self, rev: str, key: str, value: str, limit: int) -> list[str]:
+        """First-parent commits of `rev` (newest first) whose trailer `key` is `value`.
+
+        `--grep` narrows the history cheaply; the trailers are then read as git parses them,
+        so a matching line in a message body that is not a trailer does not count.
+        """
+        pattern = f"^{key}: *{value} *$"
+        out = self._run(
+            "log",
+            "--first-parent",
+            f"--max-count={limit}",
+            "--format=%H",
+            f"--grep={pattern}",
+            rev,
+            "--",
+        ).stdout.split()
+        return [sha for sha in out if value in self.trailers(sha).get(key, [])]
+
+    def abort_merge(self) -> None:
+        """Drop a merge left half-way (exits non-zero when there is none: that is fine)."""
+        self._run("merge", "--abort", check=False)
+
+    def fetch_object(self, remote: str, sha: str) -> bool:
+        """Fetch one commit by name (a force-pushed branch no longer advertises it)."""
+        proc = self._run("fetch", "--quiet", "--no-tags", "--", remote, sha, check=False)
+        return proc.returncode == 0 and self.commit_exists(sha)
+
+
+class Workspace:
+    """A clone of `repo_url` under `root`, locked to one worker process at a time."""
+
+    def __init__(
+        self, repo_url: str, root: Path, main_branch: str = "main", timeout: float = 600.0
+    ) -> None:
+        self.repo_url = repo_url
+        self.root = Path(root).resolve()
+        self.clone_path = self.root / "clone"
+        self.main_branch = main_branch
+        self.timeout = timeout
+        self._lock_file: IO[str] | None = None
+        self._dirty = True
+        self.git = WorkspaceGit(self.clone_path, timeout)
+
+    @property
+    def origin_main(self) -> str:
+        return f"refs/remotes/{ORIGIN}/{self.main_branch}"
+
+    @property
+    def check_log(self) -> Path:
+        return self.root / "check.log"
+
+    def prepare(self, identity: str) -> None:
+        """Lock the workspace, clone if needed, and put a reused clone back in order."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._lock()
+        if not (self.clone_path / ".git").is_dir():
+            shutil.rmtree(self.clone_path, ignore_errors=True)  # a clone killed half-way
+            Git.clone(self.repo_url, self.clone_path, timeout=self.timeout)
+        git = self.git
+        git.config_set(f"remote.{ORIGIN}.url", self.repo_url)
+        hooks = self.root / "no-hooks"
+        hooks.mkdir(exist_ok=True)
+        for key, value in (
+            ("user.name", identity),
+            ("user.email", f"{identity.replace(' ', '-')}@integrator.invalid"),
+            ("commit.gpgSign", "false"),
+            ("rerere.enabled", "false"),
+            ("core.hooksPath", str(hooks)),
+        ):
+            git.config_set(key, value)
+        # A worker killed mid-merge leaves MERGE_HEAD and a dirty tree; start clean.
+        git.abort_merge()
+        git.reset_hard("HEAD")
+        self._dirty = True
+
+    def close(self) -> None:
+        if self._lock_file is not None:
+            self._lock_file.close()  # closing the descriptor drops the flock
+            self._lock_file = None
+
+    def _lock(self) -> None:
+        if self._lock_file is not None:
+            return
+        handle = (self.root / ".lock").open("w")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            raise WorkspaceBusy(
+                f"workspace {self.root} is in use by another worker; give each its own --workspace"
+            ) from None
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        self._lock_file = handle
+
+    def fetch(self, sha: str) -> str | None:
+        """Fetch main and every branch; make sure `sha` is here. Returns main's sha."""
+        self.git.fetch(ORIGIN, [f"+refs/heads/*:refs/remotes/{ORIGIN}/*"])
+        if not self.git.commit_exists(sha) and not self.git.fetch_object(ORIGIN, sha):
+            raise GitError(["git", "fetch", ORIGIN, sha], None, "", "", "commit not found")
+        return self.git.rev_parse(self.origin_main)
+
+    def on_main(self, sha: str, main_sha: str) -> bool:
+        return self.git.is_ancestor(sha, main_sha)
+
+    def explained_on_main(self, candidate_id: int, main_sha: str) -> str | None:
+        """A first-parent commit of main whose trailers name this candidate (DESIGN §6).
+
+        It covers a squash integration, whose sha never reaches main. Verifying the trailer
+        against a registration's attempt and `new` comes with registered updates.
+        """
+        found = self.git.commits_with_trailer(
+            main_sha, "Integrator-Candidate", str(candidate_id), TRAILER_WINDOW
+        )
+        return found[0] if found else None
+
+    def merge(self, base: str, sha: str, message: str, method: MergeMethod) -> Merged:
+        """A fresh integration branch at `base`, and `sha` merged into it."""
+        self.git.checkout_new_branch(INTEGRATION_BRANCH, base)
+        if self._dirty:
+            self.git.clean()
+            self._dirty = False
+        if method is MergeMethod.merge:
+            return Merged.of(self.git.merge_no_ff(sha, message))
+        try:
+            return Merged.of(self.git.merge_squash(sha, message))
+        except GitError as exc:
+            # A squash that changes nothing: the candidate's content is on main already
+            # (a human squash-merged it). The adapter has reset the tree; say so.
+            if "nothing to commit" in exc.stdout + exc.stderr and self.git.head() == base:
+                return Merged(ok=True, conflicts=(), output=exc.stdout, empty=True)
+            raise
+
+    def head(self) -> str:
+        return self.git.head()
+
+    def mark_dirty(self) -> None:
+        """A check ran in the tree: clean untracked files before the next merge."""
+        self._dirty = True
