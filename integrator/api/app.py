@@ -15,6 +15,7 @@ from integrator.api import (
     guard,
     health,
     modes,
+    predictions,
     processing,
     tokens,
     whoami,
@@ -57,6 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(events.router)
     app.include_router(candidates.router)
     app.include_router(processing.router)
+    app.include_router(predictions.router)
     app.include_router(guard.router)
     app.include_router(modes.router)
     app.include_router(lease_api.router)

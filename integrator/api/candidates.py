@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 
-from integrator import events, queue
+from integrator import events, queue, scoring
 from integrator.admission import reevaluate_all
 from integrator.api.deps import (
     Caller,
@@ -110,4 +110,5 @@ def evaluate_queue(
     repo.refresh()
     with session.begin():
         count = reevaluate_all(session, repo, settings.repository_name)
+    scoring.score_predictions(session, settings, repo, by=_caller.name)  # one query when none
     return Evaluated(evaluated=count)

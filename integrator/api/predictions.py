@@ -1,0 +1,56 @@
+"""POST /v1/predictions/score: record shadow predictions whose content reached main (DESIGN §7)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
+from pydantic import BaseModel
+
+from integrator import scoring
+from integrator.api.deps import Caller, SessionDep, SettingsDep, require
+from integrator.api.events import Repo
+from integrator.tokens import Role
+
+router = APIRouter(prefix="/v1", tags=["queue"])
+
+Scorer = Annotated[Caller, Depends(require(Role.operator, Role.hook, Role.integrator))]
+
+
+class ScoredOut(BaseModel):
+    candidate_id: int
+    slug: str
+    sha: str
+    predicted: str
+    actual: str
+    main_sha: str
+    matched_by: str
+    agreed: bool
+
+
+class ScoredList(BaseModel):
+    scored: list[ScoredOut]
+
+
+@router.post("/predictions/score")
+def score_predictions(
+    session: SessionDep, settings: SettingsDep, repo: Repo, caller: Scorer
+) -> ScoredList:
+    """Read canonical main and score every predicted candidate that landed on it (once)."""
+    repo.refresh()
+    landed = scoring.score_predictions(session, settings, repo, by=caller.name)
+    return ScoredList(
+        scored=[
+            ScoredOut(
+                candidate_id=x.candidate_id,
+                slug=x.slug,
+                sha=x.sha,
+                predicted=x.predicted,
+                actual="integrated",
+                main_sha=x.main_sha,
+                matched_by=x.matched_by,
+                agreed=x.agreed,
+            )
+            for x in landed
+        ]
+    )
