@@ -5,12 +5,15 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from integrator.lease_client import LeaseKeeper
 from integrator.settings import Settings
+from integrator.worker import Worker, WorkerExit, WorkerOptions
 from tests.gitrepos import git
 from tests.support import TokenMaker
 from tests.worker_support import (
@@ -252,3 +255,33 @@ def test_in_cutover_a_clean_candidate_is_given_back_and_the_worker_stops_without
     assert refs_of(world.canonical.bare) == before
     assert world.lease()["holder"] is None
     assert os.path.isdir(world.tmp_path / "ws" / "clone")
+
+
+def test_the_worker_fences_itself_and_does_not_report_past_its_renew_deadline(
+    world: WorkerWorld, tmp_path: Path
+) -> None:
+    """Its monotonic clock jumps past the deadline during the check: no outcome is sent."""
+    candidate = world.ready("fenced")
+    jumped = tmp_path / "clock-jumped"
+    settings = world.settings.model_copy(
+        update={"url": world.service.url, "token": world.integrator_token}
+    )
+    options = WorkerOptions(
+        repo=str(world.canonical.bare),
+        workspace=tmp_path / "in-process",
+        check=f"touch {jumped}",
+        once=True,
+        holder="stalled",
+    )
+    # No background renewals: the only thing that moves is the clock the self-fence reads.
+    keeper = LeaseKeeper.from_settings(
+        settings,
+        "stalled",
+        background=False,
+        clock=lambda: time.monotonic() + (60.0 if jumped.exists() else 0.0),
+    )
+    with pytest.raises(WorkerExit) as stopped:
+        Worker(settings, options, keeper=keeper).run()
+    assert stopped.value.code == 1 and "self-fence" in stopped.value.message
+    assert world.events("would_integrate", "would_block") == []
+    assert world.candidate(candidate)["status"] == "in_progress"

@@ -1,0 +1,119 @@
+"""The worker's decision rules: facts in, the outcome body out (no git, no service)."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from integrator.checks import CheckResult
+from integrator.trial import (
+    CUTOVER_NEEDS_REGISTRATIONS,
+    Handed,
+    Trial,
+    judge,
+    merge_message,
+)
+from integrator.workspace import Merged, MergeMethod
+
+BASE = "b" * 40
+SHA = "c" * 40
+
+
+def handed(mode: str = "shadow") -> Handed:
+    return Handed(id=7, slug="feat-7", branch="feat/seven", sha=SHA, mode=mode, position=3)
+
+
+def clean_merge() -> Merged:
+    return Merged(ok=True, conflicts=(), output="")
+
+
+def check(exit_code: int | None = 0, timed_out: bool = False) -> CheckResult:
+    return CheckResult("make test", exit_code, timed_out, False, "last lines\n", 1.5)
+
+
+def trial(**facts: object) -> Trial:
+    values: dict[str, object] = {"base": BASE, "attempt": "att-1", **facts}
+    return Trial(**values)  # type: ignore[arg-type]
+
+
+def test_a_clean_merge_in_shadow_is_would_integrate_on_the_base_it_merged_onto() -> None:
+    """main_sha is the base, the attempt is carried, and the passing check is mentioned."""
+    decision = judge(handed(), trial(merge=clean_merge(), merged_sha="d" * 40, check=check()))
+    assert (decision.outcome, decision.main_sha, decision.attempt) == (
+        "would_integrate",
+        BASE,
+        "att-1",
+    )
+    assert any("make test" in line for line in decision.diagnostics)
+    assert not decision.stop
+
+
+def test_off_mode_predicts_like_shadow() -> None:
+    """The integrator never moves main outside cutover."""
+    assert judge(handed("off"), trial(merge=clean_merge())).outcome == "would_integrate"
+
+
+@pytest.mark.parametrize(("mode", "outcome"), [("shadow", "would_block"), ("cutover", "blocked")])
+def test_a_conflict_names_every_path_as_evidence(mode: str, outcome: str) -> None:
+    """One conflict evidence item per path; diagnostics and a next action to resume."""
+    merged = Merged(ok=False, conflicts=("a.txt", "b/c.py"), output="CONFLICT")
+    decision = judge(handed(mode), trial(merge=merged))
+    assert decision.outcome == outcome
+    assert decision.conflict_evidence == [
+        {"kind": "conflict", "path": "a.txt"},
+        {"kind": "conflict", "path": "b/c.py"},
+    ]
+    assert "a.txt, b/c.py" in decision.diagnostics[0]
+    assert decision.next_action and "integrator submit --slug feat-7" in decision.next_action
+
+
+def test_a_failed_check_is_evidence_with_its_command_exit_code_and_output_tail() -> None:
+    """kind check, the command, the exit code and the tail of its output."""
+    decision = judge(handed(), trial(merge=clean_merge(), check=check(exit_code=2)))
+    assert decision.outcome == "would_block"
+    assert decision.conflict_evidence == [
+        {"kind": "check", "command": "make test", "exit_code": 2, "output_tail": "last lines\n"}
+    ]
+    assert "exit code 2" in decision.diagnostics[0]
+
+
+def test_a_timed_out_check_has_no_exit_code_and_says_it_was_killed() -> None:
+    """A killed check did not exit: the evidence carries no exit code."""
+    decision = judge(handed(), trial(merge=clean_merge(), check=check(None, timed_out=True)))
+    assert "exit_code" not in decision.conflict_evidence[0]
+    assert "timed out" in decision.diagnostics[0]
+
+
+@pytest.mark.parametrize("mode", ["shadow", "cutover"])
+def test_content_already_on_main_is_already_integrated_in_any_mode(mode: str) -> None:
+    """Reachable (or trailer-explained) content and an empty squash are not merged again."""
+    for facts in ({"already_on_main": BASE}, {"merge": Merged(True, (), "", empty=True)}):
+        decision = judge(handed(mode), trial(**facts))
+        assert (decision.outcome, decision.main_sha) == ("already_integrated", BASE)
+
+
+def test_a_clean_merge_in_cutover_is_given_back_and_stops_the_worker() -> None:
+    """The push seam: without registered updates the worker does not pretend to push."""
+    decision = judge(handed("cutover"), trial(merge=clean_merge(), check=check()))
+    assert (decision.outcome, decision.stop) == ("requeue", True)
+    assert decision.reason == CUTOVER_NEEDS_REGISTRATIONS
+    assert decision.body() == {"outcome": "requeue", "reason": CUTOVER_NEEDS_REGISTRATIONS}
+
+
+@pytest.mark.parametrize("method", list(MergeMethod))
+def test_the_merge_message_ends_with_the_three_trailers_git_parses(method: MergeMethod) -> None:
+    """Integrator-Candidate, -Epoch and -Attempt, as `git interpret-trailers` reads them."""
+    message = merge_message(handed(), epoch=4, attempt="0b5e-attempt", method=method)
+    parsed = subprocess.run(
+        ["git", "interpret-trailers", "--parse"],
+        input=message,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert parsed.splitlines() == [
+        "Integrator-Candidate: 7",
+        "Integrator-Epoch: 4",
+        "Integrator-Attempt: 0b5e-attempt",
+    ]
