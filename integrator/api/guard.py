@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 
-from integrator import guard
+from integrator import guard, scoring
 from integrator.api.deps import Caller, SessionDep, SettingsDep, require
 from integrator.api.events import Repo
 from integrator.policy import Update
@@ -114,11 +114,17 @@ class PushReported(BaseModel):
 
 
 @router.post("/push-reports")
-def push_report(body: PushIn, session: SessionDep, repo: Repo, caller: Hook) -> PushReported:
-    """post-receive: branch_pushed for every branch that moved (retries are duplicates)."""
+def push_report(
+    body: PushIn, session: SessionDep, settings: SettingsDep, repo: Repo, caller: Hook
+) -> PushReported:
+    """post-receive: branch_pushed for every branch that moved (retries are duplicates);
+    when a protected ref moved, score the shadow predictions that landed with it."""
     repo.refresh()
+    request = body.request()
     with session.begin():
-        reported = guard.report_pushes(session, repo, body.request(), actor=caller.name)
+        reported = guard.report_pushes(session, repo, request, actor=caller.name)
+    if any(u.resolved_ref in settings.protected_refs for u in request.updates):
+        scoring.score_predictions(session, settings, repo, by=caller.name)
     return PushReported(recorded=reported.recorded, duplicates=reported.duplicates)
 
 

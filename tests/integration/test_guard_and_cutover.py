@@ -222,3 +222,16 @@ def test_push_checks_validate_their_input(ops: Ops) -> None:
     assert response.json()["details"][0]["field"] == "updates.0.old"
     assert ops.client.post("/v1/push-checks", json=push("refs/heads/x", ZERO, "b" * 40),
                            headers=ops.reporter).status_code == 403  # fmt: skip
+
+
+def test_a_human_push_landing_a_predicted_candidate_scores_it(ops: Ops, engine: Engine) -> None:
+    """post-receive's report of main makes the service read main and score the prediction."""
+    predicted = ops.predict_one("landing")
+    old = ops.canonical.head()
+    new = ops.canonical.merge_to_main(predicted["sha"])
+    body = push("refs/heads/main", old, new)
+    assert ops.client.post("/v1/push-reports", json=body, headers=ops.hook).status_code == 200
+    candidate = ops.client.get(f"/v1/candidates/{predicted['id']}", headers=ops.hook).json()
+    assert candidate["status"] == "integrated"
+    [scored] = events_of(engine, "prediction_scored")
+    assert scored.fields["matched_by"] == "reachability" and scored.fields["agreed"] is True
