@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from integrator import lease, modes
@@ -25,10 +25,10 @@ from integrator.policy import RegistrationFacts, Update, decide
 from integrator.queue import Status
 from integrator.queue import transition as move
 from integrator.readiness import Condition
+from integrator.registrations import void_open
 from integrator.settings import Settings
 
 PREDICTION_TYPES = ("would_integrate", "would_block")
-OPEN_REGISTRATIONS = ("registered", "authorized")
 
 
 @dataclass(frozen=True)
@@ -239,21 +239,6 @@ def _requeue_predictions(session: Session, settings: Settings, repo: CanonicalRe
             move(session, candidate, Status.waiting, reason="cutover: no longer READY")
 
 
-def void_open_registrations(session: Session, settings: Settings, reason: str) -> int:
-    voided = session.execute(
-        update(Registration)
-        .where(Registration.status.in_(OPEN_REGISTRATIONS))
-        .values(status="void", updated_at=utcnow())
-        .returning(Registration.id)
-    ).all()
-    for (registration_id,) in voided:
-        record_system_event(
-            session, type="registration_voided", repository=settings.repository_name,
-            fields={"registration_id": registration_id, "reason": reason},
-        )  # fmt: skip
-    return len(voided)
-
-
 def rollback(session: Session, settings: Settings, *, by: str, reason: str) -> modes.ModeView:
     """cutover → shadow at once; outside cutover a recorded no-op."""
     if modes.current(session).mode is not modes.Mode.cutover:
@@ -265,7 +250,7 @@ def rollback(session: Session, settings: Settings, *, by: str, reason: str) -> m
     view = modes.change(
         session, modes.Mode.shadow, by=by, reason=reason, repository=settings.repository_name
     )
-    void_open_registrations(session, settings, "rollback")
+    void_open(session, settings.repository_name, "rollback")
     return view
 
 
@@ -280,7 +265,7 @@ def drill(session: Session, settings: Settings, *, by: str, reason: str) -> dict
     )
     live_mode = modes.current(session).mode
     refused = not decide([human], push_facts(settings, live_mode, "drill", False)).allow
-    voided = void_open_registrations(session, settings, "rollback drill")
+    voided = void_open(session, name, "rollback drill")
     modes.change(session, modes.Mode.shadow, by=by, reason=reason, repository=name, drill=True)
     fields = {"refusal_observed": refused, "mode_during_drill": live_mode.value, "voided": voided}
     record_system_event(session, type="rollback_drill", repository=name, fields=fields, actor=by)

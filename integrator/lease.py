@@ -73,6 +73,7 @@ from integrator.db import READ_ONLY, now_ms_expr
 from integrator.errors import Detail, InvalidInput, LeaseHeld, LeaseLost
 from integrator.events import record_system_event
 from integrator.models import Lease
+from integrator.registrations import retire_earlier_epochs
 from integrator.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -293,6 +294,7 @@ def acquire(session: Session, settings: Settings, holder: str) -> Grant:
         fields["previous_expires_at"] = iso_of_ms(before.expires_at_ms)
     kind = LEASE_TAKEN_OVER if took_over else LEASE_ACQUIRED
     _record(session, settings, kind, grant.epoch, fields, actor=holder)
+    retire_earlier_epochs(session, settings.repository_name, grant.epoch)
     log.info("lease %s granted to %s, epoch %d", grant.key, holder, grant.epoch)
     return grant
 
@@ -384,6 +386,7 @@ def force_release(session: Session, settings: Settings, reason: str, by: str) ->
         "operator": by,
     }
     _record(session, settings, LEASE_FORCE_RELEASED, result.epoch, fields, actor=by)
+    retire_earlier_epochs(session, settings.repository_name, result.epoch)
     message = "lease %s force-released by %s (%s): holder %s, epoch %d -> %d"
     log.warning(message, result.key, by, reason, before.holder, before.epoch, result.epoch)
     return result
