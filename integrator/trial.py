@@ -109,7 +109,8 @@ def merge_message(
 
 
 def requeue(reason: str, *, stop: bool = False) -> Decision:
-    return Decision(outcome="requeue", reason=reason, stop=stop)
+    """Give the candidate back; the reason is cut to what the service stores (2000)."""
+    return Decision(outcome="requeue", reason=reason[:2000], stop=stop)
 
 
 def _resubmit(handed: Handed) -> str:

@@ -212,6 +212,9 @@ class Worker:
             raise WorkerExit(
                 EXIT_UNAVAILABLE, f"git failed on {handed.describe()}: {exc}"
             ) from None
+        except WorkerExit as exc:
+            self._report(handed, requeue(exc.message))
+            raise
         if self.stopping.is_set():
             self._report(handed, requeue("the worker is stopping (signal)"))
             return
@@ -224,24 +227,26 @@ class Worker:
     def _try(self, handed: Handed) -> Trial:
         attempt = str(uuid.uuid4())  # chosen before anything is committed (DESIGN §6)
         ws = self.workspace
-        base = ws.fetch(handed.sha)
-        if base is None:
+        fetched = ws.fetch(handed.sha)
+        if fetched is None:
             raise WorkerExit(
                 EXIT_REFUSED, f"{ws.origin_main} does not exist in {self.options.repo}"
             )
+        base = fetched.main
         if ws.on_main(handed.sha, base) or ws.explained_on_main(handed.id, base):
             return Trial(base=base, attempt=attempt, already_on_main=base)
         epoch = self.keeper.epoch or 0
         message = merge_message(handed, epoch, attempt, self.options.merge_method)
-        merged = ws.merge(base, handed.sha, message, self.options.merge_method)
+        merged = ws.merge(
+            fetched, handed.sha, message, self.options.merge_method, worktree=bool(self.runner)
+        )
         if not merged.ok or merged.empty:
             return Trial(base=base, attempt=attempt, merge=merged)
-        merged_sha = ws.head()
         check = None
         if self.runner is not None and not self.stopping.is_set():
             ws.mark_dirty()
             check = self.runner.run(ws.clone_path, ws.check_log)
-        return Trial(base=base, attempt=attempt, merge=merged, merged_sha=merged_sha, check=check)
+        return Trial(base=base, attempt=attempt, merge=merged, merged_sha=merged.sha, check=check)
 
     # -- the service ------------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ global hooks path could run code, commit signing could prompt.
 from __future__ import annotations
 
 import fcntl
+import itertools
 import logging
 import os
 import shutil
@@ -21,7 +22,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import IO
 
-from integrator.gitops import Git, GitError, MergeResult
+from integrator.gitops import Git, GitError
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +30,15 @@ ORIGIN = "origin"
 INTEGRATION_BRANCH = "integrator/integration"
 #: How far back on main's first-parent history a trailer can explain a candidate.
 TRAILER_WINDOW = 1000
+#: `git merge-tree --write-tree` (a merge without a worktree) exists since git 2.38.
+MERGE_TREE_SINCE = (2, 38)
+
+
+def _rev(value: str) -> str:
+    """Refuse a revision git would read as an option (shas and names come from the service)."""
+    if not value or value.startswith("-"):
+        raise ValueError(f"not a revision: {value!r}")
+    return value
 
 
 class MergeMethod(StrEnum):
@@ -42,16 +52,22 @@ class MergeMethod(StrEnum):
 
 @dataclass(frozen=True)
 class Merged:
-    """A merge attempt; `empty` when a squash found nothing left to change on main."""
+    """A merge attempt; `empty` when merging would leave main's tree as it is."""
 
     ok: bool
     conflicts: tuple[str, ...]
     output: str
     empty: bool = False
+    #: The integration commit, when one was made.
+    sha: str | None = None
 
-    @classmethod
-    def of(cls, result: MergeResult) -> Merged:
-        return cls(result.ok, result.conflicts, result.output)
+
+@dataclass(frozen=True)
+class Fetched:
+    """Main as the worker's fetch saw it: the base of every merge until the next fetch."""
+
+    main: str
+    tree: str
 
 
 class WorkspaceBusy(RuntimeError):
@@ -79,6 +95,38 @@ class WorkspaceGit(Git):
         ).stdout.split()
         return [sha for sha in out if value in self.trailers(sha).get(key, [])]
 
+    def resolve(self, *revs: str) -> list[str | None]:
+        """Object names of several revisions in one process (None for a missing one)."""
+        out = self._run(
+            "cat-file",
+            "--batch-check=%(objectname)",
+            input="".join(f"{_rev(rev)}\n" for rev in revs),
+        ).stdout.splitlines()
+        return [None if line.endswith(" missing") else line for line in out]
+
+    def merge_tree(self, ours: str, theirs: str) -> tuple[str, tuple[str, ...]]:
+        """(tree, conflicting paths) of merging `theirs` into `ours`, without a worktree."""
+        proc = self._run(
+            "merge-tree", "--write-tree", "--name-only", "--no-messages", "-z",
+            _rev(ours), _rev(theirs), check=False,
+        )  # fmt: skip
+        if proc.returncode not in (0, 1):
+            raise GitError(proc.args, proc.returncode, proc.stdout, proc.stderr)
+        tree, *rest = proc.stdout.split("\0")
+        paths = itertools.takewhile(bool, rest) if proc.returncode == 1 else ()
+        return tree, tuple(dict.fromkeys(paths))
+
+    def commit_tree(self, tree: str, parents: list[str], message: str) -> str:
+        """A commit of `tree` with `parents` (first parent first) and `message`."""
+        flags = [arg for parent in parents for arg in ("-p", _rev(parent))]
+        return self._run("commit-tree", _rev(tree), *flags, input=message).stdout.strip()
+
+    def version(self) -> tuple[int, ...]:
+        """git's version as numbers, e.g. (2, 39, 5)."""
+        words = self._run("version").stdout.split()
+        numbers = words[2].split(".") if len(words) > 2 else []
+        return tuple(int(n) for n in itertools.takewhile(str.isdigit, numbers))
+
     def abort_merge(self) -> None:
         """Drop a merge left half-way (exits non-zero when there is none: that is fine)."""
         self._run("merge", "--abort", check=False)
@@ -102,6 +150,7 @@ class Workspace:
         self.timeout = timeout
         self._lock_file: IO[str] | None = None
         self._dirty = True
+        self._merge_tree = False
         self.git = WorkspaceGit(self.clone_path, timeout)
 
     @property
@@ -135,6 +184,7 @@ class Workspace:
         git.abort_merge()
         git.reset_hard("HEAD")
         self._dirty = True
+        self._merge_tree = git.version() >= MERGE_TREE_SINCE
 
     def close(self) -> None:
         if self._lock_file is not None:
@@ -156,12 +206,17 @@ class Workspace:
         handle.flush()
         self._lock_file = handle
 
-    def fetch(self, sha: str) -> str | None:
-        """Fetch main and every branch; make sure `sha` is here. Returns main's sha."""
+    def fetch(self, sha: str) -> Fetched | None:
+        """Fetch main and every branch; make sure `sha` is here. None when main is missing."""
         self.git.fetch(ORIGIN, [f"+refs/heads/*:refs/remotes/{ORIGIN}/*"])
-        if not self.git.commit_exists(sha) and not self.git.fetch_object(ORIGIN, sha):
+        main, tree, found = self.git.resolve(
+            f"{self.origin_main}^{{commit}}", f"{self.origin_main}^{{tree}}", f"{sha}^{{commit}}"
+        )
+        if found is None and not self.git.fetch_object(ORIGIN, sha):
             raise GitError(["git", "fetch", ORIGIN, sha], None, "", "", "commit not found")
-        return self.git.rev_parse(self.origin_main)
+        if main is None or tree is None:
+            return None
+        return Fetched(main, tree)
 
     def on_main(self, sha: str, main_sha: str) -> bool:
         return self.git.is_ancestor(sha, main_sha)
@@ -177,25 +232,58 @@ class Workspace:
         )
         return found[0] if found else None
 
-    def merge(self, base: str, sha: str, message: str, method: MergeMethod) -> Merged:
-        """A fresh integration branch at `base`, and `sha` merged into it."""
-        self.git.checkout_new_branch(INTEGRATION_BRANCH, base)
+    def merge(
+        self, base: Fetched, sha: str, message: str, method: MergeMethod, worktree: bool
+    ) -> Merged:
+        """Merge `sha` onto main's sha `base` as a new commit (never on a branch of origin).
+
+        With git ≥ 2.38 the merge is computed without touching the worktree (`merge-tree
+        --write-tree`, the same merge-ort as `git merge`) and committed with `commit-tree`;
+        the worktree is checked out only when a check needs it (`worktree`). A merge that
+        leaves main's tree unchanged means the candidate's content is on main already.
+        """
+        if not self._merge_tree:
+            return self._merge_in_worktree(base, sha, message, method)
+        tree, conflicts = self.git.merge_tree(base.main, sha)
+        if conflicts:
+            return Merged(ok=False, conflicts=conflicts, output="")
+        if tree == base.tree:
+            return Merged(ok=True, conflicts=(), output="", empty=True)
+        parents = [base.main, sha] if method is MergeMethod.merge else [base.main]
+        commit = self.git.commit_tree(tree, parents, message)
+        if worktree:
+            self._checkout(commit)
+        return Merged(ok=True, conflicts=(), output="", sha=commit)
+
+    def _checkout(self, commit: str) -> None:
+        self.git.checkout_new_branch(INTEGRATION_BRANCH, commit)
         if self._dirty:
             self.git.clean()
             self._dirty = False
-        if method is MergeMethod.merge:
-            return Merged.of(self.git.merge_no_ff(sha, message))
+
+    def _merge_in_worktree(
+        self, base: Fetched, sha: str, message: str, method: MergeMethod
+    ) -> Merged:
+        """The path for git < 2.38: a fresh integration branch at `base`, `sha` merged in."""
+        self._checkout(base.main)
         try:
-            return Merged.of(self.git.merge_squash(sha, message))
+            if method is MergeMethod.merge:
+                result = self.git.merge_no_ff(sha, message)
+            else:
+                result = self.git.merge_squash(sha, message)
         except GitError as exc:
             # A squash that changes nothing: the candidate's content is on main already
             # (a human squash-merged it). The adapter has reset the tree; say so.
-            if "nothing to commit" in exc.stdout + exc.stderr and self.git.head() == base:
+            if "nothing to commit" in exc.stdout + exc.stderr and self.git.head() == base.main:
                 return Merged(ok=True, conflicts=(), output=exc.stdout, empty=True)
             raise
-
-    def head(self) -> str:
-        return self.git.head()
+        if not result.ok:
+            return Merged(ok=False, conflicts=result.conflicts, output=result.output)
+        self._dirty = True
+        head, tree = self.git.resolve("HEAD^{commit}", "HEAD^{tree}")
+        if tree == base.tree:
+            return Merged(ok=True, conflicts=(), output=result.output, empty=True)
+        return Merged(ok=True, conflicts=(), output=result.output, sha=head)
 
     def mark_dirty(self) -> None:
         """A check ran in the tree: clean untracked files before the next merge."""
