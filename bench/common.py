@@ -78,11 +78,7 @@ def free_port() -> int:
 
 def settings_env(settings: Settings) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("INTEGRATOR_")}
-    for name, value in settings.model_dump().items():
-        if value is not None:
-            key = f"INTEGRATOR_{name.upper()}"
-            env[key] = ",".join(value) if isinstance(value, list) else str(value)
-    return env
+    return {**env, **settings.as_environment()}
 
 
 @contextmanager

@@ -78,6 +78,15 @@ class Settings(BaseSettings):
                 raise ValueError(f"INTEGRATOR_PROTECTED_REFS: {ref!r} is not a full ref name")
         return self
 
+    def as_environment(self) -> dict[str, str]:
+        """The `INTEGRATOR_*` variables that give another process these same settings."""
+        variables = {}
+        for name, value in self.model_dump().items():
+            if value is not None:
+                text = ",".join(value) if isinstance(value, list) else str(value)
+                variables[f"INTEGRATOR_{name.upper()}"] = text
+        return variables
+
     @property
     def repository_name(self) -> str:
         """The canonical repository's name: explicit, else the basename of `repo`."""

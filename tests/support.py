@@ -48,13 +48,7 @@ def free_port() -> int:
 def settings_env(settings: Settings, **extra: str) -> dict[str, str]:
     """The environment a subprocess needs to see the same settings."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("INTEGRATOR_")}
-    for name, value in settings.model_dump().items():
-        if value is None:
-            continue
-        key = f"INTEGRATOR_{name.upper()}"
-        env[key] = ",".join(value) if isinstance(value, list) else str(value)
-    env.update(extra)
-    return env
+    return {**env, **settings.as_environment(), **extra}
 
 
 class ServiceProcess:
