@@ -1,0 +1,176 @@
+"""Worker time per trivial candidate in shadow, against a plain `git fetch && git merge --no-ff`.
+
+Each backend gets a throw-away database, a canonical bare repository and a real `integrator
+serve`. A round makes N candidates READY (one small commit each, on its own branch), then runs
+`integrator worker --once` over them; the same round also runs it over an empty queue, and the
+difference divided by N is the worker's time per candidate (process start, clone reuse and the
+lease round trip cancel out). The baseline, same round and same repository: a shell loop doing
+`git fetch -q origin && git merge -q --no-ff <sha>` for the same N shas in a clone of its own.
+
+    make bench BENCH=worker        # or: .venv/bin/python -m bench worker [--rounds=R] [--n=N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+
+from bench.common import BACKENDS, make_token, service, settings_env, temp_database
+from integrator.settings import Settings, get_settings
+
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "Bench",
+    "GIT_AUTHOR_EMAIL": "bench@example.test",
+    "GIT_COMMITTER_NAME": "Bench",
+    "GIT_COMMITTER_EMAIL": "bench@example.test",
+    "GIT_CONFIG_NOSYSTEM": "1",
+    "GIT_CONFIG_GLOBAL": "/dev/null",
+}
+
+
+def git(*args: str, cwd: Path) -> str:
+    env = {**os.environ, **GIT_ENV}
+    done = subprocess.run(
+        ["git", *args], cwd=cwd, env=env, capture_output=True, text=True, check=True
+    )
+    return done.stdout.strip()
+
+
+class Repo:
+    """A bare canonical repository and a work clone to make branches in."""
+
+    def __init__(self, root: Path, files: int) -> None:
+        self.root = root
+        self.bare = root / "canonical.git"
+        self.work = root / "work"
+        git("init", "-q", "--bare", "--initial-branch=main", str(self.bare), cwd=root)
+        git("clone", "-q", str(self.bare), str(self.work), cwd=root)
+        git("checkout", "-q", "-b", "main", cwd=self.work)
+        for n in range(files):
+            path = self.work / "src" / f"d{n % 50}" / f"f{n}.txt"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(f"file {n}\n" * 20)
+        (self.work / "README").write_text("bench\n")
+        git("add", "-A", cwd=self.work)
+        git("commit", "-q", "-m", "initial", cwd=self.work)
+        git("push", "-q", "origin", "main", cwd=self.work)
+        self.count = 0
+
+    def branch(self) -> tuple[str, str]:
+        self.count += 1
+        name = f"feat/c{self.count}"
+        git("checkout", "-q", "-B", name, "main", cwd=self.work)
+        (self.work / f"c{self.count}.txt").write_text(f"candidate {self.count}\n")
+        git("add", f"c{self.count}.txt", cwd=self.work)
+        git("commit", "-q", "-m", f"candidate {self.count}", cwd=self.work)
+        git("push", "-q", "origin", name, cwd=self.work)
+        git("checkout", "-q", "main", cwd=self.work)
+        return name, git("rev-parse", name, cwd=self.work)
+
+
+def make_ready(http: httpx.Client, reporter: str, repo: Repo, n: int) -> list[str]:
+    """N queued candidates through the API; returns their shas."""
+    now = datetime.now(UTC).isoformat()
+    headers = {"Authorization": f"Bearer {reporter}"}
+    shas = []
+    for _ in range(n):
+        branch, sha = repo.branch()
+        slug = branch.replace("/", "-")
+        for kind, fields in (
+            ("review_approved", {"slug": slug, "approved_at": now, "review_round": 1,
+                                 "reviewer_session_id": "r"}),
+            ("branch_pushed", {"branch": branch, "sha": sha, "remote": "canonical",
+                               "pushed_at": now, "pusher": "bench"}),
+            ("finalize_ready", {"slug": slug, "branch": branch, "sha": sha,
+                                "worker_session_id": "w", "orchestrator_session_id": "o",
+                                "ready_at": now}),
+        ):  # fmt: skip
+            answer = http.post("/v1/events", json={"type": kind, "fields": fields}, headers=headers)
+            answer.raise_for_status()
+        shas.append(sha)
+    return shas
+
+
+def run_worker(settings: Settings, url: str, token: str, repo: Repo, workspace: Path) -> float:
+    env = {**settings_env(settings), "INTEGRATOR_URL": url, "INTEGRATOR_TOKEN": token}
+    argv = [sys.executable, "-m", "integrator", "worker", "--once", "--log-level", "warning"]
+    argv += ["--repo", str(repo.bare), "--workspace", str(workspace)]
+    started = time.perf_counter()
+    subprocess.run(argv, env=env, check=True, capture_output=True, timeout=600)
+    return time.perf_counter() - started
+
+
+def run_baseline(repo: Repo, clone: Path, shas: list[str]) -> float:
+    """The shell loop over `shas`, from a clone reset to main (the reset is not timed)."""
+    if not clone.exists():
+        git("clone", "-q", str(repo.bare), str(clone), cwd=repo.root)
+    git("fetch", "-q", "origin", cwd=clone)
+    git("reset", "-q", "--hard", "origin/main", cwd=clone)
+    script = "".join(
+        f"git fetch -q origin && git merge -q --no-ff -m merge {sha}\n" for sha in shas
+    )
+    started = time.perf_counter()
+    subprocess.run(["sh", "-e", "-c", script], cwd=clone, env={**os.environ, **GIT_ENV}, check=True)
+    return time.perf_counter() - started
+
+
+def run_backend(backend: str, rounds: int, n: int, files: int) -> tuple[list[float], list[float]]:
+    """Per-candidate seconds of each round: (worker, baseline).
+
+    The baseline runs before and after the worker in every round (machines here are noisy;
+    interleaving keeps a slow minute from landing on one side only).
+    """
+    worker_each: list[float] = []
+    baseline_each: list[float] = []
+    with temp_database(backend) as database_url, tempfile.TemporaryDirectory() as folder:
+        root = Path(folder)
+        repo = Repo(root, files)
+        settings = get_settings(
+            database_url=database_url, repo=str(repo.bare), mirror_dir=str(root / "mirrors")
+        )
+        reporter, integrator = make_token(settings, "reporter"), make_token(settings, "integrator")
+        with service(settings) as url, httpx.Client(base_url=url, timeout=30) as http:
+            workspace = root / "worker"
+            run_worker(settings, url, integrator, repo, workspace)  # first clone, not measured
+            for _ in range(rounds):
+                empty = run_worker(settings, url, integrator, repo, workspace)
+                shas = make_ready(http, reporter, repo, n)
+                baseline_each.append(run_baseline(repo, root / "baseline", shas) / n)
+                full = run_worker(settings, url, integrator, repo, workspace)
+                worker_each.append((full - empty) / n)
+                baseline_each.append(run_baseline(repo, root / "baseline", shas) / n)
+    return worker_each, baseline_each
+
+
+def _ms(values: list[float]) -> str:
+    low, high = min(values) * 1000, max(values) * 1000
+    return f"{statistics.median(values) * 1000:.1f} ({low:.0f}-{high:.0f})"
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="bench worker")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--n", type=int, default=20)
+    options = parser.parse_args(argv)
+    print(f"{options.n} trivial candidates per round, {options.rounds} rounds, shadow, no check")
+    print("median (min-max) over rounds; the baseline runs before and after each worker run\n")
+    print("| backend | repository | worker ms/candidate | fetch+merge ms/candidate | ratio |")
+    print("|---|---|---|---|---|")
+    for backend in BACKENDS:
+        for files in (1, 5000):
+            worker, baseline = run_backend(backend, options.rounds, options.n, files)
+            label = "1 file" if files == 1 else f"{files} files"
+            ratio = statistics.median(worker) / statistics.median(baseline)
+            print(
+                f"| {backend} | {label} | {_ms(worker)} | {_ms(baseline)} | {ratio:.2f}x |",
+                flush=True,
+            )
