@@ -126,7 +126,6 @@ def test_sigterm_during_a_check_kills_its_process_group_requeues_and_releases(
     assert world.events("would_integrate", "would_block") == []
 
 
-@pytest.mark.slow
 def test_a_worker_killed_mid_candidate_is_replaced_after_lease_expiry_and_nothing_is_lost(
     world: WorkerWorld, tmp_path: Path
 ) -> None:
