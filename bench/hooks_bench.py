@@ -24,7 +24,10 @@ git starts them (stdin prepared, `GIT_DIR` set, service warm) against the no-op 
 separates git's own push cost from ours. For post-receive that is the parent's time only: the
 pusher waits for nothing else.
 
-    make bench BENCH=hooks            # or: python -m bench hooks --rounds=30
+`--before=REV` adds a fourth repository whose hooks are `hooks/*` at git revision REV, installed
+the same way and interleaved with the rest: a before/after comparison in one run.
+
+    make bench BENCH=hooks            # or: python -m bench hooks --rounds=30 --before=HEAD~1
 """
 
 from __future__ import annotations
@@ -47,6 +50,8 @@ SETTLE = 0.15
 PYTHON = "/usr/bin/python3"
 SERVER_PATH = "/usr/bin:/bin"
 VARIANTS = ("none", "noop", "ours")
+BEFORE = "before"
+LABELS = {"none": "none", "noop": "no-op Python", "ours": "ours", BEFORE: "ours, before"}
 CASES = ("branch", "main", "main+2")
 NOOP = f"#!{PYTHON} -IS\nimport sys\nsys.stdin.buffer.read()\n"
 GIT_ENV = {
@@ -73,12 +78,13 @@ def git(*args: str, cwd: Path) -> str:
 
 
 class World:
-    """A work clone and three bare repositories with the same history, one per variant."""
+    """A work clone and bare repositories with the same history, one per variant."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, variants: tuple[str, ...]) -> None:
         self.root = root
         self.work = root / "work"
-        self.bare = {name: root / f"{name}.git" for name in VARIANTS}
+        self.variants = variants
+        self.bare = {name: root / f"{name}.git" for name in variants}
         git("init", "-q", "--initial-branch=main", str(self.work), cwd=root)
         for bare in self.bare.values():
             git("init", "-q", "--bare", "--initial-branch=main", str(bare), cwd=root)
@@ -89,19 +95,25 @@ class World:
         for bare in self.bare.values():
             git("push", "-q", str(bare), "main", "feature", cwd=self.work)
 
-    def install(self, url: str, token: str) -> None:
+    def install(self, url: str, token: str, before: str | None) -> None:
         for name in ("pre-receive", "post-receive"):
             hook = self.bare["noop"] / "hooks" / name
             hook.write_text(NOOP)
             hook.chmod(0o755)
-        hookinstall.install(
-            self.bare["ours"],
-            url=url,
-            token=token,
-            repository="bench",
-            python=PYTHON,
-            identity_source="plain",
-        )
+        for variant in ("ours", BEFORE) if before else ("ours",):
+            hookinstall.install(
+                self.bare[variant],
+                url=url,
+                token=token,
+                repository="bench",
+                python=PYTHON,
+                identity_source="plain",
+            )
+        if before:  # the same install, then the scripts of that revision (same shebang)
+            checkout = Path(hookinstall.__file__).resolve().parent.parent
+            for name in ("pre-receive", "post-receive"):
+                script = git("show", f"{before}:hooks/{name}", cwd=checkout)
+                (self.bare[BEFORE] / "hooks" / name).write_text(script + "\n")
 
     def commit(self, branch: str) -> str:
         """A new commit on `branch` in the work clone (a new file: the push carries objects)."""
@@ -140,12 +152,13 @@ class World:
 
 
 def push_rounds(world: World, rounds: int) -> dict[tuple[str, str], list[float]]:
-    samples: dict[tuple[str, str], list[float]] = {(c, v): [] for c in CASES for v in VARIANTS}
+    variants = world.variants
+    samples: dict[tuple[str, str], list[float]] = {(c, v): [] for c in CASES for v in variants}
     for index in range(-WARMUP, rounds):
         for case in CASES:
             refspec = world.prepare(case)
-            shift = index % len(VARIANTS)
-            for variant in VARIANTS[shift:] + VARIANTS[:shift]:
+            shift = index % len(variants)
+            for variant in variants[shift:] + variants[:shift]:
                 elapsed = world.push(variant, refspec)
                 if index >= 0:
                     samples[(case, variant)].append(elapsed)
@@ -178,18 +191,21 @@ def script_rounds(world: World, rounds: int) -> dict[str, list[float]]:
         old, new = (git("rev-parse", name, cwd=ours) for name in (old, new))
         return f"{old} {new} {ref}\n".encode()
 
-    branch = line("feature^", "feature", "refs/heads/feature")
-    runners = {
-        "no-op script": hook_runner(noop / "hooks" / "pre-receive", noop, branch),
-        "pre-receive, branch": hook_runner(ours / "hooks" / "pre-receive", ours, branch),
-        "pre-receive, main": hook_runner(
-            ours / "hooks" / "pre-receive", ours, line("main^", "main", "refs/heads/main")
-        ),
-        "pre-receive, main+2": hook_runner(
-            ours / "hooks" / "pre-receive", ours, line("main~2", "main", "refs/heads/main")
-        ),
-        "post-receive (parent), branch": hook_runner(ours / "hooks" / "post-receive", ours, branch),
+    inputs = {
+        "branch": line("feature^", "feature", "refs/heads/feature"),
+        "main": line("main^", "main", "refs/heads/main"),
+        "main+2": line("main~2", "main", "refs/heads/main"),
     }
+    runners = {"no-op script": hook_runner(noop / "hooks" / "pre-receive", noop, inputs["branch"])}
+    for variant in [v for v in world.variants if v in ("ours", BEFORE)]:
+        bare, suffix = world.bare[variant], "" if variant == "ours" else f" ({BEFORE})"
+        for case, stdin in inputs.items():
+            runners[f"pre-receive, {case}{suffix}"] = hook_runner(
+                bare / "hooks" / "pre-receive", bare, stdin
+            )
+        runners[f"post-receive (parent), branch{suffix}"] = hook_runner(
+            bare / "hooks" / "post-receive", bare, inputs["branch"]
+        )
     names = list(runners)
     samples: dict[str, list[float]] = {name: [] for name in names}
     for index in range(-WARMUP, rounds):
@@ -206,19 +222,22 @@ def ms(values: list[float], p: float) -> float:
     return percentile(values, p) * 1000
 
 
-def report(pushes: dict[tuple[str, str], list[float]], scripts: dict[str, list[float]]) -> None:
+def report(
+    variants: tuple[str, ...],
+    pushes: dict[tuple[str, str], list[float]],
+    scripts: dict[str, list[float]],
+) -> None:
     rounds = len(next(iter(pushes.values())))
     print(f"{rounds} rounds, variants interleaved round-robin; times in ms\n")
     print("| push | hooks | p50 | p90 | p50 ÷ no-op | p90 ÷ no-op | p50 ÷ none | p50 - no-op p50 |")
     print("|---|---|---|---|---|---|---|---|")
     for case in CASES:
         floor, bare = pushes[(case, "noop")], pushes[(case, "none")]
-        for variant in VARIANTS:
+        for variant in variants:
             values = pushes[(case, variant)]
-            label = {"none": "none", "noop": "no-op Python", "ours": "ours"}[variant]
             extra = ms(values, 50) - ms(floor, 50)
             print(
-                f"| {case} | {label} | {ms(values, 50):.1f} | {ms(values, 90):.1f} | "
+                f"| {case} | {LABELS[variant]} | {ms(values, 50):.1f} | {ms(values, 90):.1f} | "
                 f"{ms(values, 50) / ms(floor, 50):.2f} | {ms(values, 90) / ms(floor, 90):.2f} | "
                 f"{ms(values, 50) / ms(bare, 50):.2f} | {extra:+.1f} |"
             )
@@ -232,18 +251,20 @@ def report(pushes: dict[tuple[str, str], list[float]], scripts: dict[str, list[f
         )
 
 
-def rounds_option(argv: list[str]) -> int:
+def option(argv: list[str], name: str) -> str | None:
     for arg in argv:
-        if arg.startswith("--rounds="):
-            return max(1, int(arg.split("=", 1)[1]))
-    return ROUNDS
+        if arg.startswith(f"--{name}="):
+            return arg.split("=", 1)[1]
+    return None
 
 
 def main(argv: list[str]) -> None:
-    rounds = rounds_option(argv)
+    rounds = max(1, int(option(argv, "rounds") or ROUNDS))
+    before = option(argv, "before")
+    variants = VARIANTS + ((BEFORE,) if before else ())
     with tempfile.TemporaryDirectory() as folder, temp_database("sqlite") as url:
         root = Path(folder)
-        world = World(root)
+        world = World(root, variants)
         settings = get_settings(
             database_url=url,
             repository="bench",
@@ -252,11 +273,14 @@ def main(argv: list[str]) -> None:
         )
         token = make_token(settings, "hook")
         with service(settings, root / "service.log") as base:
-            world.install(base, token)
+            world.install(base, token, before)
             print(f"receive-pack: {shlex.quote(RECEIVE_PACK)}")
+            if before:
+                print(f"before: hooks/ at {before}")
             pushes = push_rounds(world, rounds)
             scripts = script_rounds(world, rounds)
-            spool = world.bare["ours"] / "integrator" / "state" / "spool"
-            if spool.exists() and any(spool.iterdir()):
-                raise SystemExit("the hook spooled verdicts: it ran without the service")
-    report(pushes, scripts)
+            for variant in [v for v in variants if v in ("ours", BEFORE)]:
+                spool = world.bare[variant] / "integrator" / "state" / "spool"
+                if spool.exists() and any(spool.iterdir()):
+                    raise SystemExit(f"{variant}: the hook spooled verdicts without the service")
+    report(variants, pushes, scripts)
