@@ -106,7 +106,6 @@ class Worker:
         )
         self.runner = CheckRunner(options.check, options.check_timeout) if options.check else None
         self.stopping = threading.Event()
-        self.handled = 0
         self._signals: queue.SimpleQueue[int | None] = queue.SimpleQueue()
 
     def request_stop(self) -> None:
@@ -220,7 +219,6 @@ class Worker:
             return
         decision = judge(handed, trial)
         self._report(handed, decision)
-        self.handled += 1
         if decision.stop:
             raise WorkerExit(EXIT_REFUSED, decision.reason or "stopped")
 
