@@ -36,7 +36,8 @@ _SCRUBBED = frozenset(
     | {"GIT_OBJECT_DIRECTORY", "GIT_ALTERNATE_OBJECT_DIRECTORIES"}
     | {"GIT_CONFIG_COUNT", "GIT_CONFIG_PARAMETERS", "GIT_CURL_VERBOSE"}
 )
-_SCRUBBED_PREFIXES = ("GIT_TRACE", "GIT_CONFIG_KEY_", "GIT_CONFIG_VALUE_")
+#: INTEGRATOR_* too: git runs hooks, credential helpers and filters that need no token of ours.
+_SCRUBBED_PREFIXES = ("GIT_TRACE", "GIT_CONFIG_KEY_", "GIT_CONFIG_VALUE_", "INTEGRATOR_")
 _URL_CREDENTIALS = re.compile(r"(?<=://)[^/@\s]+@")
 
 

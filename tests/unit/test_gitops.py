@@ -248,6 +248,17 @@ def test_inherited_redirection_tracing_and_injected_config_are_scrubbed(
     assert not trace.exists()
 
 
+def test_integrator_variables_do_not_reach_git_or_what_it_runs(
+    repos: Repos, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A token in INTEGRATOR_TOKEN never reaches git's hooks, filters or helpers."""
+    monkeypatch.setenv("INTEGRATOR_TOKEN", "itg_secret")
+    seen = tmp_path / "seen.txt"
+    git = Git(repos.work, env={"GIT_EDITOR": f"env > {seen}; :"})
+    git._run("commit", "--amend", "--allow-empty")
+    assert seen.exists() and "itg_secret" not in seen.read_text()
+
+
 def test_extra_env_is_applied_after_scrubbing(repos: Repos) -> None:
     """Configuration passed explicitly (as the push option nonce is) does reach git."""
     extra = {
