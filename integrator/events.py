@@ -25,12 +25,12 @@ from pydantic import (
     StrictStr,
     ValidationError,
 )
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from integrator.errors import Detail, IdempotencyCollision, InvalidInput
-from integrator.models import Event
+from integrator.models import Event, utcnow
 from integrator.refnames import branch_name_problem
 
 SHA_LENGTHS = (40, 64)
@@ -268,24 +268,23 @@ def record_system_event(
     branch: str | None = None,
     sha: str | None = None,
     actor: str | None = None,
-) -> Event:
+) -> None:
     """Append an event the system itself emits (lease, queue, push, mode) in the caller's
-    transaction."""
-    key = natural_key or uuid.uuid4().hex
-    row = Event(
-        type=type,
-        repository=repository,
-        natural_key=key,
-        content_hash=content_hash(fields),
-        slug=slug,
-        branch=branch,
-        sha=sha,
-        fields=fields,
-        actor=actor,
+    transaction: one Core INSERT, since nothing reads the row back (push checks are hot)."""
+    session.execute(
+        insert(Event).values(
+            type=type,
+            repository=repository,
+            natural_key=natural_key or uuid.uuid4().hex,
+            content_hash=content_hash(fields),
+            slug=slug,
+            branch=branch,
+            sha=sha,
+            fields=fields,
+            actor=actor,
+            recorded_at=utcnow(),
+        )
     )
-    session.add(row)
-    session.flush()
-    return row
 
 
 def find(session: Session, type_name: str, key: str) -> Event | None:

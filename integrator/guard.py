@@ -13,8 +13,10 @@ import json
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
+from sqlalchemy import or_
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -25,6 +27,9 @@ from integrator.messages import push_messages
 from integrator.models import HookInstance, utcnow
 from integrator.policy import PushFacts, PushVerdict, Reason, Update, UpdateVerdict, decide
 from integrator.settings import Settings
+
+#: How stale `hook_instances.last_seen_at` may get before a push rewrites it.
+LAST_SEEN_REFRESH = timedelta(seconds=5)
 
 
 @dataclass(frozen=True)
@@ -151,8 +156,17 @@ def touch_hook(session: Session, request: PushRequest, mode: modes.ModeView) -> 
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
     statement = insert(HookInstance).values(**values)
     changed = {k: statement.excluded[k] for k in values if k not in ("repository", "instance")}
+    # Rewrite the row only when it says something new: a changed mode or version, or a
+    # last-seen older than the refresh interval (busy repositories push many times a second).
+    stale = or_(
+        HookInstance.mode_version_seen != statement.excluded.mode_version_seen,
+        HookInstance.mode_seen != statement.excluded.mode_seen,
+        HookInstance.last_seen_at < values["last_seen_at"] - LAST_SEEN_REFRESH,
+    )
     session.execute(
-        statement.on_conflict_do_update(index_elements=["repository", "instance"], set_=changed)
+        statement.on_conflict_do_update(
+            index_elements=["repository", "instance"], set_=changed, where=stale
+        )
     )
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -18,7 +18,8 @@ from integrator.tokens import Role, authenticate, role_allows
 _bearer = HTTPBearer(auto_error=False, description="A role token: `integrator tokens create`")
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
+    """Async on purpose: a pure read of app state needs no trip through the thread pool."""
     settings: Settings = request.app.state.settings
     return settings
 
@@ -28,8 +29,13 @@ def _sessions(request: Request) -> sessionmaker[Session]:
     return factory
 
 
-def get_session(request: Request) -> Iterator[Session]:
-    """A session for a writing endpoint; the router opens `session.begin()`."""
+async def get_session(request: Request) -> AsyncIterator[Session]:
+    """A session for a writing endpoint; the router opens `session.begin()`.
+
+    Async on purpose: creating the session touches no connection, and by the time it
+    closes the router's `with session.begin()` has given its connection back, so
+    neither end blocks the event loop and the request saves a thread-pool hop.
+    """
     with _sessions(request)() as session:
         yield session
 

@@ -40,7 +40,8 @@ class EventPosted(BaseModel):
     candidate: CandidateOut | None = None
 
 
-def canonical_repo(request: Request) -> CanonicalRepo:
+async def canonical_repo(request: Request) -> CanonicalRepo:
+    """Async: a pure read of app state (no thread-pool hop)."""
     repo: CanonicalRepo = request.app.state.repo
     return repo
 
