@@ -22,7 +22,8 @@ from bench.common import BACKENDS, make_token, percentile, service, temp_databas
 from integrator.settings import get_settings
 
 CONCURRENCY = 64
-PER_CLIENT = 25
+PER_CLIENT = 10
+ROUNDS = 6
 
 
 def push_body(n: int) -> dict[str, object]:
@@ -54,8 +55,8 @@ CASES: dict[str, Call] = {
 }
 
 
-async def load(clients: list[httpx.AsyncClient], call: Call) -> tuple[float, float, float]:
-    """Requests/s, p50 and p99 (ms): every client sends PER_CLIENT requests in turn."""
+async def load(clients: list[httpx.AsyncClient], call: Call) -> tuple[int, float, list[float]]:
+    """Every client sends PER_CLIENT requests in turn: (requests, seconds, latencies)."""
     latencies: list[float] = []
     counter = itertools.count()
 
@@ -68,27 +69,32 @@ async def load(clients: list[httpx.AsyncClient], call: Call) -> tuple[float, flo
 
     started = time.perf_counter()
     await asyncio.gather(*(client_loop(c) for c in clients))
-    elapsed = time.perf_counter() - started
-    return (
-        len(latencies) / elapsed,
-        percentile(latencies, 50) * 1000,
-        percentile(latencies, 99) * 1000,
-    )
+    return len(latencies), time.perf_counter() - started, latencies
 
 
 async def measure(base: str, token: str) -> list[tuple[str, float, float, float]]:
-    """One keep-alive connection per client, opened and warmed before any case is timed."""
+    """One keep-alive connection per client, opened and warmed before any case is timed;
+    the cases alternate over ROUNDS rounds so that machine noise hits them alike."""
     headers = {"Authorization": f"Bearer {token}"}
     limits = httpx.Limits(max_connections=1)
     clients = [
         httpx.AsyncClient(base_url=base, headers=headers, timeout=60, limits=limits)
         for _ in range(CONCURRENCY)
     ]
+    totals = {name: (0, 0.0, []) for name in CASES}
     try:
         await load(clients, CASES["GET /healthz"])  # warm-up: connections open
-        return [(name, *await load(clients, call)) for name, call in CASES.items()]
+        for _ in range(ROUNDS):
+            for name, call in CASES.items():
+                count, seconds, latencies = await load(clients, call)
+                done, spent, seen = totals[name]
+                totals[name] = (done + count, spent + seconds, seen + latencies)
     finally:
         await asyncio.gather(*(c.aclose() for c in clients))
+    return [
+        (name, done / spent, percentile(seen, 50) * 1000, percentile(seen, 99) * 1000)
+        for name, (done, spent, seen) in totals.items()
+    ]
 
 
 def run_backend(backend: str) -> list[tuple[str, float, float, float]]:
@@ -100,7 +106,10 @@ def run_backend(backend: str) -> list[tuple[str, float, float, float]]:
 
 
 def main(argv: list[str]) -> None:
-    print(f"{CONCURRENCY} concurrent clients x {PER_CLIENT} requests, one uvicorn process")
+    print(
+        f"{CONCURRENCY} concurrent clients x {PER_CLIENT} requests x {ROUNDS} interleaved rounds, "
+        "one uvicorn process"
+    )
     for backend in BACKENDS:
         rows = run_backend(backend)
         base = {name: (rate, p99) for name, rate, _, p99 in rows}
