@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     cutover_min_outcomes: int = Field(default=20, ge=0)
     cutover_min_shadow_seconds: float = Field(default=86400.0, ge=0)
     stall_after_seconds: float = Field(default=1800.0, gt=0)
+    #: How often each service process reads canonical main itself (0: only when told).
+    main_watch_interval_seconds: float = Field(default=60.0, ge=0)
     hook_silent_after_seconds: float = Field(default=86400.0, gt=0)
 
     @model_validator(mode="before")

@@ -25,6 +25,7 @@ from integrator.api.errors import install_error_handlers
 from integrator.api.metrics import Metrics, instrument
 from integrator.db import make_engine, make_sessionmaker
 from integrator.settings import Settings, get_settings
+from integrator.watch import start_watching
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -36,9 +37,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.engine = engine
         app.state.sessions = make_sessionmaker(engine)
         lease.ensure_configured(app.state.sessions, settings)
+        watcher = start_watching(app.state.sessions, settings, app.state.repo)
         try:
             yield
         finally:
+            if watcher is not None:
+                watcher.stop()
             engine.dispose()
 
     app = FastAPI(

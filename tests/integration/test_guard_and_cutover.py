@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -235,3 +236,27 @@ def test_a_human_push_landing_a_predicted_candidate_scores_it(ops: Ops, engine: 
     assert candidate["status"] == "integrated"
     [scored] = events_of(engine, "prediction_scored")
     assert scored.fields["matched_by"] == "reachability" and scored.fields["agreed"] is True
+
+
+def test_the_service_reads_main_itself_when_no_hook_reports_the_push(
+    settings: Settings, tmp_path: Path, tokens: TokenMaker, engine: Engine
+) -> None:
+    """Post-receive only speeds scoring up: the service's own watch of main finds the landing."""
+    canonical = Canonical(tmp_path)
+    configured = settings.model_copy(
+        update={"repo": str(canonical.bare), "main_watch_interval_seconds": 0.2}
+    )
+    with TestClient(create_app(configured)) as client:
+        ops = Ops(client, tokens, canonical)
+        predicted = ops.predict_one("watched")
+        canonical.merge_to_main(predicted["sha"])  # no push report: nothing tells the service
+        deadline = time.monotonic() + 20
+        status = None
+        while time.monotonic() < deadline:
+            status = client.get(f"/v1/candidates/{predicted['id']}", headers=ops.hook).json()
+            if status["status"] == "integrated":
+                break
+            time.sleep(0.1)
+    assert status is not None and status["status"] == "integrated"
+    [scored] = events_of(engine, "prediction_scored")
+    assert scored.actor == "service:main-watch"

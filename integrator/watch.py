@@ -1,0 +1,69 @@
+"""The service reads canonical `main` itself (DESIGN §7): post-receive only speeds it up.
+
+A daemon thread per service process fetches the canonical repository every
+`INTEGRATOR_MAIN_WATCH_INTERVAL_SECONDS` and scores the shadow predictions
+whose content landed on main — also when no hook reported the push (a host
+without post-receive, a report lost on the way). Scoring records each
+landing once, so several replicas watching together do no harm.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from integrator import scoring
+from integrator.admission import CanonicalRepo
+from integrator.settings import Settings
+
+log = logging.getLogger(__name__)
+
+WATCHER = "service:main-watch"
+
+
+class MainWatcher:
+    def __init__(
+        self, sessions: sessionmaker[Session], settings: Settings, repo: CanonicalRepo
+    ) -> None:
+        self.sessions = sessions
+        self.settings = settings
+        self.repo = repo
+        self.interval = settings.main_watch_interval_seconds
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="main-watch", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def run_once(self) -> int:
+        """One look at main; how many predictions it scored."""
+        self.repo.refresh()
+        with self.sessions() as session:
+            return len(scoring.score_predictions(session, self.settings, self.repo, by=WATCHER))
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                scored = self.run_once()
+            except Exception:  # keep watching: a failed round is retried at the next one
+                log.exception("watching canonical main failed")
+                continue
+            if scored:
+                log.info("scored %d shadow predictions that landed on main", scored)
+
+
+def start_watching(
+    sessions: sessionmaker[Session], settings: Settings, repo: CanonicalRepo
+) -> MainWatcher | None:
+    """A watcher when there is a repository to watch and an interval to do it at."""
+    if not settings.repo or settings.main_watch_interval_seconds <= 0:
+        return None
+    watcher = MainWatcher(sessions, settings, repo)
+    watcher.start()
+    return watcher
