@@ -18,7 +18,7 @@ import httpx
 import psycopg
 
 from integrator import migrate
-from integrator.db import make_engine, make_sessionmaker
+from integrator.cli.local import local_session
 from integrator.settings import Settings, get_settings
 from integrator.tokens import create_token
 
@@ -60,12 +60,8 @@ def temp_database(backend: str) -> Iterator[str]:
 
 
 def make_token(settings: Settings, role: str) -> str:
-    engine = make_engine(settings)
-    try:
-        with make_sessionmaker(engine)() as session, session.begin():
-            _, token = create_token(session, name=f"bench-{role}-{secrets.token_hex(3)}", role=role)
-    finally:
-        engine.dispose()
+    with local_session(settings) as session:
+        _, token = create_token(session, name=f"bench-{role}-{secrets.token_hex(3)}", role=role)
     return token
 
 

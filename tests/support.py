@@ -13,7 +13,7 @@ from typing import IO, Any
 
 import httpx
 
-from integrator.db import make_engine, make_sessionmaker
+from integrator.cli.local import local_session
 from integrator.settings import Settings
 from integrator.tokens import create_token
 
@@ -29,12 +29,8 @@ class TokenMaker:
 
     def __call__(self, role: str, name: str | None = None) -> str:
         self.count += 1
-        engine = make_engine(self.settings)
-        try:
-            with make_sessionmaker(engine)() as session, session.begin():
-                _, token = create_token(session, name=name or f"{role}-{self.count}", role=role)
-        finally:
-            engine.dispose()
+        with local_session(self.settings) as session:
+            _, token = create_token(session, name=name or f"{role}-{self.count}", role=role)
         return token
 
 
