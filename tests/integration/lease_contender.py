@@ -56,6 +56,9 @@ def main(holder: str, log_path: str, seed: int) -> None:
                 break  # a worker would stop before any irreversible step here
             time.sleep(0.02)
         if keeper.epoch == epoch:
+            # From here on this holder acts no more: a kill before the answer is logged
+            # must not stretch what it believed past the release the service committed.
+            write({"kind": "releasing", "epoch": epoch})
             keeper.release()
         time.sleep(rng.uniform(0.0, 0.3))
 

@@ -152,12 +152,15 @@ def read_logs(logs: Path) -> dict[int, list[dict[str, Any]]]:
 
 
 def intervals_from_logs(
-    by_epoch: dict[int, list[dict[str, Any]]], deaths: dict[str, int]
+    by_epoch: dict[int, list[dict[str, Any]]],
+    deaths: dict[str, int],
+    committed_releases: dict[int, int],
 ) -> dict[int, tuple[int, int]]:
     """What each holder believed: [grant, min(last confirmed expiry, release, death)), SQL ms.
 
-    A SIGKILLed holder may die after the service committed its release but before it
-    logged it; dead, it believes nothing, so its death ends its interval."""
+    A holder stops acting before it sends its release ("releasing"); if it is killed
+    (by the chaos or at teardown) before logging the answer, the release the service
+    committed ends its interval. A SIGKILLed holder believes nothing after its death."""
     result = {}
     for epoch, records in by_epoch.items():
         grants = [r for r in records if r["kind"] == "acquired"]
@@ -166,6 +169,8 @@ def intervals_from_logs(
         start = grants[0]["at_ms"]
         end = max(r["expires_at_ms"] for r in records if "expires_at_ms" in r)
         released = [r["at_ms"] for r in records if r["kind"] == "released"]
+        if any(r["kind"] == "releasing" for r in records) and epoch in committed_releases:
+            released.append(committed_releases[epoch])
         died = [deaths[grants[0]["holder"]]] if grants[0]["holder"] in deaths else []
         result[epoch] = (start, min([end, *released, *died]))
     return result
@@ -194,7 +199,8 @@ def test_many_contenders_on_two_replicas_never_overlap_and_take_over_after_kills
     grants = [e.fields for e in events if e.type in ("lease_acquired", "lease_taken_over")]
     released = {e.fields["epoch"]: e.fields for e in events if e.type == "lease_released"}
     by_epoch = read_logs(logs)
-    log_intervals = intervals_from_logs(by_epoch, {h: t for t, h, _ in chaos.kills})
+    committed = {epoch: ms_of(fields["released_at"]) for epoch, fields in released.items()}
+    log_intervals = intervals_from_logs(by_epoch, {h: t for t, h, _ in chaos.kills}, committed)
 
     # Epochs rise by exactly one per grant, in commit order; each names its predecessor.
     epochs = [g["epoch"] for g in grants]
