@@ -21,7 +21,14 @@ from integrator import events, lease, modes
 from integrator.admission import CanonicalRepo, check, supersede_after_outcome
 from integrator.errors import Detail, InvalidInput, TransitionRefused
 from integrator.models import Candidate
-from integrator.queue import Status, claim, get_candidate, next_queued, stale_in_progress
+from integrator.queue import (
+    Status,
+    claim,
+    get_candidate,
+    handed_to,
+    next_queued,
+    stale_in_progress,
+)
 from integrator.queue import transition as move
 from integrator.readiness import Condition
 from integrator.settings import Settings
@@ -94,6 +101,9 @@ def take_next(
     lease.fence(session, settings, epoch, token)
     requeued = tuple(requeue_stale(session, settings, epoch))
     mode = modes.current(session).mode
+    current = handed_to(session, settings.repository_name, epoch)
+    if current is not None:  # a retry whose first answer was lost: the same handout again
+        return Handout(current, mode, current.main_sha_checked, requeued)
     while (candidate := next_queued(session, settings.repository_name)) is not None:
         readiness = check(session, repo, candidate)
         candidate.unmet = [c.value for c in readiness.unmet]

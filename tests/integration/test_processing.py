@@ -211,3 +211,15 @@ def test_only_integrator_tokens_may_dequeue(world: World, tokens: TokenMaker) ->
     holder = world.holder()
     response = world.client.post("/v1/queue/next", json=holder.grant(), headers=world.reporter)
     assert response.status_code == 403
+
+
+def test_asking_again_without_an_outcome_returns_the_same_handout(world: World) -> None:
+    """A retry after a lost answer does not strand the first candidate in_progress."""
+    world.ready("first")
+    world.ready("second")
+    holder = world.holder()
+    first = holder.next().json()
+    again = holder.next().json()
+    assert (again["id"], again["status"]) == (first["id"], "in_progress")
+    assert holder.outcome(first["id"], "would_integrate", attempt="a").status_code == 200
+    assert holder.next().json()["slug"] == "second"
