@@ -482,7 +482,8 @@ def _check_service(url: str, token_file: Path) -> list[CheckItem]:
     url = url.rstrip("/")
     try:
         health = httpx.get(f"{url}/healthz", timeout=3.0, trust_env=False)
-        reachable = CheckItem("service", health.status_code == 200, f"{url}/healthz: {health}")
+        detail = f"{url}/healthz: HTTP {health.status_code}"
+        reachable = CheckItem("service", health.status_code == 200, detail)
     except httpx.HTTPError as exc:
         return [CheckItem("service", False, f"{url} unreachable: {type(exc).__name__}: {exc}")]
     try:
