@@ -114,16 +114,12 @@ def _unexplained_trailered_commits(session: Session, repo: CanonicalRepo) -> lis
     if main is None:
         return []
     unexplained = []
-    for sha in git.first_parent_log(main, limit=2000):
-        attempts = git.trailers(sha).get("Integrator-Attempt", [])
-        for attempt in attempts:
-            explained = session.scalar(
-                select(Registration.id).where(
-                    Registration.attempt == attempt, Registration.new == sha
-                )
-            )
-            if explained is None:
-                unexplained.append(sha[:12])
+    for sha, attempt in git.first_parent_trailer(main, "Integrator-Attempt", limit=2000):
+        explained = session.scalar(
+            select(Registration.id).where(Registration.attempt == attempt, Registration.new == sha)
+        )
+        if explained is None:
+            unexplained.append(sha[:12])
     return unexplained
 
 

@@ -276,6 +276,17 @@ class Git:
                 found.setdefault(key.strip(), []).append(value.strip())
         return found
 
+    def first_parent_trailer(self, rev: str, key: str, limit: int) -> list[tuple[str, str]]:
+        """(commit, value) for every ``key`` trailer on the first-parent history of ``rev``,
+        newest first — one git process however long the history."""
+        fmt = f"--format=%H%x00%(trailers:key={key},valueonly,unfold,separator=%x00)"
+        out = self._run("log", "--first-parent", f"--max-count={limit}", fmt, _rev(rev)).stdout
+        found: list[tuple[str, str]] = []
+        for line in out.splitlines():
+            sha, _, values = line.partition("\0")
+            found.extend((sha, v.strip()) for v in values.split("\0") if v.strip())
+        return found
+
     def parents(self, sha: str) -> list[str]:
         """Parent shas of commit ``sha``, first parent first."""
         return self._run("show", "--no-patch", "--format=%P", _rev(sha)).stdout.split()

@@ -366,3 +366,18 @@ def test_the_exact_command_is_logged_but_never_env_values_or_url_passwords(
     assert "GIT_CONFIG_VALUE_0" in caplog.text
     assert "nonce-s3cret" not in caplog.text
     assert "pa55word" not in caplog.text + str(caught.value)
+
+
+def test_first_parent_trailers_are_read_in_one_pass(repos: Repos) -> None:
+    """Every value of one trailer key on main's first-parent history, newest first."""
+    git = repos.git
+    git.checkout_new_branch("integration", repos.base)
+    for n in (1, 2):
+        (repos.work / f"t{n}.txt").write_text(f"{n}\n")
+        git._run("add", f"t{n}.txt")
+        message = f"change {n}\n\nIntegrator-Attempt: attempt-{n}\nOther: x\n"
+        git._run("commit", "-q", "-m", message)
+    head = git.head()
+    found = git.first_parent_trailer(head, "Integrator-Attempt", limit=10)
+    assert [value for _, value in found] == ["attempt-2", "attempt-1"]
+    assert found[0][0] == head
