@@ -260,3 +260,22 @@ def test_the_service_reads_main_itself_when_no_hook_reports_the_push(
     assert status is not None and status["status"] == "integrated"
     [scored] = events_of(engine, "prediction_scored")
     assert scored.actor == "service:main-watch"
+
+
+def test_an_integrator_trailered_commit_on_main_without_a_registration_fails_parity(
+    ops: Ops,
+) -> None:
+    """Anyone can write a trailer: only a registration explains it (evidence item 2)."""
+    from tests.gitrepos import git
+
+    canonical = ops.canonical
+    git("checkout", "-q", "main", cwd=canonical.work)
+    (canonical.work / "forged.txt").write_text("x\n")
+    git("add", "forged.txt", cwd=canonical.work)
+    git("commit", "-q", "-m", "looks official\n\nIntegrator-Attempt: forged-1", cwd=canonical.work)
+    git("push", "-q", "origin", "main", cwd=canonical.work)
+    evidence = ops.client.get("/v1/evidence", headers=ops.hook).json()
+    parity = next(i for i in evidence["items"] if i["code"] == "shadow_parity")
+    assert parity["ok"] is False
+    assert parity["numbers"]["unexplained_trailered_commits"] == 1
+    assert any("without a registration" in b for b in parity["blockers"])
