@@ -73,13 +73,12 @@ class CanonicalRepo:
             return RepoFacts(None, None, None)
         try:
             git = self.mirror.git()
-            main_sha = git.rev_parse(self.main_ref)
-            if not git.commit_exists(sha):
+            branch_ref = f"refs/heads/{branch}"
+            main_sha = git.heads(self.main_ref).get(self.main_ref)
+            containing = git.refs_containing(sha, self.main_ref, branch_ref)
+            if containing is None:  # the commit is not in the canonical repository
                 return RepoFacts(False, False, main_sha)
-            head = git.branch_head(branch)
-            on_branch = head is not None and git.is_ancestor(sha, head)
-            on_main = main_sha is not None and git.is_ancestor(sha, main_sha)
-            return RepoFacts(on_branch, on_main, main_sha)
+            return RepoFacts(branch_ref in containing, self.main_ref in containing, main_sha)
         except GitError as exc:
             log.warning("cannot read the canonical repository: %s", exc)
             return RepoFacts(None, None, None)

@@ -276,6 +276,25 @@ class Git:
                 found.setdefault(key.strip(), []).append(value.strip())
         return found
 
+    def heads(self, *refs: str) -> dict[str, str]:
+        """ref → sha for those of ``refs`` that exist, read in one process."""
+        out = self._run("for-each-ref", "--format=%(refname) %(objectname)", *refs).stdout
+        found = dict(line.split(" ", 1) for line in out.splitlines() if " " in line)
+        return {ref: sha for ref, sha in found.items() if ref in refs}
+
+    def refs_containing(self, sha: str, *refs: str) -> set[str] | None:
+        """Which of ``refs`` have ``sha`` in their history (one process); None if the commit
+        is unknown here."""
+        result = self._run(
+            "for-each-ref", f"--contains={_rev(sha)}", "--format=%(refname)", *refs, check=False
+        )
+        if result.returncode != 0:
+            if not self.commit_exists(sha):
+                return None
+            raise GitError(("for-each-ref", "--contains", sha), result.returncode,
+                           result.stdout, result.stderr)  # fmt: skip
+        return set(result.stdout.split()) & set(refs)
+
     def first_parent_trailer(self, rev: str, key: str, limit: int) -> list[tuple[str, str]]:
         """(commit, value) for every ``key`` trailer on the first-parent history of ``rev``,
         newest first — one git process however long the history."""

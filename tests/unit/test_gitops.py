@@ -381,3 +381,17 @@ def test_first_parent_trailers_are_read_in_one_pass(repos: Repos) -> None:
     found = git.first_parent_trailer(head, "Integrator-Attempt", limit=10)
     assert [value for _, value in found] == ["attempt-2", "attempt-1"]
     assert found[0][0] == head
+
+
+def test_refs_containing_answers_for_several_refs_in_one_pass(repos: Repos) -> None:
+    """Which refs hold a commit; a prefix-matched ref is not mistaken for the one asked."""
+    git = repos.git
+    on_feat = repos.branch("feat", ("f.txt", "f\n"))
+    repos.branch("topic/deeper", ("g.txt", "g\n"))
+    main, feat = "refs/heads/main", "refs/heads/feat"
+    assert git.refs_containing(repos.base, main, feat) == {main, feat}
+    assert git.refs_containing(repos.base, "refs/heads/topic") == set()  # not topic/deeper
+    assert git.refs_containing(on_feat, main, feat) == {feat}
+    assert git.refs_containing(on_feat, main, "refs/heads/missing") == set()
+    assert git.refs_containing("e" * 40, main, feat) is None
+    assert git.heads(main, feat, "refs/heads/missing") == {main: repos.base, feat: on_feat}
