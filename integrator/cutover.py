@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from integrator import lease, modes
+from integrator import lease, modes, scoring
 from integrator.admission import CanonicalRepo, check
 from integrator.errors import EvidenceIncomplete, TransitionRefused
 from integrator.events import record_system_event
@@ -24,7 +24,6 @@ from integrator.parity import dequeue_order_violations, lease_overlaps, shadow_r
 from integrator.policy import RegistrationFacts, Update, decide
 from integrator.queue import Status
 from integrator.queue import transition as move
-from integrator.readiness import Condition
 from integrator.registrations import void_open
 from integrator.settings import Settings
 
@@ -213,12 +212,16 @@ def cutover(
         session, modes.Mode.cutover, by=by, reason=reason,
         repository=settings.repository_name, forced=force and not found.complete,
     )  # fmt: skip
-    _requeue_predictions(session, settings, repo)
+    _requeue_predictions(session, settings, repo, by)
     return found
 
 
-def _requeue_predictions(session: Session, settings: Settings, repo: CanonicalRepo) -> None:
-    """Every predicted candidate still READY is processed for real, in position order."""
+def _requeue_predictions(
+    session: Session, settings: Settings, repo: CanonicalRepo, by: str
+) -> None:
+    """Predictions that already landed are scored (the same record scoring writes);
+    every other predicted candidate still READY is processed for real, in position order."""
+    scoring.record(session, settings, scoring.find_landed(session, settings, repo), by)
     predicted = session.scalars(
         select(Candidate)
         .where(Candidate.repository == settings.repository_name, Candidate.status == "predicted")
@@ -229,20 +232,19 @@ def _requeue_predictions(session: Session, settings: Settings, repo: CanonicalRe
         candidate.unmet = [c.value for c in readiness.unmet]
         if readiness.ready:
             move(session, candidate, Status.queued, reason="cutover: processed for real")
-        elif readiness.unmet == (Condition.not_on_main,):
-            move(session, candidate, Status.integrated, reason="already on main at cutover")
         else:
             move(session, candidate, Status.waiting, reason="cutover: no longer READY")
 
 
 def rollback(session: Session, settings: Settings, *, by: str, reason: str) -> modes.ModeView:
     """cutover → shadow at once; outside cutover a recorded no-op."""
-    if modes.current(session).mode is not modes.Mode.cutover:
+    now = modes.current(session)
+    if now.mode is not modes.Mode.cutover:
         record_system_event(
             session, type="rollback_noop", repository=settings.repository_name,
-            fields={"reason": reason, "mode": modes.current(session).mode.value}, actor=by,
+            fields={"reason": reason, "mode": now.mode.value}, actor=by,
         )  # fmt: skip
-        return modes.current(session)
+        return now
     view = modes.change(
         session, modes.Mode.shadow, by=by, reason=reason, repository=settings.repository_name
     )

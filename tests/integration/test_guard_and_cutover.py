@@ -279,3 +279,16 @@ def test_an_integrator_trailered_commit_on_main_without_a_registration_fails_par
     assert parity["ok"] is False
     assert parity["numbers"]["unexplained_trailered_commits"] == 1
     assert any("without a registration" in b for b in parity["blockers"])
+
+
+def test_a_prediction_that_landed_unnoticed_is_scored_at_cutover_not_requeued(
+    ops: Ops, engine: Engine
+) -> None:
+    """At cutover, content already on main is recorded as scoring records it, never merged again."""
+    predicted = ops.predict_one("unnoticed")
+    ops.canonical.merge_to_main(predicted["sha"])  # no report reached the service
+    assert ops.post("/v1/cutover", {"reason": "go", "force": True}).status_code == 200
+    candidate = ops.client.get(f"/v1/candidates/{predicted['id']}", headers=ops.hook).json()
+    assert candidate["status"] == "integrated"
+    [scored] = events_of(engine, "prediction_scored")
+    assert scored.fields["candidate_id"] == predicted["id"]
