@@ -30,10 +30,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from integrator.errors import Detail, IdempotencyCollision, InvalidInput
+from integrator.gitops import SHA_RE
 from integrator.models import Event, utcnow
 from integrator.refnames import branch_name_problem
-
-SHA_LENGTHS = (40, 64)
 
 
 def _timestamp(value: str) -> str:
@@ -49,7 +48,7 @@ def _timestamp(value: str) -> str:
 
 def _sha(value: str) -> str:
     lowered = value.lower()
-    if len(lowered) not in SHA_LENGTHS or any(c not in "0123456789abcdef" for c in lowered):
+    if SHA_RE.fullmatch(lowered) is None:
         raise ValueError("must be 40 or 64 hexadecimal characters")
     return lowered
 

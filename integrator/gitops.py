@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 
 SHA_RE = re.compile(r"[0-9a-f]{40}(?:[0-9a-f]{24})?")
 ZERO_SHA_RE = re.compile(r"0{40}(?:0{24})?")
+#: SHA_RE anchored, for schemas that take a pattern string.
+SHA_PATTERN = f"^(?:{SHA_RE.pattern})$"
 
 #: Inherited variables that would point git at another repository, inject configuration or
 #: trace the command (and with it a push option) somewhere we do not control.

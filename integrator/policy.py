@@ -14,9 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
+from integrator.gitops import is_zero_sha
 from integrator.modes import Mode
-
-ZERO_SHAS = frozenset({"0" * 40, "0" * 64})
 
 
 class Reason(StrEnum):
@@ -52,11 +51,11 @@ class Update:
 
     @property
     def deletion(self) -> bool:
-        return self.new in ZERO_SHAS
+        return is_zero_sha(self.new)
 
     @property
     def creation(self) -> bool:
-        return self.old in ZERO_SHAS
+        return is_zero_sha(self.old)
 
 
 @dataclass(frozen=True)

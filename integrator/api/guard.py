@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from integrator import guard, scoring
 from integrator.api.deps import Caller, SessionDep, SettingsDep, require
 from integrator.api.events import Repo
+from integrator.gitops import SHA_PATTERN
 from integrator.policy import Update
 from integrator.tokens import Role
 
@@ -17,7 +18,7 @@ router = APIRouter(prefix="/v1", tags=["guard"])
 
 Hook = Annotated[Caller, Depends(require(Role.hook))]
 
-ObjectName = Annotated[str, Field(pattern=r"^([0-9a-f]{40}|[0-9a-f]{64})$")]
+ObjectName = Annotated[str, Field(pattern=SHA_PATTERN)]
 RefName = Annotated[str, Field(min_length=1, max_length=1024)]
 
 

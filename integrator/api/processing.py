@@ -13,6 +13,7 @@ from integrator.api.events import Repo
 from integrator.api.lease import GrantIn, Integrator
 from integrator.api.schemas import CandidateOut
 from integrator.events import Evidence
+from integrator.gitops import SHA_PATTERN
 
 router = APIRouter(prefix="/v1", tags=["queue"])
 
@@ -29,7 +30,7 @@ class OutcomeIn(GrantIn):
 
     outcome: processing.Outcome
     attempt: str | None = Field(default=None, max_length=64)
-    main_sha: str | None = Field(default=None, pattern=r"^([0-9a-f]{40}|[0-9a-f]{64})$")
+    main_sha: str | None = Field(default=None, pattern=SHA_PATTERN)
     conflict_evidence: list[Evidence] = Field(default_factory=list)
     diagnostics: list[str] = Field(default_factory=list)
     next_action: str | None = Field(default=None, max_length=2000)
