@@ -40,7 +40,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bench.common import make_token, percentile, service, temp_database
+from bench.common import GIT_ENV, make_token, percentile, service, temp_database
 from integrator import hookinstall
 from integrator.settings import get_settings
 
@@ -54,14 +54,6 @@ BEFORE = "before"
 LABELS = {"none": "none", "noop": "no-op Python", "ours": "ours", BEFORE: "ours, before"}
 CASES = ("branch", "main", "main+2")
 NOOP = f"#!{PYTHON} -IS\nimport sys\nsys.stdin.buffer.read()\n"
-GIT_ENV = {
-    "GIT_AUTHOR_NAME": "Bench",
-    "GIT_AUTHOR_EMAIL": "bench@example.test",
-    "GIT_COMMITTER_NAME": "Bench",
-    "GIT_COMMITTER_EMAIL": "bench@example.test",
-    "GIT_CONFIG_NOSYSTEM": "1",
-    "GIT_CONFIG_GLOBAL": "/dev/null",
-}
 RECEIVE_PACK = f"--receive-pack=env -i PATH={SERVER_PATH} INTEGRATOR_PUSHER=alice git-receive-pack"
 
 

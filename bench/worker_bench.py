@@ -24,17 +24,8 @@ from pathlib import Path
 
 import httpx
 
-from bench.common import BACKENDS, make_token, service, settings_env, temp_database
+from bench.common import BACKENDS, GIT_ENV, make_token, service, settings_env, temp_database
 from integrator.settings import Settings, get_settings
-
-GIT_ENV = {
-    "GIT_AUTHOR_NAME": "Bench",
-    "GIT_AUTHOR_EMAIL": "bench@example.test",
-    "GIT_COMMITTER_NAME": "Bench",
-    "GIT_COMMITTER_EMAIL": "bench@example.test",
-    "GIT_CONFIG_NOSYSTEM": "1",
-    "GIT_CONFIG_GLOBAL": "/dev/null",
-}
 
 
 def git(*args: str, cwd: Path) -> str:
