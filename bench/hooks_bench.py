@@ -1,6 +1,6 @@
-"""Push latency with our hooks against two baselines measured in the same run (issue 11).
+"""Push latency with our hooks against two baselines measured in the same run.
 
-DESIGN §11: the hooks' cost is reported against a repository with no hooks and one whose two
+The hooks' cost is reported against a repository with no hooks and one whose two
 hooks are no-op Python scripts started the same way (`#!/usr/bin/python3 -IS`, read stdin, exit
 0) — the floor for hooks written in Python. Goal: within 1.5x of that floor.
 

@@ -1,10 +1,10 @@
-"""Running the operator's `--check` command for a candidate (DESIGN §8, §9).
+"""Running the operator's `--check` command for a candidate.
 
 The check is code the worker does not control (a test suite, a linter), so:
 
 - it gets a scrubbed environment: no `INTEGRATOR_*` variable (the worker's service token lives
-  there), no `GIT_CONFIG_*` (the push option carrying a registration nonce travels that way,
-  DESIGN §6), no `GIT_TRACE*`/`GIT_CURL_VERBOSE`, and nothing that would point git at another
+  there), no `GIT_CONFIG_*` (the push option carrying a registration nonce travels that
+  way), no `GIT_TRACE*`/`GIT_CURL_VERBOSE`, and nothing that would point git at another
   repository (`GIT_DIR`, a quarantine);
 - it runs in a session of its own (`start_new_session=True`), so that at the timeout, or when
   the worker is told to stop, the *whole* process group goes — `make -j` and the servers a test

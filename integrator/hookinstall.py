@@ -1,4 +1,4 @@
-"""Install, check and uninstall the server-side hooks in a bare repository (DESIGN §6, §9).
+"""Install, check and uninstall the server-side hooks in a bare repository.
 
 What ``install`` leaves behind, all owned by the repository's owner (the user git runs the hooks
 as; we chown when running as root):

@@ -1,4 +1,4 @@
-"""The integrator lease: one row per key, fenced by an epoch (DESIGN §5).
+"""The integrator lease: one row per key, fenced by an epoch.
 
 The algorithm
 -------------
@@ -81,7 +81,7 @@ log = logging.getLogger(__name__)
 LEASES = cast(Table, Lease.__table__)
 HOLDER_MAX_LENGTH = 200
 
-#: System event types (DESIGN §3), one per grant, release and force-release.
+#: System event types, one per grant, release and force-release.
 LEASE_ACQUIRED = "lease_acquired"
 LEASE_TAKEN_OVER = "lease_taken_over"
 LEASE_RELEASED = "lease_released"

@@ -1,4 +1,4 @@
-"""The one global mode (DESIGN §6) and its change rules.
+"""The one global mode and its change rules.
 
 A fresh install has no mode row and is in `shadow`: it records, never blocks.
 Every change is a `mode_changed` event with who, when and why. Only

@@ -1,4 +1,4 @@
-"""The push policy (DESIGN §6): pure functions from facts to one verdict per push.
+"""The push policy: pure functions from facts to one verdict per push.
 
 git hands pre-receive every update of a push at once and refuses all of them
 when it fails, so the policy decides each update and then the push as a whole
@@ -142,7 +142,7 @@ def decide_update(
         return UpdateVerdict(
             update, True, not would_reject, would_reject, refusal or Reason.registered
         )
-    # shadow records what cutover would refuse and never blocks a human (DESIGN §6)
+    # shadow records what cutover would refuse and never blocks a human
     return UpdateVerdict(update, True, True, would_reject, refusal or Reason.registered)
 
 

@@ -1,4 +1,4 @@
-"""Registered updates across epochs (DESIGN §6).
+"""Registered updates across epochs.
 
 On every lease grant (takeovers and force-releases included), registrations
 of earlier epochs stop being usable: unconsumed ones become `void`, authorized
