@@ -1,4 +1,4 @@
-"""Event ingestion rate and list latency with 100,000 events stored (issue 8).
+"""Event ingestion rate and list latency with 100,000 events stored.
 
 Each backend gets a throw-away database seeded with 100k events and 2,000
 candidates, and a real `integrator serve` process. Every figure is reported

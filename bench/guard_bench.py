@@ -1,4 +1,4 @@
-"""Push-check decisions under load, next to trivial endpoints of the same server (issue 11).
+"""Push-check decisions under load, next to trivial endpoints of the same server.
 
 64 concurrent clients (asyncio + httpx, one connection each) against one real
 `integrator serve`; each push check records one update (a shadow human push

@@ -1,4 +1,4 @@
-"""The lease under load, and takeover after kill -9 (issue 9).
+"""The lease under load, and takeover after kill -9.
 
 Per backend, on a throw-away database:
 
