@@ -2,24 +2,29 @@
 
 Every `INTEGRATOR_*` variable is cleared so that the environment cannot leak in.
 PostgreSQL comes from `TEST_POSTGRES_URL` (outside the `INTEGRATOR_` prefix on
-purpose): without it the PostgreSQL half is skipped, except under `CI=true`,
-where it fails.
+purpose). Without it, a local PostgreSQL that answers at `TEST_POSTGRES_ADMIN_URL`
+(default: user postgres on 127.0.0.1:5432) gets a throw-away database for the
+run, dropped at the end. With neither, the PostgreSQL half is skipped and the
+summary says so and how to enable it — except under `CI=true`, where it fails.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NoReturn
 
+import psycopg
 import pytest
 
 for _name in list(os.environ):
     if _name.startswith("INTEGRATOR_"):
         del os.environ[_name]
 
-from sqlalchemy import Engine, text  # noqa: E402
+from sqlalchemy import Engine, make_url, text  # noqa: E402
 
 from integrator import migrate  # noqa: E402
 from integrator.db import make_engine  # noqa: E402
@@ -29,15 +34,89 @@ from tests.support import ServiceProcess, TokenMaker  # noqa: E402
 
 BACKENDS = ["sqlite", "postgresql"]
 IN_CI = os.environ.get("CI") == "true"
+#: Where a run without TEST_POSTGRES_URL looks for a PostgreSQL to create its database in.
+LOCAL_POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+#: Every skip of the PostgreSQL half starts with this, so the summary can count them.
+POSTGRES_SKIPPED = "PostgreSQL half skipped"
+THROWAWAY_DATABASE = pytest.StashKey[str]()
+HOW_TO_ENABLE = (
+    "to run it, start PostgreSQL on 127.0.0.1:5432 with a passwordless user postgres "
+    "(each run creates and drops its own database), or set "
+    "TEST_POSTGRES_URL=postgresql://USER@HOST:PORT/DB (a throw-away database: it is wiped)"
+)
 
 
-def postgres_url_or_skip() -> str:
-    url = os.environ.get("TEST_POSTGRES_URL")
-    if url:
-        return url
+def create_throwaway_database(admin_url: str) -> str:
+    """A new empty database named after this process and time; raises if PostgreSQL is down."""
+    name = f"integrator_test_{os.getpid()}_{time.time_ns()}"
+    with psycopg.connect(admin_url, autocommit=True, connect_timeout=3) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return name
+
+
+def drop_database(admin_url: str, name: str) -> None:
+    """Drop a throw-away database, whoever is still connected to it."""
+    with psycopg.connect(admin_url, autocommit=True, connect_timeout=10) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def url_of_database(admin_url: str, name: str) -> str:
+    return make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+
+
+def _unavailable(reason: str) -> NoReturn:
     if IN_CI:
-        pytest.fail("TEST_POSTGRES_URL is not set: CI must run the suite on PostgreSQL")
-    pytest.skip("PostgreSQL not configured (set TEST_POSTGRES_URL)")
+        pytest.fail(f"PostgreSQL is required in CI: {reason}")
+    pytest.skip(f"{POSTGRES_SKIPPED}: {reason}")
+
+
+@pytest.fixture(scope="session")
+def postgres_url(pytestconfig: pytest.Config) -> Iterator[str]:
+    """TEST_POSTGRES_URL if set; else a throw-away database on a local PostgreSQL, dropped after.
+
+    Session-scoped: a refusal is remembered, so an absent PostgreSQL is asked once per run.
+    """
+    configured = os.environ.get("TEST_POSTGRES_URL")
+    if configured:
+        yield configured
+        return
+    admin_url = os.environ.get("TEST_POSTGRES_ADMIN_URL", LOCAL_POSTGRES_ADMIN_URL)
+    try:
+        name = create_throwaway_database(admin_url)
+    except psycopg.Error as exc:
+        shown = make_url(admin_url).render_as_string(hide_password=True)
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        _unavailable(
+            f"TEST_POSTGRES_URL is unset and no PostgreSQL answers at {shown} ({first_line})"
+        )
+    pytestconfig.stash[THROWAWAY_DATABASE] = name
+    try:
+        yield url_of_database(admin_url, name)
+    finally:
+        drop_database(admin_url, name)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Say plainly whether the PostgreSQL half ran, and where."""
+    skipped = [
+        report
+        for report in terminalreporter.stats.get("skipped", [])
+        if isinstance(report.longrepr, tuple) and POSTGRES_SKIPPED in str(report.longrepr[2])
+    ]
+    name = terminalreporter.config.stash.get(THROWAWAY_DATABASE, None)
+    if skipped:
+        count = len(skipped)
+        terminalreporter.write_sep("-", "PostgreSQL", yellow=True)
+        terminalreporter.write_line(
+            f"PostgreSQL half did not run ({count} test{'s' if count != 1 else ''} skipped): "
+            f"{HOW_TO_ENABLE}",
+            yellow=True,
+        )
+    elif name is not None:
+        terminalreporter.write_sep("-", "PostgreSQL")
+        terminalreporter.write_line(
+            f"PostgreSQL half ran on the throw-away database {name} (dropped)"
+        )
 
 
 @pytest.fixture(scope="session")
@@ -49,17 +128,14 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def postgres_migrated() -> Iterator[str]:
-    url = postgres_url_or_skip()
-    settings = get_settings(database_url=url)
+def postgres_migrated(postgres_url: str) -> str:
+    settings = get_settings(database_url=postgres_url)
     try:
         reset_schema(settings)
         migrate.upgrade(settings)
     except Exception as exc:  # a CI without PostgreSQL must fail, not skip
-        if IN_CI:
-            pytest.fail(f"PostgreSQL at TEST_POSTGRES_URL is unusable: {exc}")
-        pytest.skip(f"PostgreSQL at TEST_POSTGRES_URL is unusable: {exc}")
-    yield url
+        _unavailable(f"the database at {make_url(postgres_url)!r} is unusable: {exc}")
+    return postgres_url
 
 
 def reset_schema(settings: Settings) -> None:
