@@ -4,6 +4,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+# `make run PORT=8001` when 8000 is taken; HOST=0.0.0.0 to listen beyond this machine.
+HOST ?= 127.0.0.1
+PORT ?= 8000
 
 .PHONY: install run test test-stress lint fmt bench clean
 
@@ -17,7 +20,8 @@ install: $(STAMP)
 
 run: $(STAMP)
 	$(VENV)/bin/integrator db upgrade
-	$(VENV)/bin/integrator serve
+	@echo "integrator: serving on http://$(HOST):$(PORT) (port taken? make run PORT=8001)"
+	$(VENV)/bin/integrator serve --host $(HOST) --port $(PORT)
 
 test: $(STAMP)
 	$(PY) -m pytest -m "not stress" $(PYTEST_ARGS)
