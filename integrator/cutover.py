@@ -1,4 +1,4 @@
-"""Cutover and rollback, gated on evidence computed from the recorded history (DESIGN §7).
+"""Cutover and rollback, gated on evidence computed from the recorded history.
 
 Each go/no-go item is a small function over what the database recorded (and,
 for item 2, what canonical `main` holds), checked as a checker would — by
@@ -20,14 +20,22 @@ from integrator.errors import EvidenceIncomplete, TransitionRefused
 from integrator.events import record_system_event
 from integrator.guard import push_facts
 from integrator.models import Candidate, Event, HookInstance, Registration, utcnow
-from integrator.parity import dequeue_order_violations, lease_overlaps, shadow_registrations
+from integrator.parity import (
+    ShadowRun,
+    dequeue_order_violations,
+    latest_shadow_run,
+    lease_overlaps,
+    shadow_registrations,
+)
 from integrator.policy import RegistrationFacts, Update, decide
 from integrator.queue import Status
 from integrator.queue import transition as move
 from integrator.registrations import void_open
 from integrator.settings import Settings
 
-PREDICTION_TYPES = ("would_integrate", "would_block")
+PREDICTION_TYPES = scoring.PREDICTIONS
+#: Stands for the merge commit the holder has not made yet; the policy reads only its facts.
+NEXT_MERGE = "f" * 40
 
 
 @dataclass(frozen=True)
@@ -60,23 +68,39 @@ def _events(session: Session, *types: str) -> list[Event]:
 
 
 def shadow_has_run(session: Session, settings: Settings) -> Item:
-    predictions = _events(session, *PREDICTION_TYPES)
-    distinct = len({e.fields.get("candidate_id") for e in predictions})
-    first = predictions[0].recorded_at if predictions else None
-    span = (utcnow() - first).total_seconds() if first else 0.0
+    """Outcomes and time of the latest uninterrupted stretch of shadow: predictions made in
+    `off` are not shadow outcomes, and leaving shadow (not a drill) starts the count again."""
+    title = "shadow mode has run (counted since shadow last began)"
+    first = session.scalar(select(Event).order_by(Event.seq).limit(1))
+    run = latest_shadow_run(first, _events(session, "mode_changed"))
+    predicted = _events(session, *PREDICTION_TYPES)
+    outcomes = len({e.fields.get("candidate_id") for e in predicted if run and run.holds(e.seq)})
+    span = ((run.until or utcnow()) - run.since).total_seconds() if run else 0.0
     need_n, need_t = settings.cutover_min_outcomes, settings.cutover_min_shadow_seconds
+    when = _stretch(run)
     blockers = []
-    if distinct < need_n:
-        blockers.append(f"{distinct} shadow outcomes for distinct candidates, need {need_n}")
+    if outcomes < need_n:
+        blockers.append(f"{outcomes} shadow outcomes for distinct candidates {when}, need {need_n}")
     if span < need_t:
-        blockers.append(f"shadow outcomes span {span:.0f} s, need {need_t:.0f} s")
+        blockers.append(f"shadow has run {span:.0f} s {when}, need {need_t:.0f} s")
     numbers = {
-        "outcomes": distinct,
+        "outcomes": outcomes,
         "min_outcomes": need_n,
         "seconds": round(span),
         "min_seconds": need_t,
+        "shadow_since": run.since.isoformat() if run else None,
+        "shadow_until": run.until.isoformat() if run and run.until else None,
     }
-    return Item("shadow_ran", "shadow mode has run", not blockers, numbers, blockers)
+    return Item("shadow_ran", title, not blockers, numbers, blockers)
+
+
+def _stretch(run: ShadowRun | None) -> str:
+    if run is None:
+        return "(nothing recorded yet)"
+    since = f"{run.since:%Y-%m-%d %H:%M:%S} UTC"
+    if run.until is None:
+        return f"since shadow last began at {since}"
+    return f"from {since} until shadow was left at {run.until:%Y-%m-%d %H:%M:%S} UTC"
 
 
 def shadow_parity(session: Session, repo: CanonicalRepo) -> Item:
@@ -85,7 +109,8 @@ def shadow_parity(session: Session, repo: CanonicalRepo) -> Item:
     in_shadow = shadow_registrations(_events(session, "mode_changed", "registration_created"))
     unexplained = _unexplained_trailered_commits(session, repo)
     scored = _events(session, "prediction_scored")
-    agreed = sum(1 for e in scored if e.fields.get("agreed"))
+    fared = scoring.tally(_events(session, *PREDICTION_TYPES), scored)
+    right = fared[scoring.Category.agreed] + fared[scoring.Category.blocked_then_resolved]
     blockers = [
         *(f"lease grants overlap: {o}" for o in overlaps),
         *(f"dequeue out of position order: {o}" for o in order),
@@ -98,7 +123,8 @@ def shadow_parity(session: Session, repo: CanonicalRepo) -> Item:
         "registrations_in_shadow": len(in_shadow),
         "unexplained_trailered_commits": len(unexplained),
         "predictions_scored": len(scored),
-        "prediction_agreement": round(agreed / len(scored), 3) if scored else None,
+        **{f"predictions_{category}": count for category, count in fared.items()},
+        "prediction_agreement": round(right / len(scored), 3) if scored else None,
     }
     return Item(
         "shadow_parity", "shadow parity in the recorded history", not blockers, numbers, blockers
@@ -145,17 +171,42 @@ def live_policy_refuses_last_human_push(session: Session, settings: Settings) ->
                 not blockers, numbers, blockers)  # fmt: skip
 
 
-def live_policy_allows_registration(session: Session, settings: Settings) -> Item:
+def live_policy_allows_registration(
+    session: Session, settings: Settings, repo: CanonicalRepo
+) -> Item:
+    """The lease holder's next update of canonical main, decided by the push policy in cutover.
+
+    The service does not create registrations yet, so the registration is the one the holder
+    would get now: for main's ref from main's current sha, in the lease row's epoch, with the
+    lease time the row has left. The merge it would push does not exist yet; the worker always
+    builds it directly on main, which is what the hook would find (fast-forward, first parent).
+    """
     title = "the live policy allows a registration from the live lease row"
     state = lease.status(session, settings)
     if not state.held or state.expires_at_ms is None:
         return Item("registration_allowed", title, False, {}, ["no lease holder: start the worker"])
-    old, new = "1" * 40, "2" * 40
-    proposed = Update(settings.protected_refs[0], settings.protected_refs[0], old, new, True, True)
+    ref, old = repo.main_ref, repo.main_sha()
+    if old is None:
+        blocker = (
+            f"cannot read {ref} in the canonical repository: "
+            "the integrator's update has nothing to build on"
+        )
+        return Item("registration_allowed", title, False, {"ref": ref}, [blocker])
+    proposed = Update(ref, ref, old, NEXT_MERGE, fast_forward=True, first_parent=True)
     left = state.expires_at_ms - state.now_ms
+    registration = RegistrationFacts(matches=True, epoch_current=True, lease_left_ms=left)
     facts = push_facts(settings, modes.Mode.cutover, state.holder, True)
-    verdict = decide([proposed], facts, [RegistrationFacts(True, True, left)])
-    numbers = {"holder": state.holder, "epoch": state.epoch, "lease_left_ms": left}
+    verdict = decide([proposed], facts, [registration])
+    numbers = {
+        "holder": state.holder,
+        "epoch": state.epoch,
+        "lease_left_ms": left,
+        "ref": ref,
+        "old": old,
+        "reason_code": verdict.reason.value,
+        "registration": "derived from the lease row (the service does not create "
+        "registrations yet)",
+    }
     blockers = [] if verdict.allow else [f"refused: {verdict.reason.value}"]
     return Item("registration_allowed", title, not blockers, numbers, blockers)
 
@@ -189,7 +240,7 @@ def evidence(session: Session, settings: Settings, repo: CanonicalRepo) -> Evide
         shadow_has_run(session, settings),
         shadow_parity(session, repo),
         live_policy_refuses_last_human_push(session, settings),
-        live_policy_allows_registration(session, settings),
+        live_policy_allows_registration(session, settings, repo),
         drill_recorded(session),
     ]
     return Evidence(items, hooks_seen(session))

@@ -1,12 +1,14 @@
-"""Shadow parity, checked against the recorded history as a checker would (DESIGN §7).
+"""The cutover evidence's history checks, replayed as a checker would.
 
 Pure functions over events in server order: they replay what happened rather
-than trusting the current state, and each returns the violations it found.
+than trusting the current state: the violations of shadow parity, and the
+latest uninterrupted stretch of shadow.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -15,6 +17,43 @@ class Recorded(Protocol):
     seq: int
     type: str
     fields: dict[str, Any]
+
+
+class Timed(Recorded, Protocol):
+    recorded_at: datetime
+
+
+@dataclass(frozen=True)
+class ShadowRun:
+    """The latest uninterrupted stretch of shadow: the events strictly between its bounds."""
+
+    after_seq: int
+    since: datetime
+    #: The mode change that ended it; None while shadow still runs.
+    until_seq: int | None = None
+    until: datetime | None = None
+
+    def holds(self, seq: int) -> bool:
+        return seq > self.after_seq and (self.until_seq is None or seq < self.until_seq)
+
+
+def latest_shadow_run(first: Timed | None, changes: Iterable[Timed]) -> ShadowRun | None:
+    """Replay the mode changes: an install is in shadow from its first record, each entry into
+    shadow starts a new run and each exit ends it. A rollback drill's instant round trip
+    interrupts nothing. None when nothing was ever recorded."""
+    if first is None:
+        return None
+    run = ShadowRun(first.seq - 1, first.recorded_at)
+    for change in changes:
+        if change.fields.get("drill"):
+            continue
+        running = run.until_seq is None
+        if change.fields.get("to") == "shadow":
+            if not running:
+                run = ShadowRun(change.seq, change.recorded_at)
+        elif running:
+            run = replace(run, until_seq=change.seq, until=change.recorded_at)
+    return run
 
 
 def _instant(value: Any) -> datetime | None:

@@ -1,4 +1,4 @@
-"""POST /v1/predictions/score: record shadow predictions whose content reached main (DESIGN §7)."""
+"""POST /v1/predictions/score: record shadow predictions whose content reached main."""
 
 from __future__ import annotations
 
@@ -25,6 +25,10 @@ class ScoredOut(BaseModel):
     actual: str
     main_sha: str
     matched_by: str
+    #: agreed, blocked_then_resolved (a right block, landed by resolving its files) or disagreed.
+    category: str
+    #: Files git's own merge of the landing conflicts on (looked at for a would_block).
+    conflicts: list[str]
     agreed: bool
 
 
@@ -49,6 +53,8 @@ def score_predictions(
                 actual="integrated",
                 main_sha=x.main_sha,
                 matched_by=x.matched_by,
+                category=x.category,
+                conflicts=list(x.conflicts),
                 agreed=x.agreed,
             )
             for x in landed

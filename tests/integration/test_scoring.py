@@ -1,7 +1,8 @@
-"""Scoring shadow predictions against canonical main, read by the service itself (DESIGN §7)."""
+"""Scoring shadow predictions against canonical main, read by the service itself."""
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,8 @@ from integrator.models import Event
 from integrator.settings import Settings
 from tests.builders import branch_pushed, finalize_ready, review_approved
 from tests.gitrepos import Canonical, git
-from tests.support import TokenMaker
+from tests.support import TokenMaker, json_of, run_cli, settings_env
+from tests.worker_support import WorkerWorld
 
 
 class Shadow:
@@ -161,3 +163,123 @@ def test_only_operators_hooks_and_the_integrator_may_score(
         assert refused.status_code == 403, refused.text
     hook = shadow.score({"Authorization": f"Bearer {tokens('hook')}"})
     assert hook.status_code == 200
+
+
+# -- how a prediction fared: a right block is not a disagreement -------------------------------
+
+
+@pytest.fixture
+def world(settings: Settings, tmp_path: Path, tokens: TokenMaker) -> Iterator[WorkerWorld]:
+    """A real service, and the real worker to make the predictions."""
+    world = WorkerWorld(settings, tmp_path, tokens).start()
+    try:
+        yield world
+    finally:
+        world.close()
+
+
+def merge_by_hand(canonical: Canonical, sha: str, resolved: dict[str, str]) -> str:
+    """A human merge of `sha` into main that conflicts, resolved by hand and pushed."""
+    git("checkout", "-q", "main", cwd=canonical.work)
+    with pytest.raises(subprocess.CalledProcessError):
+        git("merge", "-q", "--no-ff", "-m", "merge, resolved by hand", sha, cwd=canonical.work)
+    for path, content in resolved.items():
+        (canonical.work / path).write_text(content)
+        git("add", path, cwd=canonical.work)
+    git("commit", "-q", "--no-edit", cwd=canonical.work)
+    push_main(canonical)
+    return canonical.head()
+
+
+def scored_once(world: WorkerWorld) -> dict[int, dict[str, Any]]:
+    """Score what landed; each landing's `prediction_scored` record by candidate."""
+    assert world.post("/v1/predictions/score", {}, world.operator).status_code == 200
+    return {e.fields["candidate_id"]: e.fields for e in world.events("prediction_scored")}
+
+
+def test_a_would_block_that_lands_through_a_hand_resolution_of_its_files_was_right(
+    world: WorkerWorld,
+) -> None:
+    """git's merge of the landing conflicts on the files the block named: blocked_then_resolved."""
+    blocked = world.ready("conflicting", path="README", content="theirs\n")
+    world.push_to_main("README", "ours\n", "a human edit of README on main")
+    assert world.run_worker("--once").returncode == 0
+    (prediction,) = world.events("would_block")
+    assert prediction.fields["conflict_evidence"] == [{"kind": "conflict", "path": "README"}]
+
+    landing = merge_by_hand(world.canonical, world.candidate(blocked)["sha"], {"README": "both\n"})
+
+    scored = scored_once(world)[blocked]
+    assert (scored["category"], scored["agreed"]) == ("blocked_then_resolved", True)
+    assert (scored["conflicts"], scored["main_sha"]) == (["README"], landing)
+    assert world.candidate(blocked)["status"] == "integrated"
+
+
+def test_a_would_integrate_that_landed_cleanly_is_agreed(world: WorkerWorld) -> None:
+    """The main commit that brought it in is recorded (the merge, not main's tip)."""
+    clean = world.ready("clean")
+    assert world.run_worker("--once").returncode == 0
+    landing = world.canonical.merge_to_main(world.candidate(clean)["sha"])
+    world.push_to_main("later.txt", "later\n", "main moved on after the merge")
+
+    scored = scored_once(world)[clean]
+
+    assert (scored["category"], scored["agreed"]) == ("agreed", True)
+    assert scored["main_sha"] == landing
+
+
+def test_a_would_block_whose_branch_then_merges_cleanly_is_a_disagreement(
+    world: WorkerWorld,
+) -> None:
+    """Main dropped its conflicting change; the branch landed without a resolution."""
+    blocked = world.ready("conflicting", path="README", content="theirs\n")
+    edit = world.push_to_main("README", "ours\n", "a human edit of README on main")
+    assert world.run_worker("--once").returncode == 0
+    assert [e.type for e in world.events("would_integrate", "would_block")] == ["would_block"]
+    git("revert", "--no-edit", edit, cwd=world.canonical.work)
+    world.canonical.merge_to_main(world.candidate(blocked)["sha"])  # clean: no conflict left
+
+    scored = scored_once(world)[blocked]
+
+    assert (scored["category"], scored["agreed"]) == ("disagreed", False)
+    assert scored["conflicts"] == []
+
+
+def test_evidence_reports_each_category_separately_in_json_and_in_text(
+    world: WorkerWorld, tokens: TokenMaker
+) -> None:
+    """Agreed, right blocks, disagreements and unscored predictions, each counted."""
+    world.push_to_main("NOTES", "base\n", "notes on main")
+    clean = world.ready("clean")
+    resolved = world.ready("resolved", path="README", content="theirs\n")
+    reverted = world.ready("reverted", path="NOTES", content="branch notes\n")
+    world.ready("pending")
+    world.push_to_main("README", "ours\n", "a human edit of README on main")
+    notes = world.push_to_main("NOTES", "main notes\n", "a human edit of NOTES on main")
+    assert world.run_worker("--once").returncode == 0
+    sha = {c: world.candidate(c)["sha"] for c in (clean, resolved, reverted)}
+    world.canonical.merge_to_main(sha[clean])
+    merge_by_hand(world.canonical, sha[resolved], {"README": "both\n"})
+    git("revert", "--no-edit", notes, cwd=world.canonical.work)
+    world.canonical.merge_to_main(sha[reverted])
+    assert len(scored_once(world)) == 3
+    env = settings_env(
+        world.settings, INTEGRATOR_URL=world.service.url, INTEGRATOR_TOKEN=tokens("operator")
+    )
+
+    as_json = run_cli("evidence", "--json", env=env)
+    as_text = run_cli("evidence", env=env)
+
+    items = {i["code"]: i for i in json_of(as_json)["items"]}
+    numbers = items["shadow_parity"]["numbers"]
+    assert {k: v for k, v in numbers.items() if k.startswith("prediction")} == {
+        "predictions_scored": 3,
+        "predictions_agreed": 1,
+        "predictions_blocked_then_resolved": 1,
+        "predictions_disagreed": 1,
+        "predictions_unscored": 1,
+        "prediction_agreement": 0.667,
+    }
+    for shown in ("predictions_agreed=1", "predictions_blocked_then_resolved=1",
+                  "predictions_disagreed=1", "predictions_unscored=1"):  # fmt: skip
+        assert shown in as_text.stdout, as_text.stdout
