@@ -23,8 +23,10 @@ from pydantic import (
     Field,
     StrictInt,
     StrictStr,
+    StringConstraints,
     ValidationError,
 )
+from pydantic_core import PydanticCustomError
 from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -32,7 +34,31 @@ from sqlalchemy.orm import Session
 from integrator.errors import Detail, IdempotencyCollision, InvalidInput
 from integrator.gitops import SHA_RE
 from integrator.models import Event, utcnow
-from integrator.refnames import branch_name_problem
+from integrator.refnames import (
+    BRANCH_MAX_LENGTH,
+    SLUG_MAX_LENGTH,
+    branch_name_problem,
+    slug_problem,
+)
+
+#: What the database holds, so that input beyond it is refused with the field's name (422)
+#: instead of by the database (500). Lengths are the columns' (models.py; a test compares).
+NAME_MAX_LENGTH = 200  # repository, actor, holder, token name and every identity string
+PROSE_MAX_LENGTH = 2000  # a reason, a diagnostic, a next action
+OUTPUT_MAX_LENGTH = 16_000  # a check's output tail (the worker keeps 4,000 bytes)
+NATURAL_KEY_MAX_LENGTH = 600
+MAX_BIGINT = 2**63 - 1
+MIN_BIGINT = -(2**63)
+
+
+def as_utc(moment: datetime) -> datetime:
+    """The same instant in UTC; one near year 1 or 9999 may not have a UTC twin."""
+    if moment.tzinfo is None:
+        raise ValueError("must carry a UTC offset (e.g. 2026-01-31T12:00:00+00:00 or ...Z)")
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("is out of range once converted to UTC") from None
 
 
 def _timestamp(value: str) -> str:
@@ -41,9 +67,51 @@ def _timestamp(value: str) -> str:
         parsed = datetime.fromisoformat(value)
     except ValueError:
         raise ValueError("must be an ISO 8601 timestamp") from None
-    if parsed.tzinfo is None:
-        raise ValueError("must carry a UTC offset (e.g. 2026-01-31T12:00:00+00:00 or ...Z)")
-    return parsed.astimezone(UTC).isoformat()
+    return as_utc(parsed).isoformat()
+
+
+def _unstorable(value: str) -> bool:
+    """NUL (PostgreSQL text cannot hold it) or half a surrogate pair (not UTF-8)."""
+    return any(c == "\x00" or "\ud800" <= c <= "\udfff" for c in value)
+
+
+def name_problem(value: str) -> str | None:
+    """Why `value` is not a valid name (a token's, a holder's), or None when it is."""
+    if len(value) > NAME_MAX_LENGTH:
+        return f"must be at most {NAME_MAX_LENGTH} characters"
+    if not value.isprintable():
+        return "must be one line of printable characters"
+    return None if value.strip() else "must not be empty"
+
+
+def printable(value: str) -> str:
+    """One line of text: an identity or a name (printable excludes NUL and surrogates)."""
+    if not value.isprintable():
+        raise PydanticCustomError("printable", "must be one line of printable characters")
+    if not value.strip():
+        raise ValueError("must not be empty")
+    return value
+
+
+def storable(value: str) -> str:
+    """Any text the database can hold: lines are fine, NUL and unpaired surrogates are not."""
+    if _unstorable(value):
+        raise PydanticCustomError("text", "must not contain NUL or unpaired surrogates")
+    return value
+
+
+def prose(value: str) -> str:
+    """Free text that says something: a reason, a diagnostic."""
+    if not storable(value).strip():
+        raise ValueError("must not be empty")
+    return value
+
+
+def _slug(value: str) -> str:
+    problem = slug_problem(value)
+    if problem:
+        raise PydanticCustomError("slug", "{problem}", {"problem": problem})
+    return value
 
 
 def _sha(value: str) -> str:
@@ -54,22 +122,25 @@ def _sha(value: str) -> str:
 
 
 def _branch(value: str) -> str:
-    problem = branch_name_problem(value)
+    problem = branch_name_problem(value) or (
+        "contains a character that is not UTF-8" if _unstorable(value) else None
+    )
     if problem:
         raise ValueError(f"is not a valid branch name: {problem}")
     return value
 
 
-def _nonempty(value: str) -> str:
-    if not value.strip():
-        raise ValueError("must not be empty")
-    return value
-
-
-Text = Annotated[StrictStr, AfterValidator(_nonempty)]
-Timestamp = Annotated[StrictStr, AfterValidator(_timestamp)]
+Text = Annotated[
+    StrictStr, StringConstraints(max_length=NAME_MAX_LENGTH), AfterValidator(printable)
+]
+Prose = Annotated[StrictStr, StringConstraints(max_length=PROSE_MAX_LENGTH), AfterValidator(prose)]
+Slug = Annotated[StrictStr, StringConstraints(max_length=SLUG_MAX_LENGTH), AfterValidator(_slug)]
+Timestamp = Annotated[StrictStr, StringConstraints(max_length=64), AfterValidator(_timestamp)]
 Sha = Annotated[StrictStr, AfterValidator(_sha)]
-Branch = Annotated[StrictStr, AfterValidator(_branch)]
+Branch = Annotated[
+    StrictStr, StringConstraints(max_length=BRANCH_MAX_LENGTH), AfterValidator(_branch)
+]
+BigInt = Annotated[StrictInt, Field(ge=MIN_BIGINT, le=MAX_BIGINT)]
 
 
 class _Fields(BaseModel):
@@ -77,14 +148,14 @@ class _Fields(BaseModel):
 
 
 class ReviewApproved(_Fields):
-    slug: Text
+    slug: Slug
     approved_at: Timestamp
-    review_round: Annotated[StrictInt, Field(ge=1)]
+    review_round: Annotated[BigInt, Field(ge=1)]
     reviewer_session_id: Text
 
 
 class FinalizeReady(_Fields):
-    slug: Text
+    slug: Slug
     branch: Branch
     sha: Sha
     worker_session_id: Text
@@ -102,26 +173,31 @@ class BranchPushed(_Fields):
 
 class Evidence(_Fields):
     kind: Literal["conflict", "check", "push"]
-    path: StrictStr | None = None
-    command: StrictStr | None = None
-    exit_code: StrictInt | None = None
-    output_tail: StrictStr | None = None
-    refusal: StrictStr | None = None
+    path: Prose | None = None
+    command: Prose | None = None
+    exit_code: BigInt | None = None
+    output_tail: (
+        Annotated[
+            StrictStr, StringConstraints(max_length=OUTPUT_MAX_LENGTH), AfterValidator(storable)
+        ]
+        | None
+    ) = None
+    refusal: Prose | None = None
 
 
 class IntegrationBlocked(_Fields):
-    slug: Text
+    slug: Slug
     branch: Branch
     sha: Sha
     conflict_evidence: Annotated[list[Evidence], Field(min_length=1)]
-    diagnostics: Annotated[list[Text], Field(min_length=1)]
-    next_action: Text
+    diagnostics: Annotated[list[Prose], Field(min_length=1)]
+    next_action: Prose
     blocked_at: Timestamp
     attempt: Text
 
 
 class IntegrationCompleted(_Fields):
-    slug: Text
+    slug: Slug
     branch: Branch
     sha: Sha
     main_sha: Sha
@@ -208,13 +284,20 @@ def content_hash(fields: dict[str, Any]) -> str:
 
 
 def natural_key(type_name: str, fields: dict[str, Any], idempotency_key: str | None) -> str:
-    """The identity that makes a resubmission a duplicate (DESIGN §3)."""
+    """The identity that makes a resubmission a duplicate.
+
+    A key longer than its column (long identities, escaped non-ASCII) is stored as its hash.
+    """
     keys = EVENT_TYPES[type_name].key_fields
     if keys:
-        return json.dumps([fields[k] for k in keys], separators=(",", ":"))
-    if idempotency_key:
-        return f"key:{idempotency_key}"
-    return "content:" + content_hash(fields)
+        key = json.dumps([fields[k] for k in keys], separators=(",", ":"))
+    elif idempotency_key:
+        key = f"key:{idempotency_key}"
+    else:
+        return "content:" + content_hash(fields)
+    if len(key) <= NATURAL_KEY_MAX_LENGTH:
+        return key
+    return "sha256:" + hashlib.sha256(key.encode()).hexdigest()
 
 
 @dataclass(frozen=True)

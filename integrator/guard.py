@@ -23,9 +23,11 @@ from sqlalchemy.orm import Session
 
 from integrator import events, modes
 from integrator.admission import CanonicalRepo, on_event
+from integrator.errors import InvalidInput
 from integrator.messages import push_messages
 from integrator.models import HookInstance, utcnow
 from integrator.policy import PushFacts, PushVerdict, Reason, Update, UpdateVerdict, decide
+from integrator.refnames import BRANCH_MAX_LENGTH
 from integrator.settings import Settings
 
 #: How stale `hook_instances.last_seen_at` may get before a push rewrites it.
@@ -136,10 +138,17 @@ def record_update(
             "bypass": bypass,
         },
         natural_key=natural_key,
-        branch=update.resolved_ref.removeprefix("refs/heads/"),
+        branch=indexed_branch(update.resolved_ref),
         sha=None if update.deletion else update.new,
         actor=request.pusher,
     )
+
+
+def indexed_branch(ref: str) -> str | None:
+    """The branch column of a push record; a name git accepts but the column cannot hold
+    is left out of it (the full ref stays in the record's fields)."""
+    branch = ref.removeprefix("refs/heads/")
+    return branch if len(branch) <= BRANCH_MAX_LENGTH else None
 
 
 def touch_hook(session: Session, request: PushRequest, mode: modes.ModeView) -> None:
@@ -230,9 +239,20 @@ def _mode_of(raw: Any) -> modes.Mode:
 
 
 @dataclass(frozen=True)
+class Skipped:
+    """An update git accepted that our rules refuse: reported back, never recorded."""
+
+    ref: str
+    field: str
+    rule: str
+    message: str
+
+
+@dataclass(frozen=True)
 class Reported:
     recorded: int
     duplicates: int
+    skipped: list[Skipped]
 
 
 def report_pushes(
@@ -242,24 +262,36 @@ def report_pushes(
     *,
     actor: str,
 ) -> Reported:
-    """post-receive: a `branch_pushed` per moved branch, keyed `<repo>:<ref>:<old>:<new>`."""
+    """post-receive: a `branch_pushed` per moved branch, keyed `<repo>:<ref>:<old>:<new>`.
+
+    Each update stands alone: one branch our rules refuse is skipped with its reason,
+    the others are recorded.
+    """
     recorded = duplicates = 0
+    skipped: list[Skipped] = []
     pushed_at = utcnow().isoformat()
     for update in request.updates:
         if update.deletion or not update.resolved_ref.startswith("refs/heads/"):
             continue
-        fields = events.validate_fields(
-            "branch_pushed",
-            {
-                "branch": update.resolved_ref.removeprefix("refs/heads/"),
-                "sha": update.new,
-                "remote": request.repository,
-                "pushed_at": pushed_at,
-                "pusher": request.pusher or "unknown",
-            },
-        )
+        try:
+            fields = events.validate_fields(
+                "branch_pushed",
+                {
+                    "branch": update.resolved_ref.removeprefix("refs/heads/"),
+                    "sha": update.new,
+                    "remote": request.repository,
+                    "pushed_at": pushed_at,
+                    "pusher": request.pusher or "unknown",
+                },
+            )
+        except InvalidInput as exc:
+            skipped += [
+                Skipped(update.ref, d.field.removeprefix("fields."), d.rule, d.message)
+                for d in exc.details
+            ]
+            continue
         key = f"{request.repository}:{update.resolved_ref}:{update.old}:{update.new}"
-        if events.find(session, "branch_pushed", f"key:{key}") is not None:
+        if events.find(session, "branch_pushed", events.natural_key("branch_pushed", fields, key)):
             duplicates += 1  # a retried report: its pushed_at differs, the push does not
             continue
         appended = events.append(
@@ -272,4 +304,4 @@ def report_pushes(
         )
         recorded += 1
         on_event(session, repo, appended.event, actor)
-    return Reported(recorded, duplicates)
+    return Reported(recorded, duplicates, skipped)

@@ -1,12 +1,28 @@
-"""Branch names by git's own rules (`git check-ref-format --branch`, refs.c).
+"""Names: branches by git's own rules (`git check-ref-format --branch`, refs.c), and slugs.
 
 Written out in Python so that validating an event costs no subprocess; a test
-compares it with git itself.
+compares the branch rule with git itself.
 """
 
 from __future__ import annotations
 
+import re
+
 _FORBIDDEN_CHARS = frozenset(" ~^:?*[\\")
+
+#: The longest branch name (without `refs/heads/`) and slug the database stores.
+BRANCH_MAX_LENGTH = 255
+SLUG_MAX_LENGTH = 200
+
+#: A slug is one URL path segment and one shell word: `queue show SLUG` can always address it.
+_SLUG_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+def slug_problem(slug: str) -> str | None:
+    """Why `slug` is not a valid slug, or None when it is."""
+    if _SLUG_RE.fullmatch(slug) is None:
+        return "must be letters, digits, '.', '_' or '-', starting with a letter or digit"
+    return None
 
 
 def branch_name_problem(name: str) -> str | None:

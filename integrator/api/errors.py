@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DataError, StatementError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from integrator import errors
@@ -38,6 +39,13 @@ _CODE_BY_STATUS = {
     415: "unsupported_media_type",
     422: "invalid_request",
 }
+
+
+_UNSTORABLE = (
+    "invalid_request",
+    "a value is out of range or holds characters that cannot be stored",
+    [{"field": "body", "rule": "storable", "message": "out of range or not storable"}],
+)
 
 
 def error_body(
@@ -89,6 +97,22 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(
             error_body(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers
         )
+
+    @app.exception_handler(DataError)
+    @app.exception_handler(OverflowError)
+    @app.exception_handler(UnicodeEncodeError)
+    async def _unstorable(request: Request, exc: Exception) -> JSONResponse:
+        # The schemas bound what callers send; a value that still reaches the database
+        # out of range (or as text it cannot hold) is the caller's, not a server fault.
+        log.warning("%s %s: value refused by the database", request.method, request.url.path,
+                    exc_info=exc)  # fmt: skip
+        return JSONResponse(error_body(*_UNSTORABLE), status_code=422)
+
+    @app.exception_handler(StatementError)
+    async def _statement(request: Request, exc: StatementError) -> JSONResponse:
+        if isinstance(exc.orig, OverflowError | UnicodeEncodeError):
+            return await _unstorable(request, exc)
+        return await _unexpected(request, exc)
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

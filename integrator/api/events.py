@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from integrator import events
 from integrator.admission import CanonicalRepo, on_event
 from integrator.api.deps import Caller, Reader, ReadSessionDep, SessionDep, SettingsDep, require
-from integrator.api.schemas import CandidateOut, EventOut, Page
+from integrator.api.schemas import CandidateOut, Cursor, EventOut, Name, Page, Slug, UtcTime
 from integrator.errors import Detail, Forbidden, InvalidInput
 from integrator.models import Candidate
 from integrator.tokens import Role
@@ -25,13 +25,13 @@ Reporter = Annotated[Caller, Depends(require(Role.reporter))]
 
 
 class EventIn(BaseModel):
-    """The envelope of DESIGN §9; `fields` are validated by the type's own schema."""
+    """An event's envelope; `fields` are validated by the type's own schema."""
 
     model_config = ConfigDict(extra="forbid")
 
     type: str = Field(min_length=1, max_length=64)
     fields: dict[str, Any]
-    idempotency_key: str | None = Field(default=None, min_length=1, max_length=200)
+    idempotency_key: Name | None = None
 
 
 class EventPosted(BaseModel):
@@ -127,9 +127,9 @@ def post_event(
 class SubmitIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    slug: str = Field(min_length=1, max_length=200)
-    branch: str = Field(min_length=1, max_length=255)
-    sha: str | None = None
+    slug: Slug
+    branch: events.Branch
+    sha: events.Sha | None = None
 
 
 @router.post("/submit", status_code=201)
@@ -170,28 +170,22 @@ def submit(
 def list_events(
     session: ReadSessionDep,
     _caller: Reader,
-    type: Annotated[list[str] | None, Query()] = None,
-    slug: str | None = None,
-    branch: str | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    cursor: Annotated[str | None, Query(pattern=r"^\d+$")] = None,
+    type: Annotated[list[Name] | None, Query()] = None,
+    slug: Slug | None = None,
+    branch: events.Branch | None = None,
+    since: UtcTime | None = None,
+    until: UtcTime | None = None,
+    cursor: Cursor | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> Page[EventOut]:
     """Events in server order, filtered by type, slug, branch and time; paged by cursor."""
-    for name, value in (("since", since), ("until", until)):
-        if value is not None and value.tzinfo is None:
-            raise InvalidInput(
-                f"{name} needs a UTC offset",
-                details=[Detail(name, "timezone", "must carry a UTC offset")],
-            )
     query = events.EventFilter(
         types=type or (),
         slug=slug,
         branch=branch,
         since=since,
         until=until,
-        after_seq=int(cursor) if cursor else None,
+        after_seq=cursor,
         limit=limit,
     )
     rows = events.list_events(session, query)

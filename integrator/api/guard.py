@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
-from integrator import guard, scoring
+from integrator import events, guard, scoring
 from integrator.api.deps import Caller, SessionDep, SettingsDep, require
 from integrator.api.events import Repo
+from integrator.api.schemas import Name
 from integrator.gitops import SHA_PATTERN
 from integrator.policy import Update
 from integrator.tokens import Role
@@ -19,7 +21,11 @@ router = APIRouter(prefix="/v1", tags=["guard"])
 Hook = Annotated[Caller, Depends(require(Role.hook))]
 
 ObjectName = Annotated[str, Field(pattern=SHA_PATTERN)]
-RefName = Annotated[str, Field(min_length=1, max_length=1024)]
+#: Any ref git may send: the branch column's limit applies to what is recorded as a branch.
+RefName = Annotated[
+    str, StringConstraints(min_length=1, max_length=1024), AfterValidator(events.printable)
+]
+Short = Annotated[str, StringConstraints(max_length=32), AfterValidator(events.printable)]
 
 
 class UpdateIn(BaseModel):
@@ -43,12 +49,14 @@ class PushIn(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    repository: str = Field(min_length=1, max_length=200)
-    hook_instance: str = Field(min_length=1, max_length=500)
-    hook_version: str | None = Field(default=None, max_length=32)
-    pusher: str | None = Field(default=None, max_length=200)
-    identity_source: str = Field(default="none", max_length=32)
-    registration_nonce: str | None = Field(default=None, max_length=200)
+    repository: Name
+    hook_instance: Annotated[
+        str, StringConstraints(min_length=1, max_length=500), AfterValidator(events.printable)
+    ]
+    hook_version: Short | None = None
+    pusher: Name | None = None
+    identity_source: Short = "none"
+    registration_nonce: Name | None = None
     updates: list[UpdateIn] = Field(max_length=10_000)
 
     def request(self) -> guard.PushRequest:
@@ -109,24 +117,49 @@ def push_check(
     )
 
 
+class SkippedOut(BaseModel):
+    """An update that was not recorded, and why (the field and the rule it broke)."""
+
+    ref: str
+    field: str
+    rule: str
+    message: str
+
+
 class PushReported(BaseModel):
+    """Each update is validated on its own: the valid ones are recorded (or were already,
+    `duplicates`); one our rules refuse (say `refs/heads/-x`, which git accepts) does not
+    fail the report but comes back in `skipped`, present only when not empty. The answer
+    is 200 either way: retrying a skipped update cannot succeed."""
+
     recorded: int
     duplicates: int
+    skipped: list[SkippedOut] | None = None
 
 
-@router.post("/push-reports")
+@router.post("/push-reports", response_model_exclude_none=True)
 def push_report(
     body: PushIn, session: SessionDep, settings: SettingsDep, repo: Repo, caller: Hook
 ) -> PushReported:
     """post-receive: branch_pushed for every branch that moved (retries are duplicates);
-    when a protected ref moved, score the shadow predictions that landed with it."""
+    when a protected ref moved, score the shadow predictions that landed with it.
+    Updates our rules refuse are skipped, each with its reason; the rest are kept."""
     repo.refresh()
     request = body.request()
     with session.begin():
         reported = guard.report_pushes(session, repo, request, actor=caller.name)
     if any(u.resolved_ref in settings.protected_refs for u in request.updates):
         scoring.score_predictions(session, settings, repo, by=caller.name)
-    return PushReported(recorded=reported.recorded, duplicates=reported.duplicates)
+    skipped = [SkippedOut(**asdict(s)) for s in reported.skipped]
+    return PushReported(
+        recorded=reported.recorded, duplicates=reported.duplicates, skipped=skipped or None
+    )
+
+
+class SpooledIn(PushIn):
+    """A verdict the hook gave alone; of its extra keys only `decided_at` is stored as sent."""
+
+    decided_at: Name | None = None
 
 
 class SpoolIn(BaseModel):
@@ -148,7 +181,7 @@ def upload_spool(
     with session.begin():
         for item in body.items:
             try:
-                request = PushIn.model_validate(item).request()
+                request = SpooledIn.model_validate(item).request()
             except ValueError:
                 invalid += 1
                 continue

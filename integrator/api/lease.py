@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
 from integrator import lease
 from integrator.api.deps import (
@@ -22,6 +22,7 @@ from integrator.api.deps import (
     SettingsDep,
     require,
 )
+from integrator.api.schemas import Id, Name, Reason
 from integrator.lease import datetime_of_ms
 from integrator.tokens import Role
 
@@ -31,18 +32,18 @@ Integrator = Annotated[Caller, Depends(require(Role.integrator))]
 
 
 class AcquireIn(BaseModel):
-    holder: str = Field(min_length=1, max_length=lease.HOLDER_MAX_LENGTH)
+    holder: Name
 
 
 class GrantIn(BaseModel):
     """The grant a holder acts under: its epoch and its secret token."""
 
-    epoch: int = Field(ge=1)
-    token: str = Field(min_length=1, max_length=200)
+    epoch: Id
+    token: Name
 
 
 class ForceReleaseIn(BaseModel):
-    reason: str = Field(min_length=1, max_length=2000)
+    reason: Reason
 
 
 class LeaseOut(BaseModel):

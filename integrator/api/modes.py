@@ -7,15 +7,14 @@ from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
 
 from integrator import cutover, modes
 from integrator.api.deps import Operator, Reader, ReadSessionDep, SessionDep, SettingsDep
 from integrator.api.events import Repo
+from integrator.api.schemas import Reason
 
 router = APIRouter(prefix="/v1", tags=["modes"])
-
-Reason = Field(min_length=1, max_length=2000)
 
 
 class ModeOut(BaseModel):
@@ -40,20 +39,20 @@ class ModeIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     mode: modes.Mode
-    reason: str = Reason
+    reason: Reason
 
 
 class CutoverIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    reason: str = Reason
+    reason: Reason
     force: bool = False
 
 
 class RollbackIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    reason: str = Reason
+    reason: Reason
     drill: bool = False
 
 

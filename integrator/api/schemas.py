@@ -1,16 +1,43 @@
-"""Shapes at the edge that several routers share (DESIGN §9)."""
+"""Shapes at the edge that several routers share: bounded inputs and the common outputs.
+
+Every number a caller sends fits a BIGINT and every text fits its column, so bad input
+is a 422 naming the field and its rule, never a 500 from the database or the driver.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import BaseModel
+from annotated_types import Ge, Le
+from pydantic import AfterValidator, AwareDatetime, BaseModel, StringConstraints
 
+from integrator import events
 from integrator.messages import explain_unmet
 from integrator.models import Candidate, Event
 
 T = TypeVar("T")
+
+#: A row id or an epoch, in a path, a query or a body.
+Id = Annotated[int, Ge(1), Le(events.MAX_BIGINT)]
+#: `next_cursor` of the previous page (a position in the listing).
+Cursor = Annotated[int, Ge(0), Le(events.MAX_BIGINT)]
+#: An identity or a name: one printable line that fits its column.
+Name = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=events.NAME_MAX_LENGTH),
+    AfterValidator(events.printable),
+]
+#: A free-text reason, recorded and logged (escaped).
+Reason = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=events.PROSE_MAX_LENGTH),
+    AfterValidator(events.prose),
+]
+#: A slug: one URL path segment.
+Slug = events.Slug
+#: A time with an offset, as the UTC instant it names.
+UtcTime = Annotated[AwareDatetime, AfterValidator(events.as_utc)]
 
 
 class EventOut(BaseModel):

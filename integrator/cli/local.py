@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import copy
+import errno
+import logging
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from sqlalchemy.orm import Session
 
 from integrator import migrate, tokens
-from integrator.cli.client import print_json
+from integrator.cli.client import EXIT_BAD_INPUT, fail, print_json
 from integrator.db import make_engine, make_sessionmaker, normalise_url, sqlite_path
 from integrator.errors import DatabaseMissing
 from integrator.settings import Settings, get_settings
@@ -38,10 +42,86 @@ def local_session(settings: Settings) -> Iterator[Session]:
         engine.dispose()
 
 
+class EscapeControlCharacters(logging.Filter):
+    """Log records keep to one line: a newline in a logged value (a reason, a holder, a
+    path) is written as `\\n`, so a caller cannot forge a line of the log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = _escaped(record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(_escaped(a) for a in record.args)
+        elif isinstance(record.args, dict):
+            record.args = {k: _escaped(v) for k, v in record.args.items()}
+        return True
+
+
+def _escaped(value: object) -> object:
+    if isinstance(value, BaseException):
+        value = str(value)
+    if not isinstance(value, str) or value.isprintable():
+        return value
+    return "".join(
+        c if c.isprintable() else c.encode("unicode_escape", "backslashreplace").decode("ascii")
+        for c in value
+    )
+
+
+def log_config(level: str) -> dict[str, Any]:
+    """uvicorn's logging, every handler escaping, and the service's own loggers on it."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["filters"] = {"escape": {"()": EscapeControlCharacters}}
+    for handler in config["handlers"].values():
+        handler["filters"] = ["escape"]
+    config["loggers"]["integrator"] = {
+        "handlers": ["default"],
+        "level": level.upper(),
+        "propagate": False,
+    }
+    return config
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """The service's socket, bound here so that a taken port is one line with a way out."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno != errno.EADDRINUSE:
+            fail(EXIT_BAD_INPUT, f"cannot listen on {host} port {port}: {exc.strerror or exc}")
+        other = _free_port(host, family, port)
+        fail(
+            EXIT_BAD_INPUT,
+            f"port {port} is in use: run `integrator serve --port {other}` "
+            f"or `make run PORT={other}`",
+        )
+    sock.set_inheritable(True)
+    return sock
+
+
+def _free_port(host: str, family: socket.AddressFamily, taken: int) -> int:
+    """The next port after `taken` that is free now (else any free one)."""
+    for candidate in [*range(taken + 1, min(taken + 20, 65535)), 0]:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind((host, candidate))
+            except OSError:
+                continue
+            port: int = probe.getsockname()[1]
+            return port
+    return taken + 1
+
+
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
-    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+    port: Annotated[int, typer.Option(help="Port to listen on.", min=0, max=65535)] = 8000,
+    log_level: Annotated[
+        str, typer.Option(help="Log level: critical, error, warning, info, debug.")
+    ] = "info",
 ) -> None:
     """Serve the API (and, at first start on SQLite, create the database)."""
     import uvicorn
@@ -49,11 +129,19 @@ def serve(
     from integrator.api.app import create_app
 
     settings = get_settings()
+    sock = listen(host, port)
     path = sqlite_path(normalise_url(settings.database_url))
     if path is not None and not path.exists():
         typer.echo(f"integrator: creating {path.resolve()}", err=True)
         migrate.upgrade(settings)
-    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level)
+    config = uvicorn.Config(
+        create_app(settings),
+        host=host,
+        port=port,
+        log_level=log_level,
+        log_config=log_config(log_level),
+    )
+    uvicorn.Server(config).run(sockets=[sock])
 
 
 @db_app.command("upgrade")

@@ -8,6 +8,7 @@ import pytest
 
 from integrator.errors import InvalidInput
 from integrator.events import EVENT_TYPES, natural_key, string_fields, validate_fields
+from integrator.refnames import BRANCH_MAX_LENGTH, SLUG_MAX_LENGTH
 from tests.builders import branch_pushed, finalize_ready, review_approved
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
@@ -146,3 +147,46 @@ def test_string_fields_tell_the_cli_what_stays_text() -> None:
     """slug and ids are text; review_round is converted as JSON."""
     assert "slug" in string_fields("review_approved")
     assert "review_round" not in string_fields("review_approved")
+
+
+def test_field_limits_are_the_columns_lengths() -> None:
+    """What validation lets through, the database can hold: the limits are the columns'."""
+    from integrator import events
+    from integrator.models import Candidate, Event
+
+    def length(column: Any) -> int:
+        return int(column.property.columns[0].type.length)
+
+    assert events.NAME_MAX_LENGTH == length(Event.repository) == length(Event.actor)
+    assert SLUG_MAX_LENGTH == length(Event.slug) == length(Candidate.slug)
+    assert BRANCH_MAX_LENGTH == length(Event.branch) == length(Candidate.branch)
+    assert length(Event.natural_key) == events.NATURAL_KEY_MAX_LENGTH
+
+
+def test_a_natural_key_longer_than_its_column_is_stored_as_its_hash() -> None:
+    """Long identities in escaped JSON still give one stable key of bounded length."""
+    fields = validate_fields(
+        "review_approved", {**VALID["review_approved"], "reviewer_session_id": "é" * 200}
+    )
+    key = natural_key("review_approved", fields, None)
+    assert key.startswith("sha256:") and len(key) == 7 + 64
+    assert key == natural_key("review_approved", dict(fields), None)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "rule"),
+    [
+        ("slug", "a/b", "slug"),
+        ("slug", "s" * 201, "string_too_long"),
+        ("reviewer_session_id", "r\nforged", "printable"),
+        ("reviewer_session_id", "r" * 201, "string_too_long"),
+        ("review_round", 2**63, "less_than_equal"),
+        ("approved_at", "0001-01-01T00:30:00+01:00", "value_error"),
+    ],
+)
+def test_values_the_database_cannot_hold_are_refused_by_rule(
+    field: str, value: Any, rule: str
+) -> None:
+    """Lengths, the slug rule, one-line identities, BIGINT and UTC range are field rules."""
+    fields = {**VALID["review_approved"], field: value}
+    assert rejected_fields("review_approved", fields) == {f"fields.{field}": rule}
