@@ -65,7 +65,7 @@ def test_the_readme_tour_runs_as_written_from_shadow_to_cutover_and_back(tmp_pat
     output = result.stdout
     assert result.returncode == 0, output
     expected = [
-        "Uvicorn running on",
+        '{"status":"ok"}',
         "ops (operator)",
         "mode shadow",
         "after cutover this update of main would be refused",
