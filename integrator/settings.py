@@ -8,11 +8,19 @@ from __future__ import annotations
 
 from pathlib import PurePosixPath
 from typing import Annotated
+from urllib.parse import urlsplit
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from integrator.refnames import branch_name_problem
 
 DEFAULT_DATABASE_URL = "sqlite:///./integrator.db"
+#: The database URL schemes this build can open (psycopg 3 is the PostgreSQL driver).
+DATABASE_SCHEMES = ("sqlite", "sqlite+pysqlite", "postgresql", "postgres", "postgresql+psycopg")
+_DATABASE_HINT = "use sqlite:///PATH or postgresql://USER@HOST[:PORT]/DATABASE"
 
 
 def _split_csv(value: object) -> object:
@@ -59,6 +67,40 @@ class Settings(BaseSettings):
                     data[key] = _split_csv(data[key])
         return data
 
+    @field_validator("database_url")
+    @classmethod
+    def _supported_database(cls, value: str) -> str:
+        try:
+            scheme = make_url(value).drivername
+        except ArgumentError:
+            raise ValueError(f"not a database URL: {_DATABASE_HINT}") from None
+        if scheme not in DATABASE_SCHEMES:
+            raise ValueError(f"{scheme!r} databases are not supported: {_DATABASE_HINT}")
+        return value
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        hint = "give the service's http(s) URL, e.g. http://127.0.0.1:8000"
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 - parsing the port is the check
+        except ValueError as exc:
+            raise ValueError(f"{value!r} is not a URL ({exc}): {hint}") from None
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"{value!r} is not an http(s) URL: {hint}")
+        return value
+
+    @field_validator("protected_refs")
+    @classmethod
+    def _full_ref_names(cls, refs: list[str]) -> list[str]:
+        if not refs:
+            raise ValueError("give at least one full ref name, e.g. refs/heads/main")
+        for ref in refs:
+            if not ref.startswith("refs/") or branch_name_problem(ref):
+                raise ValueError(f"{ref!r} is not a full ref name (e.g. refs/heads/main)")
+        return refs
+
     @model_validator(mode="after")
     def _check_lease_timing(self) -> Settings:
         interval = self.lease_renew_interval_seconds
@@ -75,9 +117,6 @@ class Settings(BaseSettings):
                 f"must be at least INTEGRATOR_AUTHORIZE_MARGIN_SECONDS "
                 f"({self.authorize_margin_seconds:g})"
             )
-        for ref in self.protected_refs:
-            if not ref.startswith("refs/"):
-                raise ValueError(f"INTEGRATOR_PROTECTED_REFS: {ref!r} is not a full ref name")
         return self
 
     def as_environment(self) -> dict[str, str]:

@@ -16,6 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from integrator.errors import Conflict, Detail, InvalidInput, NotFound, Unauthenticated
+from integrator.events import name_problem
 from integrator.models import ApiToken, utcnow
 
 TOKEN_PREFIX = "itg"
@@ -55,8 +56,9 @@ def create_token(session: Session, *, name: str, role: str) -> tuple[ApiToken, s
     """Store a new token's hash and return the plain token, which is shown once."""
     parsed = parse_role(role)
     name = name.strip()
-    if not name:
-        raise InvalidInput("token name is empty", details=[Detail("name", "required", "empty")])
+    problem = name_problem(name)
+    if problem:
+        raise InvalidInput(f"token name {problem}", details=[Detail("name", "name", problem)])
     if session.scalar(select(ApiToken).where(ApiToken.name == name)) is not None:
         raise Conflict(f"a token named {name!r} already exists")
     key_id = secrets.token_hex(6)

@@ -11,6 +11,8 @@ from typing import Annotated
 
 import typer
 from pydantic import ValidationError
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from typer._click.exceptions import NoArgsIsHelpError, UsageError
 from typer.exceptions import TyperException
 
@@ -68,7 +70,15 @@ def _settings_message(error: ValidationError) -> str:
     first = error.errors()[0]
     field = ".".join(str(p) for p in first["loc"]) or "settings"
     name = f"INTEGRATOR_{field.upper()}" if first["loc"] else "settings"
-    return f"invalid configuration: {name}: {first['msg']}"
+    return f"invalid configuration: {name}: {first['msg'].removeprefix('Value error, ')}"
+
+
+def _database_message(error: DBAPIError) -> str:
+    """Which database, without its password, and the driver's first line."""
+    url = make_url(get_settings().database_url).render_as_string(hide_password=True)
+    reason = str(error.orig).strip().splitlines()[0] if error.orig else type(error).__name__
+    hint = "is it running, and is INTEGRATOR_DATABASE_URL right?"
+    return f"cannot use the database at {url}: {reason} ({hint})"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -95,6 +105,9 @@ def main(argv: list[str] | None = None) -> int:
     except ValidationError as exc:
         typer.echo(f"integrator: {_settings_message(exc)}", err=True)
         return EXIT_BAD_INPUT
+    except (OperationalError, InterfaceError) as exc:
+        typer.echo(f"integrator: {_database_message(exc)}", err=True)
+        return EXIT_UNAVAILABLE
     except OSError as exc:
         typer.echo(f"integrator: {exc}", err=True)
         return EXIT_UNAVAILABLE

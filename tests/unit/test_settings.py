@@ -76,3 +76,29 @@ def test_repository_name_defaults_to_the_basename_of_the_repo(
     settings = get_settings(repo=repo)
     assert settings.repository_name == expected
     assert settings.lease_key == f"integration/{expected}/main"
+
+
+@pytest.mark.parametrize("refs", ["", " , ", "refs/heads/a..b"])
+def test_protected_refs_need_at_least_one_valid_full_ref_name(
+    refs: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An empty list would protect nothing; a malformed ref would never match."""
+    monkeypatch.setenv("INTEGRATOR_PROTECTED_REFS", refs)
+    with pytest.raises(ValidationError, match="full ref name"):
+        get_settings()
+
+
+@pytest.mark.parametrize(
+    "url", ["mysql://root@localhost/db", "postgresql+psycopg2://u@h/d", "nonsense"]
+)
+def test_only_sqlite_and_postgresql_urls_are_accepted(url: str) -> None:
+    """The supported schemes are named instead of a driver's import error."""
+    with pytest.raises(ValidationError, match="sqlite:///PATH or postgresql://"):
+        get_settings(database_url=url)
+
+
+@pytest.mark.parametrize("url", ["http://[::1", "ftp://host", "localhost:8000", "http://h:99999"])
+def test_the_service_url_must_be_an_http_url(url: str) -> None:
+    """A malformed INTEGRATOR_URL is a configuration error, not a traceback later."""
+    with pytest.raises(ValidationError, match="url"):
+        get_settings(url=url)
