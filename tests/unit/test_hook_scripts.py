@@ -18,7 +18,8 @@ NAMES = ("pre-receive", "post-receive")
 #: Imported at the top of a hook: all cheap, all present on any Python >= 3.8.
 TOP_LEVEL = {"json", "os", "signal", "sys", "time"}
 #: Imported only on the path that needs them.
-LAZY = {"socket", "subprocess", "ssl", "threading", "datetime", "traceback", "fcntl"}
+#: (signal is at the top of pre-receive; post-receive needs it only in its reporting child.)
+LAZY = {"socket", "subprocess", "ssl", "threading", "datetime", "traceback", "fcntl", "signal"}
 #: Names of stdlib functions and methods that appeared after 3.8.
 NEWER_ATTRIBUTES = {
     "removeprefix",
@@ -139,7 +140,8 @@ def test_code_shared_by_both_hooks_is_identical() -> None:
     """The core both hooks carry (input, config, identity, HTTP) must not drift apart."""
     pre, post = functions(tree("pre-receive")), functions(tree("post-receive"))
     shared = (set(pre) & set(post)) - {"main", "die"}
-    assert {"parse_updates", "resolve_ref", "load_config", "identity", "post_json"} <= shared
+    core = {"parse_updates", "symref_target", "ref_chain", "guarded_names", "resolve_name"}
+    assert core | {"run_git", "load_config", "identity", "post_json"} <= shared
     drifted = [n for n in sorted(shared) if ast.dump(pre[n]) != ast.dump(post[n])]
     assert drifted == []
 
@@ -150,9 +152,9 @@ PRE = load("pre-receive")
 @given(st.binary(max_size=400))
 def test_any_stdin_parses_without_raising_into_well_formed_updates(data: bytes) -> None:
     """Garbage in: valid triples out, the rest counted."""
-    updates, skipped = PRE.parse_updates(data)
+    updates, malformed = PRE.parse_updates(data)
 
-    assert skipped >= 0
+    assert len(updates) + len(malformed) <= data.count(b"\n") + 1
     for old, new, ref in updates:
         assert PRE.is_oid(old) and PRE.is_oid(new) and PRE.safe_ref(ref)
 
@@ -165,14 +167,19 @@ def test_stdin_lines_are_read_tolerantly() -> None:
         f"junk\n{a} {a}\n{a} {a} refs/../../etc/passwd\n{'A' * 40} {a} refs/heads/x\n"
     ).encode()
 
-    updates, skipped = PRE.parse_updates(data)
+    updates, malformed = PRE.parse_updates(data)
 
     assert [ref for _, _, ref in updates] == [
         "refs/heads/main",
         "refs/tags/v1",
         "refs/notes/commits",
     ]
-    assert skipped == 4
+    assert len(malformed) == 4
+
+
+def loose(git_dir: Path) -> object:
+    """The hooks' reader of symbolic refs stored as files (no git runs on this path)."""
+    return lambda name: PRE.symref_target(str(git_dir), name, True, time.monotonic() + 5)
 
 
 def test_symbolic_refs_are_followed_at_most_five_deep(tmp_path: Path) -> None:
@@ -183,12 +190,47 @@ def test_symbolic_refs_are_followed_at_most_five_deep(tmp_path: Path) -> None:
     (heads / "main").write_text("a" * 40 + "\n")
     (heads / "loop").write_text("ref: refs/heads/loop\n")
     (heads / "escape").write_text("ref: refs/../../outside\n")
+    for n in range(7):
+        (heads / f"c{n}").write_text(f"ref: refs/heads/c{n + 1}\n")
+    read = loose(tmp_path)
 
-    assert PRE.resolve_ref(str(tmp_path), "refs/heads/alias") == "refs/heads/main"
-    assert PRE.resolve_ref(str(tmp_path), "refs/heads/main") == "refs/heads/main"
-    assert PRE.resolve_ref(str(tmp_path), "refs/heads/loop") == "refs/heads/loop"
-    assert PRE.resolve_ref(str(tmp_path), "refs/heads/escape") == "refs/heads/escape"
-    assert PRE.resolve_ref(str(tmp_path), "refs/heads/packed-only") == "refs/heads/packed-only"
+    assert PRE.ref_chain("refs/heads/alias", read) == ["refs/heads/alias", "refs/heads/main"]
+    assert PRE.ref_chain("refs/heads/main", read) == ["refs/heads/main"]
+    assert PRE.ref_chain("refs/heads/loop", read) == ["refs/heads/loop"]
+    assert PRE.ref_chain("refs/heads/escape", read) == ["refs/heads/escape"]
+    assert PRE.ref_chain("refs/heads/packed-only", read) == ["refs/heads/packed-only"]
+    assert PRE.ref_chain("refs/heads/c0", read)[-1] == "refs/heads/c5"
+
+
+def test_a_ref_meeting_a_protected_chain_is_named_by_the_protected_ref(tmp_path: Path) -> None:
+    """An alias of main is main; a protected alias protects its target; others keep their name."""
+    heads = tmp_path / "refs" / "heads"
+    heads.mkdir(parents=True)
+    (heads / "alias").write_text("ref: refs/heads/main\n")
+    (heads / "release").write_text("ref: refs/heads/release-2\n")
+    (heads / "via-release").write_text("ref: refs/heads/release\n")
+    read = loose(tmp_path)
+    guarded = PRE.guarded_names(["refs/heads/main", "refs/heads/release"], read)
+
+    def name(ref: str) -> str:
+        return str(PRE.resolve_name(PRE.ref_chain(ref, read), guarded))
+
+    assert name("refs/heads/alias") == "refs/heads/main"
+    assert name("refs/heads/release") == "refs/heads/release"
+    assert name("refs/heads/release-2") == "refs/heads/release"
+    assert name("refs/heads/via-release") == "refs/heads/release"
+    assert name("refs/heads/topic") == "refs/heads/topic"
+
+
+def test_a_ref_name_git_could_not_have_sent_is_malformed() -> None:
+    """NUL and other control characters, non-ASCII, empty parts: counted, never resolved."""
+    a = "a" * 40
+    names = [b"refs/heads/x\x00y", b"refs/heads/\x7f", "refs/heads/é".encode(), b"refs//x"]
+    data = b"".join(f"{a} {a} ".encode() + name + b"\n" for name in names)
+
+    updates, malformed = PRE.parse_updates(data)
+
+    assert updates == [] and len(malformed) == len(names)
 
 
 @pytest.mark.parametrize(

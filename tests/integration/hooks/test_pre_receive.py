@@ -1,8 +1,9 @@
-"""pre-receive against real git pushes and a recording stand-in of the service (DESIGN §6)."""
+"""pre-receive against real git pushes and a recording stand-in of the service."""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -162,21 +163,39 @@ def test_answer_is_cached_with_mode_version_and_protected_refs(
     assert cache["seen_at"].endswith("Z")
 
 
-def test_refs_the_service_protects_beyond_the_cache_get_facts_in_a_second_ask(
+def test_a_push_is_checked_and_recorded_once_even_when_the_service_protects_more_than_the_cache(
     installed: ServerRepo, fake: FakeService
 ) -> None:
-    """If the answer protects a ref sent without facts, the hook computes them and asks again."""
+    """Never a second ask for facts: a ref the cache did not know as protected goes without them."""
     git("push", "--quiet", str(installed.bare), "main:refs/heads/release", cwd=installed.work)
     protected = ("refs/heads/main", "refs/heads/release")
     fake.respond("POST", "/v1/push-checks", verdict(protected=protected))
-    new = installed.commit("release fix")
+    installed.commit("release fix")
+    before = len(fake.received("/v1/push-checks"))
 
     assert installed.push("main:release").returncode == 0
 
-    first, second = fake.received("/v1/push-checks")[-2:]
-    assert first.body["updates"][0]["fast_forward"] is None
-    assert second.body["updates"][0]["fast_forward"] is True
-    assert second.body["updates"][0]["new"] == new
+    (check,) = fake.received("/v1/push-checks")[before:]
+    assert check.body["updates"][0]["fast_forward"] is None
+    cache = json.loads((installed.state_dir / "last.json").read_text())
+    assert cache["protected_refs"] == list(protected)  # the next push gets its facts
+
+
+def test_a_push_carrying_a_nonce_gets_facts_for_every_update(
+    installed: ServerRepo, fake: FakeService
+) -> None:
+    """The integrator's push has its facts whatever the cache knows, so one ask decides it."""
+    git("push", "--quiet", str(installed.bare), "main:refs/heads/release", cwd=installed.work)
+    fake.respond("POST", "/v1/push-checks", verdict(protected=("refs/heads/release",)))
+    installed.commit("release fix")
+    before = len(fake.received("/v1/push-checks"))
+
+    pushed = installed.push("main:release", client_config=("push.pushOption=integrator-push=n",))
+
+    assert pushed.returncode == 0, pushed.stderr
+    (check,) = fake.received("/v1/push-checks")[before:]
+    update = check.body["updates"][0]
+    assert (update["fast_forward"], update["first_parent"]) == (True, True)
 
 
 def test_service_down_without_a_cache_allows_in_shadow_says_so_and_spools(
@@ -217,6 +236,21 @@ def test_service_down_in_shadow_refuses_a_push_carrying_a_registration_nonce(
     (item,) = repo.spooled()
     assert (item["allow"], item["reason_code"]) == (False, "registration_outside_cutover")
     assert item["registration_nonce"] == "n1"
+
+
+def test_service_down_in_shadow_lets_a_nonce_push_of_unprotected_refs_through(
+    repo: ServerRepo,
+) -> None:
+    """One rule, one answer: a push touching only unprotected refs passes, nonce or not."""
+    repo.install(url=dead_url())
+    git("branch", "topic", cwd=repo.work)
+
+    result = repo.push("topic", client_config=("push.pushOption=integrator-push=n1",))
+
+    assert result.returncode == 0, result.stderr
+    assert repo.ref("refs/heads/topic") is not None
+    (item,) = repo.spooled()
+    assert (item["allow"], item["reason_code"]) == (True, "service_unavailable")
 
 
 def cutover_then_down(repo: ServerRepo, fake: FakeService, **options: object) -> None:
@@ -300,6 +334,23 @@ def test_break_glass_override_lets_protected_pushes_through_and_spools_a_bypass(
     (item,) = repo.spooled()
     assert (item["allow"], item["bypass"], item["reason_code"]) == (True, True, "break_glass")
     assert item["override"]["by"] == "ops"
+
+
+def test_a_fifo_in_place_of_the_break_glass_override_cannot_hold_the_push(
+    repo: ServerRepo, fake: FakeService
+) -> None:
+    """The override is opened non-blocking and must be a regular file: a FIFO is refused at once."""
+    cutover_then_down(repo, fake)
+    os.mkfifo(repo.state_dir / "override.json", 0o600)
+    old = repo.ref("main")
+    stdin = f"{old} {'6' * 40} refs/heads/main\n".encode()
+
+    started = time.monotonic()
+    result = repo.run_hook(repo.bare / "hooks" / "pre-receive", stdin)
+
+    assert time.monotonic() - started < 5
+    assert result.returncode == 1
+    assert b"break-glass override ignored: it must be a regular file" in result.stderr
 
 
 def test_expired_break_glass_override_is_ignored(repo: ServerRepo, fake: FakeService) -> None:
