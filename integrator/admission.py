@@ -37,7 +37,7 @@ class RepoFacts:
 
 
 class CanonicalRepo:
-    """Reads reachability from the canonical repository (DESIGN §4, conditions 4 and 6)."""
+    """Reads reachability from the canonical repository (readiness conditions 4 and 6)."""
 
     def __init__(self, settings: Settings) -> None:
         self.main_ref = settings.protected_refs[0]
@@ -206,7 +206,7 @@ def supersede(
 
 
 def supersede_after_outcome(session: Session, candidate: Candidate) -> None:
-    """An in_progress candidate is superseded only after its outcome (DESIGN §4)."""
+    """An in_progress candidate is superseded only after its outcome."""
     if Status(candidate.status) not in SUPERSEDABLE:
         return
     successor = session.scalar(

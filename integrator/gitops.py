@@ -4,7 +4,7 @@ Every call goes through :meth:`Git._run`, which bounds it with a timeout (the wh
 group is killed on expiry), logs the exact command at DEBUG (never environment values), and
 gives git a scrubbed environment: a service started from a hook or a traced shell must not
 inherit another repository's ``GIT_DIR``, a quarantine, injected configuration, or a
-``GIT_TRACE`` that would write the worker's push nonce to a log (DESIGN §6).
+``GIT_TRACE`` that would write the worker's push nonce to a log.
 """
 
 from __future__ import annotations
@@ -249,7 +249,7 @@ class Git:
     def resolve_symbolic(self, ref: str, max_depth: int = 5) -> str:
         """The ref that ``ref`` finally points at (itself when it is not symbolic).
 
-        A push to an alias of ``main`` moves ``main`` (DESIGN §6), so policy matches on this.
+        A push to an alias of ``main`` moves ``main``, so policy matches on this.
         """
         current = ref
         for _ in range(max_depth + 1):
@@ -315,7 +315,7 @@ class Git:
     def patch_id(self, rev_range_or_sha: str) -> str | None:
         """``git patch-id --stable`` of the change a commit or a range introduces.
 
-        Used to match squash and rebase merges, whose shas never reach ``main`` (DESIGN §7):
+        Used to match squash and rebase merges, whose shas never reach ``main``:
         for a commit, the diff from its first parent (a merge commit counts as one change);
         for ``A..B``, the combined diff from A to B. None when the diff is empty.
         """
@@ -407,7 +407,7 @@ class Git:
         """Push ``refspec``; a rejection comes back as ``ok=False``, a timeout raises.
 
         ``force_with_lease`` is ``<ref>:<expected old sha>``. ``env`` carries what must never be
-        on a command line, such as the push option holding the registration nonce (DESIGN §6).
+        on a command line, such as the push option holding the registration nonce.
         """
         lease = [] if force_with_lease is None else [f"--force-with-lease={force_with_lease}"]
         proc = self._run("push", "--porcelain", *lease, "--", remote, refspec, check=False, env=env)
@@ -415,7 +415,7 @@ class Git:
 
 
 class Mirror:
-    """Keeps the canonical repository readable for the service (DESIGN §4).
+    """Keeps the canonical repository readable for the service.
 
     A readable local git directory is used in place. Anything else (a URL, ``file://``
     included, or a path this process cannot read) is kept as a bare mirror under

@@ -1,4 +1,4 @@
-"""Holding the lease from the worker's side of the HTTP API (DESIGN §5).
+"""Holding the lease from the worker's side of the HTTP API.
 
 `LeaseKeeper` acquires with retry and jitter while the lease is busy, renews
 in a background thread every renew interval, and fences *itself*: it records
@@ -27,6 +27,7 @@ from typing import Any
 
 import httpx
 
+from integrator.service_client import message_of
 from integrator.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,13 @@ def ms_of(iso: str) -> int:
 
 class LeaseClientError(RuntimeError):
     """The service refused for a reason retrying cannot fix (token, role, request)."""
+
+
+def _refused(what: str, answer: httpx.Response) -> LeaseClientError:
+    """One readable line: what was refused, and the service's own reason (its message)."""
+    return LeaseClientError(
+        f"the service refused to {what} (HTTP {answer.status_code}): {message_of(answer)}"
+    )
 
 
 @dataclass(frozen=True)
@@ -164,7 +172,7 @@ class LeaseKeeper:
                     self._start_renewing(grant)
                 return True
             if answer is not None and answer.status_code != 409 and answer.status_code < 500:
-                raise LeaseClientError(f"acquire refused: HTTP {answer.status_code} {answer.text}")
+                raise _refused("grant the lease", answer)
             pause = self.retry_interval * (0.5 + self._rng.random() / 2)
             if give_up is not None and self._clock() + pause > give_up:
                 return False
@@ -193,7 +201,7 @@ class LeaseKeeper:
         if answer.status_code == 409:
             self._drop(grant, "lost", None)
             return False
-        raise LeaseClientError(f"renew refused: HTTP {answer.status_code} {answer.text}")
+        raise _refused("renew the lease", answer)
 
     def release(self) -> bool:
         """Stop renewing and give the grant back; False if it was already lost."""

@@ -1,58 +1,60 @@
-"""Fenced queue processing (DESIGN §4, §5): only the current lease holder takes work and
-reports outcomes.
+"""Fenced queue processing: only the current lease holder takes work and reports outcomes.
 
 Each operation is one transaction that first locks the lease row through
 `lease.fence` and checks epoch, token and expiry; a holder that lost its lease
 changes nothing. A candidate left `in_progress` by an epoch that is no longer
-current goes back to `queued` with its position, so it is never lost; outcome
-records are keyed so that a candidate can never get two.
+current goes back to `queued` with its position, so it is never lost; one handout
+takes at most one outcome. No failure to record an outcome strands a candidate: an
+unexpected one sets the handout aside (`blocked`, with the reason) in a transaction of its
+own, so that it is not handed out again and again; an operator can close it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from enum import StrEnum
-from typing import Any
+import logging
+from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
-from integrator import events, lease, modes
+from integrator import lease, modes, on_main
 from integrator.admission import CanonicalRepo, check, supersede_after_outcome
-from integrator.errors import Detail, InvalidInput, TransitionRefused
+from integrator.errors import IntegratorError, TransitionRefused
+from integrator.gitops import GitError
 from integrator.models import Candidate
+from integrator.outcomes import Outcome, Report, block, check_mode, complete, predict, required
 from integrator.queue import (
     Status,
     claim,
     get_candidate,
     handed_to,
+    newest_open,
     next_queued,
+    return_stale,
     stale_in_progress,
 )
 from integrator.queue import transition as move
 from integrator.readiness import Condition
 from integrator.settings import Settings
 
-
-class Outcome(StrEnum):
-    """What the holder reports for a candidate it was handed."""
-
-    #: Cutover: merged and pushed; main_sha is the integration commit.
-    integrated = "integrated"
-    #: Its content was already on main (any mode): closed, not merged again.
-    already_integrated = "already_integrated"
-    #: Cutover: cannot integrate; evidence, diagnostics and next_action required.
-    blocked = "blocked"
-    #: Shadow: would integrate cleanly.
-    would_integrate = "would_integrate"
-    #: Shadow: would be blocked; evidence and diagnostics required.
-    would_block = "would_block"
-    #: Give the candidate back (shutdown): queued again with its position.
-    requeue = "requeue"
+log = logging.getLogger(__name__)
 
 
-PREDICTIONS = frozenset({Outcome.would_integrate, Outcome.would_block})
-REAL = frozenset({Outcome.integrated, Outcome.blocked})
+class OutcomeNotRecorded(IntegratorError):
+    """The service failed to record the outcome; the candidate was set aside as blocked."""
+
+    code = "outcome_not_recorded"
+
+
+class NotOnMain(TransitionRefused):
+    """The service does not find the candidate's content on main."""
+
+    code = "content_not_on_main"
+
+
+class RepositoryUnreadable(IntegratorError):
+    """The canonical repository cannot be read now; nothing was recorded: try again."""
+
+    code = "repository_unreadable"
 
 
 @dataclass(frozen=True)
@@ -65,33 +67,13 @@ class Handout:
     requeued: tuple[int, ...] = ()
 
 
-@dataclass(frozen=True)
-class Report:
-    outcome: Outcome
-    attempt: str | None = None
-    main_sha: str | None = None
-    conflict_evidence: list[dict[str, Any]] = field(default_factory=list)
-    diagnostics: list[str] = field(default_factory=list)
-    next_action: str | None = None
-    reason: str | None = None
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat()
-
-
 def requeue_stale(session: Session, settings: Settings, epoch: int) -> list[int]:
     """in_progress of an ended epoch → queued, keeping its position (never lost)."""
-    returned = []
-    for candidate in stale_in_progress(session, settings.repository_name, epoch):
-        move(
-            session,
-            candidate,
-            Status.queued,
-            reason=f"epoch {candidate.epoch} ended without an outcome",
-        )
-        returned.append(candidate.id)
-    return returned
+    return [
+        candidate.id
+        for candidate in stale_in_progress(session, settings.repository_name, epoch)
+        if return_stale(session, candidate)
+    ]
 
 
 def take_next(
@@ -113,7 +95,7 @@ def take_next(
                 return Handout(candidate, mode, readiness.main_sha, requeued)
             continue
         if readiness.unmet == (Condition.not_on_main,):
-            _complete(session, settings, candidate, readiness.main_sha, by, "already on main")
+            complete(session, settings, candidate, readiness.main_sha, by, "already on main")
         else:
             move(session, candidate, Status.waiting, reason="readiness re-check failed")
     return None
@@ -122,6 +104,7 @@ def take_next(
 def report(
     session: Session,
     settings: Settings,
+    repo: CanonicalRepo,
     *,
     epoch: int,
     token: str,
@@ -131,135 +114,130 @@ def report(
 ) -> Candidate:
     """Record the outcome of a candidate handed to `epoch`; at most one per handout."""
     lease.fence(session, settings, epoch, token)
-    candidate = get_candidate(session, candidate_id)
-    if candidate.status != Status.in_progress or candidate.epoch != epoch:
+    candidate = _handout(session, candidate_id, epoch)
+    if candidate is None:
+        current = get_candidate(session, candidate_id)
         raise TransitionRefused(
-            f"candidate {candidate.id} is {candidate.status} (epoch {candidate.epoch}); "
+            f"candidate {current.id} is {current.status} (epoch {current.epoch}); "
             f"only the in_progress handout of epoch {epoch} takes an outcome"
         )
     mode = modes.current(session).mode
-    _check_mode(outcome.outcome, mode)
+    check_mode(outcome.outcome, mode)
     kind = outcome.outcome
     if kind is Outcome.requeue:
         move(session, candidate, Status.queued, reason=outcome.reason or "returned by the holder")
-    elif kind in (Outcome.integrated, Outcome.already_integrated):
-        reason = "already on main" if kind is Outcome.already_integrated else f"epoch {epoch}"
-        _complete(session, settings, candidate, _required(outcome.main_sha, "main_sha"), by, reason)
+    elif kind is Outcome.integrated:
+        complete(session, settings, candidate, required(outcome.main_sha, "main_sha"), by,
+                 f"epoch {epoch}")  # fmt: skip
+    elif kind is Outcome.already_integrated:
+        found = _found_on_main(session, repo, candidate)
+        complete(session, settings, candidate, found.commit, by,
+                 f"already on main ({found.matched_by})")  # fmt: skip
     elif kind is Outcome.blocked:
-        _block(session, settings, candidate, outcome, by)
+        block(session, settings, candidate, outcome, by)
     else:
-        _predict(session, settings, candidate, outcome, epoch, by)
+        predict(session, settings, candidate, outcome, epoch, by)
     supersede_after_outcome(session, candidate)
     return candidate
 
 
-def _check_mode(outcome: Outcome, mode: modes.Mode) -> None:
-    if outcome in REAL and mode is not modes.Mode.cutover:
-        raise TransitionRefused(
-            f"the service is in {mode}: the integrator does not move main; "
-            "report would_integrate or would_block"
-        )
-    if outcome in PREDICTIONS and mode is modes.Mode.cutover:
-        raise TransitionRefused("the service is in cutover: report integrated or blocked")
-
-
-def _required(value: str | None, name: str) -> str:
-    if not value:
-        raise InvalidInput(f"{name} is required", details=[Detail(name, "missing", "required")])
-    return value
-
-
-def _complete(
+def report_or_set_aside(
     session: Session,
     settings: Settings,
-    candidate: Candidate,
-    main_sha: str | None,
-    by: str,
-    reason: str,
-) -> None:
-    fields = events.validate_fields(
-        "integration_completed",
-        {
-            "slug": candidate.slug,
-            "branch": candidate.branch,
-            "sha": candidate.sha,
-            "main_sha": _required(main_sha, "main_sha"),
-            "completed_at": _now(),
-        },
-    )
-    events.append(
-        session,
-        type_name="integration_completed",
-        fields=fields,
-        repository=settings.repository_name,
-        actor=by,
-    )
-    move(session, candidate, Status.integrated, reason=reason, actor=by)
-
-
-def _block(
-    session: Session, settings: Settings, candidate: Candidate, outcome: Report, by: str
-) -> None:
-    fields = events.validate_fields(
-        "integration_blocked",
-        {
-            "slug": candidate.slug,
-            "branch": candidate.branch,
-            "sha": candidate.sha,
-            "conflict_evidence": outcome.conflict_evidence,
-            "diagnostics": outcome.diagnostics,
-            "next_action": outcome.next_action or "",
-            "blocked_at": _now(),
-            "attempt": outcome.attempt or "",
-        },
-    )
-    events.append(
-        session,
-        type_name="integration_blocked",
-        fields=fields,
-        repository=settings.repository_name,
-        actor=by,
-    )
-    move(session, candidate, Status.blocked, reason=outcome.diagnostics[0], actor=by)
-
-
-def _predict(
-    session: Session,
-    settings: Settings,
-    candidate: Candidate,
-    outcome: Report,
+    repo: CanonicalRepo,
+    *,
     epoch: int,
+    token: str,
+    candidate_id: int,
+    outcome: Report,
     by: str,
-) -> None:
-    if outcome.outcome is Outcome.would_block and not (
-        outcome.conflict_evidence and outcome.diagnostics
-    ):
-        raise InvalidInput(
-            "would_block needs conflict_evidence and diagnostics",
-            details=[
-                Detail("conflict_evidence", "min_length", "at least one item"),
-                Detail("diagnostics", "min_length", "at least one line"),
-            ],
-        )
-    events.record_system_event(
-        session,
-        type=outcome.outcome.value,
-        repository=settings.repository_name,
-        fields={
-            "candidate_id": candidate.id,
-            "slug": candidate.slug,
-            "branch": candidate.branch,
-            "sha": candidate.sha,
-            "epoch": epoch,
-            "attempt": outcome.attempt,
-            "main_sha": outcome.main_sha,
-            "conflict_evidence": outcome.conflict_evidence,
-            "diagnostics": outcome.diagnostics,
-        },
-        natural_key=f"prediction:{candidate.id}",
-        slug=candidate.slug,
-        branch=candidate.branch,
-        sha=candidate.sha,
-        actor=by,
+) -> Candidate:
+    """`report` in a transaction; when it fails unexpectedly, the handout is set aside in
+    a transaction of its own and `OutcomeNotRecorded` says so. `session` must be idle."""
+    try:
+        with session.begin():
+            return report(session, settings, repo, epoch=epoch, token=token,
+                          candidate_id=candidate_id, outcome=outcome, by=by)  # fmt: skip
+    except IntegratorError:
+        raise  # an answer about the request (refused, invalid, lease lost): nothing to undo
+    except Exception as exc:
+        log.exception("recording %s for candidate %s failed", outcome.outcome, candidate_id)
+        failure = f"{outcome.outcome.value} ({type(exc).__name__})"
+    with session.begin():
+        aside = set_aside(session, settings, epoch=epoch, token=token,
+                          candidate_id=candidate_id, failure=failure, by=by)  # fmt: skip
+    what = f"candidate {candidate_id}" if aside is None else f"{aside.slug} ({aside.sha[:12]})"
+    raise OutcomeNotRecorded(
+        f"the service failed to record {failure} for {what}; the candidate is set aside as "
+        "blocked and will not be handed out again: the service log has the details"
     )
-    move(session, candidate, Status.predicted, reason=outcome.outcome.value, actor=by)
+
+
+def set_aside(
+    session: Session,
+    settings: Settings,
+    *,
+    epoch: int,
+    token: str,
+    candidate_id: int,
+    failure: str,
+    by: str,
+) -> Candidate | None:
+    """The handout whose outcome could not be recorded becomes `blocked` with the reason;
+    None when it is no longer this epoch's handout."""
+    lease.fence(session, settings, epoch, token)
+    candidate = _handout(session, candidate_id, epoch)
+    if candidate is None:
+        return None
+    reason = (
+        f"the service could not record the worker's {failure}; see the service log, then "
+        f"close it (`integrator queue close {candidate.slug} --reason …`) or push a new "
+        "commit and submit the branch again"
+    )
+    move(session, candidate, Status.blocked, reason=reason, actor=by)
+    supersede_after_outcome(session, candidate)
+    return candidate
+
+
+def close(session: Session, settings: Settings, slug: str, *, reason: str, by: str) -> Candidate:
+    """An operator closes the slug's newest open candidate. One left in_progress by a holder
+    that is gone (its epoch ended or its lease expired) first goes back to the queue, as the
+    next grant would return it; the live holder's handout is not taken from under it."""
+    candidate = newest_open(session, settings.repository_name, slug)
+    if candidate.status == Status.in_progress:
+        state = lease.status(session, settings)
+        if state.held and state.epoch == candidate.epoch:
+            raise TransitionRefused(
+                f"candidate {candidate.id} ({slug}) is being worked on by {state.holder} "
+                f"(epoch {state.epoch}); wait for its outcome, or end that lease first "
+                "(`integrator lease release --force --reason …`) and close it then"
+            )
+        if not return_stale(session, candidate):
+            raise TransitionRefused(f"candidate {candidate.id} moved meanwhile; try again")
+    move(session, candidate, Status.closed, reason=reason, actor=by)
+    return candidate
+
+
+def _handout(session: Session, candidate_id: int, epoch: int) -> Candidate | None:
+    candidate = get_candidate(session, candidate_id)
+    if candidate.status != Status.in_progress or candidate.epoch != epoch:
+        return None
+    return candidate
+
+
+def _found_on_main(session: Session, repo: CanonicalRepo, candidate: Candidate) -> on_main.OnMain:
+    try:
+        found = on_main.find(session, repo, candidate)
+    except GitError as exc:
+        log.warning("cannot verify candidate %s on main: %s", candidate.id, exc)
+        raise RepositoryUnreadable(
+            "the canonical repository cannot be read now, so the service cannot confirm "
+            f"candidate {candidate.id} is on main; it stays with you: report again later"
+        ) from None
+    if found is None:
+        raise NotOnMain(
+            f"candidate {candidate.id} ({candidate.sha[:12]}) is not on main as the service "
+            "reads it: its sha is not reachable from main, no commit of main has its patch "
+            "and no registration explains one; report what merging it found instead"
+        )
+    return found

@@ -1,4 +1,4 @@
-"""The durable queue (DESIGN §4): candidate states, transitions and positions.
+"""The durable queue: candidate states, transitions and positions.
 
 Every transition is checked against one table and recorded as a
 `candidate_status_changed` event in the same transaction. Order is the
@@ -141,16 +141,50 @@ def _record_change(
 
 def claim(session: Session, candidate: Candidate, epoch: int) -> bool:
     """queued → in_progress for one epoch, as one conditional UPDATE (a twin claim loses)."""
-    claimed = session.execute(
-        update(Candidate)
-        .where(Candidate.id == candidate.id, Candidate.status == Status.queued.value)
-        .values(status=Status.in_progress.value, epoch=epoch, updated_at=utcnow())
-        .execution_options(synchronize_session=False)
+    return _conditional(
+        session, candidate, Status.queued, Status.in_progress, epoch=epoch, reason=f"epoch {epoch}"
     )
-    if claimed.rowcount != 1:  # type: ignore[attr-defined]
+
+
+def return_stale(session: Session, candidate: Candidate) -> bool:
+    """in_progress of an ended epoch → queued with its position, as one conditional UPDATE:
+    the next grant's dequeue and an operator's close cannot both return it."""
+    return _conditional(
+        session,
+        candidate,
+        Status.in_progress,
+        Status.queued,
+        epoch=candidate.epoch,
+        reason=f"epoch {candidate.epoch} ended without an outcome",
+    )
+
+
+def _conditional(
+    session: Session,
+    candidate: Candidate,
+    current: Status,
+    to: Status,
+    *,
+    epoch: int | None,
+    reason: str,
+) -> bool:
+    """`current → to` only if the row is still `current` (and of `epoch` when leaving
+    in_progress); False when another transaction moved it first."""
+    statement = update(Candidate).where(
+        Candidate.id == candidate.id, Candidate.status == current.value
+    )
+    if current is Status.in_progress:
+        statement = statement.where(Candidate.epoch == epoch)
+    values: dict[str, Any] = {"status": to.value, "updated_at": utcnow()}
+    if to is Status.in_progress:
+        values["epoch"] = epoch  # the handout's reason stays the one it was queued with
+    else:
+        values["reason"] = reason
+    moved = session.execute(statement.values(**values).execution_options(synchronize_session=False))
+    if moved.rowcount != 1:  # type: ignore[attr-defined]
         return False
     session.refresh(candidate)
-    _record_change(session, candidate, Status.queued, Status.in_progress, f"epoch {epoch}", None)
+    _record_change(session, candidate, current, to, reason, None)
     return True
 
 
@@ -210,16 +244,14 @@ def enqueue(
     transition(session, candidate, Status.queued, reason=reason, actor=actor)
 
 
-def close(session: Session, repository: str, slug: str, *, reason: str, by: str) -> Candidate:
-    """An operator's decision: the slug's newest open candidate becomes `closed`."""
+def newest_open(session: Session, repository: str, slug: str) -> Candidate:
+    """The slug's newest candidate that is not finished yet (what an operator closes)."""
     open_ones = [
         c for c in candidates_of_slug(session, repository, slug) if Status(c.status) in ACTIVE
     ]
     if not open_ones:
         raise NotFound(f"slug {slug!r} has no open candidate to close")
-    candidate = open_ones[-1]
-    transition(session, candidate, Status.closed, reason=reason, actor=by)
-    return candidate
+    return open_ones[-1]
 
 
 def get_candidate(session: Session, candidate_id: int) -> Candidate:

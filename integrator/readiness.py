@@ -1,4 +1,4 @@
-"""The readiness predicate (DESIGN §4): a pure function from facts to a decision.
+"""The readiness predicate: a pure function from facts to a decision.
 
 A candidate `(slug, branch, sha)` is READY only when all six conditions hold.
 Conditions 4 and 6 are facts read from the real canonical repository by the

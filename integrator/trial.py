@@ -1,4 +1,4 @@
-"""What one attempt at a candidate found, and what the worker reports for it (DESIGN §6-§8).
+"""What one attempt at a candidate found, and what the worker reports for it.
 
 `judge` is pure: it takes the facts the worker gathered (main's sha, the merge, the check) and
 the mode the service handed the candidate out in, and returns the outcome body. The worker does
@@ -6,13 +6,13 @@ the I/O; this module decides, so that the rules can be read (and tested) in one 
 
 Shadow and `off` record predictions (`would_integrate`/`would_block`). In `cutover` a failure
 is a real `blocked`; a clean merge would have to be pushed, which needs registered updates
-(DESIGN §6) — not built yet, so the candidate is given back and the worker stops (the seam is
+of main — not built yet, so the candidate is given back and the worker stops (the seam is
 `Decision.stop`), rather than pretending it pushed.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from integrator.checks import CheckResult
@@ -22,8 +22,9 @@ from integrator.workspace import Merged, MergeMethod
 PREDICTING_MODES = frozenset({"shadow", "off"})
 
 CUTOVER_NEEDS_REGISTRATIONS = (
-    "cutover pushing needs registered updates (DESIGN §6), which this worker does not have "
-    "yet; the candidate was returned to the queue"
+    "in cutover the worker must push main through registered updates, which this worker "
+    "cannot do yet; the candidate was returned to the queue: go back to shadow "
+    "(`integrator rollback --reason …`) to keep predicting"
 )
 
 TRAILERS = ("Integrator-Candidate", "Integrator-Epoch", "Integrator-Attempt")
@@ -97,7 +98,8 @@ class Decision:
 def merge_message(
     handed: Handed, epoch: int, attempt: str, method: MergeMethod = MergeMethod.merge
 ) -> str:
-    """The integration commit's message: a subject and the trailers of DESIGN §6."""
+    """The integration commit's message: a subject, then the candidate, epoch and attempt
+    trailers (a registration with that attempt is what makes them count)."""
     subject = (
         f"Merge {handed.branch} ({handed.slug}) at {handed.sha[:12]}"
         if method is MergeMethod.merge
@@ -194,11 +196,30 @@ def judge(handed: Handed, trial: Trial) -> Decision:
     return failed if handed.mode in PREDICTING_MODES else _as_real(failed)
 
 
+def not_on_main(handed: Handed, trial: Trial) -> Decision:
+    """The service checked an `already_integrated` against main and did not find it there:
+    a merge that changed nothing is reported as the clean merge it is; a sha this worker saw
+    on main but the service does not goes back to the queue, and the worker stops."""
+    merge = trial.merge
+    if merge is None or not merge.ok:
+        return requeue(
+            f"{handed.describe()} is on main at {trial.base[:12]} as this worker fetched it, "
+            "but not on main as the service reads it; returned to the queue: check that the "
+            "worker and the service use the same repository (--repo and INTEGRATOR_REPO)",
+            stop=True,
+        )
+    return judge(handed, replace(trial, already_on_main=None, merge=replace(merge, empty=False)))
+
+
 def _clean(handed: Handed, trial: Trial) -> Decision:
     if handed.mode not in PREDICTING_MODES:
         return requeue(CUTOVER_NEEDS_REGISTRATIONS, stop=True)
-    merged = (trial.merged_sha or "")[:12]
-    lines = [f"merged cleanly onto main at {trial.base[:12]} as {merged}"]
+    base = trial.base[:12]
+    lines = [
+        f"merged cleanly onto main at {base} as {trial.merged_sha[:12]}"
+        if trial.merged_sha
+        else f"merges cleanly onto main at {base} and changes nothing there"
+    ]
     if trial.check is not None:
         lines.append(f"check `{trial.check.command}` passed in {trial.check.seconds:.1f}s")
     return Decision(

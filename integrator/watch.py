@@ -1,4 +1,4 @@
-"""The service reads canonical `main` itself (DESIGN §7): post-receive only speeds it up.
+"""The service reads canonical `main` itself: post-receive only speeds it up.
 
 A daemon thread per service process fetches the canonical repository every
 `INTEGRATOR_MAIN_WATCH_INTERVAL_SECONDS` and scores the shadow predictions

@@ -1,4 +1,4 @@
-"""The integrator bot (DESIGN §2, §5-§8): lease, dequeue, merge in its own clone, check, report.
+"""The integrator bot: lease, dequeue, merge in its own clone, check, report.
 
 The loop, and why it is shaped this way:
 
@@ -8,10 +8,12 @@ The loop, and why it is shaped this way:
 3. `POST /v1/queue/next` with the grant. The service requeues what an ended epoch left
    `in_progress` (a killed predecessor) at the head, so a restart resumes from durable state;
    the worker keeps nothing that matters in memory.
-4. Per candidate: fetch, content already on main? (sha reachable, or a first-parent commit
-   whose trailers name the candidate) → `already_integrated`; else a fresh integration branch
-   at `origin/main`'s sha, merge the candidate's *recorded* sha with the trailers of DESIGN
-   §6 (the attempt uuid chosen before committing), run `--check`.
+4. Per candidate: fetch; its sha already reachable from main → `already_integrated`; else
+   merge the candidate's *recorded* sha onto `origin/main`'s sha with the candidate, epoch
+   and attempt trailers (the attempt uuid chosen before committing), run `--check`. A merge
+   that changes nothing is `already_integrated` too. A trailer on main is never taken as
+   proof (anyone can write one): the service checks every `already_integrated` against main
+   itself, and when it does not find the content there the merge is reported for what it is.
 5. Self-fence: right before every irreversible step — reporting now, pushing later — stop
    unless the last successful renewal was *sent* less than the renew deadline ago. The
    service's fence is what stops a holder that stalls after asking.
@@ -28,26 +30,46 @@ import os
 import queue
 import socket
 import threading
-import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import httpx
 
 from integrator.checks import CheckRunner
 from integrator.gitops import GitError
 from integrator.lease_client import LeaseClientError, LeaseKeeper
+from integrator.service_client import (
+    EXIT_BAD_INPUT,
+    EXIT_OK,
+    EXIT_REFUSED,
+    EXIT_UNAVAILABLE,
+    LeaseLost,
+    ServiceClient,
+    WorkerExit,
+    code_of,
+    message_of,
+    refused,
+)
 from integrator.settings import Settings
-from integrator.trial import Decision, Handed, Trial, judge, merge_message, requeue
+from integrator.trial import (
+    Decision,
+    Handed,
+    Trial,
+    judge,
+    merge_message,
+    not_on_main,
+    requeue,
+)
 from integrator.workspace import MergeMethod, Workspace, WorkspaceBusy
 
 log = logging.getLogger(__name__)
 
-EXIT_OK, EXIT_REFUSED, EXIT_BAD_INPUT, EXIT_UNAVAILABLE = 0, 1, 2, 3
-#: Attempts for one HTTP request on a transport error or a 5xx (the service restarting).
-_ATTEMPTS = 5
+__all__ = ["Worker", "WorkerExit", "WorkerOptions", "default_holder"]
+
+#: The service's answer to an `already_integrated` it cannot confirm on main.
+NOT_ON_MAIN = "content_not_on_main"
 
 
 def default_holder() -> str:
@@ -57,7 +79,7 @@ def default_holder() -> str:
 
 @dataclass(frozen=True)
 class WorkerOptions:
-    """`integrator worker`'s options (DESIGN §9)."""
+    """`integrator worker`'s options."""
 
     repo: str
     workspace: Path
@@ -68,19 +90,6 @@ class WorkerOptions:
     holder: str = field(default_factory=default_holder)
     #: Seconds between polls of an empty queue (without --once).
     poll_interval: float = 5.0
-
-
-class WorkerExit(Exception):
-    """The worker stops with this exit code and one-line message."""
-
-    def __init__(self, code: int, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
-class LeaseLost(Exception):
-    """The grant is gone (service said lease_lost) or no longer trusted (self-fence)."""
 
 
 class Worker:
@@ -95,11 +104,7 @@ class Worker:
         self.settings = settings
         self.options = options
         self.keeper = keeper or LeaseKeeper.from_settings(settings, options.holder)
-        self.http = httpx.Client(
-            base_url=settings.url.rstrip("/"),
-            headers={"Authorization": f"Bearer {settings.token}"},
-            timeout=120.0,
-        )
+        self.service = ServiceClient(settings.url, settings.token)
         main_ref = settings.protected_refs[0]
         self.workspace = Workspace(
             options.repo, options.workspace, main_branch=main_ref.removeprefix("refs/heads/")
@@ -194,7 +199,7 @@ class Worker:
                 self.keeper.release()
         finally:
             self.keeper.close()
-            self.http.close()
+            self.service.close()
             self.workspace.close()
 
     # -- one candidate ----------------------------------------------------------------------
@@ -218,12 +223,18 @@ class Worker:
             self._report(handed, requeue("the worker is stopping (signal)"))
             return
         decision = judge(handed, trial)
-        self._report(handed, decision)
+        response = self._send_outcome(handed, decision)
+        if decision.outcome == "already_integrated" and code_of(response) == NOT_ON_MAIN:
+            log.warning("the service does not find %s on main: %s", handed.describe(),
+                        message_of(response))  # fmt: skip
+            decision = not_on_main(handed, trial)
+            response = self._send_outcome(handed, decision)
+        self._accepted(handed, decision, response)
         if decision.stop:
             raise WorkerExit(EXIT_REFUSED, decision.reason or "stopped")
 
     def _try(self, handed: Handed) -> Trial:
-        attempt = str(uuid.uuid4())  # chosen before anything is committed (DESIGN §6)
+        attempt = str(uuid.uuid4())  # chosen before anything is committed
         ws = self.workspace
         fetched = ws.fetch(handed.sha)
         if fetched is None:
@@ -231,7 +242,7 @@ class Worker:
                 EXIT_REFUSED, f"{ws.origin_main} does not exist in {self.options.repo}"
             )
         base = fetched.main
-        if ws.on_main(handed.sha, base) or ws.explained_on_main(handed.id, base):
+        if ws.on_main(handed.sha, base):
             return Trial(base=base, attempt=attempt, already_on_main=base)
         epoch = self.keeper.epoch or 0
         message = merge_message(handed, epoch, attempt, self.options.merge_method)
@@ -249,14 +260,17 @@ class Worker:
     # -- the service ------------------------------------------------------------------------
 
     def _next(self) -> Handed | None:
-        response = self._send("/v1/queue/next", self._grant())
+        response = self.service.post("/v1/queue/next", self._grant())
         if response.status_code == 204:
             return None
         if response.status_code == 200:
             return Handed.from_json(response.json())
-        self._refused(response, "queue/next")
+        refused(response, "queue/next")
 
     def _report(self, handed: Handed, decision: Decision) -> None:
+        self._accepted(handed, decision, self._send_outcome(handed, decision))
+
+    def _send_outcome(self, handed: Handed, decision: Decision) -> httpx.Response:
         # The self-fence: the last irreversible step this worker takes on its own word.
         if not self.keeper.fenced_ok():
             raise LeaseLost(
@@ -264,61 +278,15 @@ class Worker:
                 f"{decision.outcome} for {handed.describe()}"
             )
         body = {**self._grant(), **decision.body()}
-        response = self._send(f"/v1/candidates/{handed.id}/outcome", body)
-        if response.status_code == 200:
-            log.info("%s: %s", handed.describe(), decision.outcome)
-            return
-        self._refused(response, f"outcome for {handed.describe()}")
+        return self.service.post(f"/v1/candidates/{handed.id}/outcome", body)
+
+    def _accepted(self, handed: Handed, decision: Decision, response: httpx.Response) -> None:
+        if response.status_code != 200:
+            refused(response, f"outcome for {handed.describe()}")
+        log.info("%s: %s", handed.describe(), decision.outcome)
 
     def _grant(self) -> dict[str, Any]:
         try:
             return self.keeper.grant_body()
         except LeaseClientError:
             raise LeaseLost("no grant held") from None
-
-    def _send(self, path: str, body: dict[str, Any]) -> httpx.Response:
-        """POST with a few retries on transport errors and 5xx; a 409 lease_lost raises."""
-        pause = 0.2
-        for attempt in range(1, _ATTEMPTS + 1):
-            try:
-                response = self.http.post(path, json=body)
-            except httpx.TransportError as exc:
-                failure = f"{type(exc).__name__}"
-            else:
-                if response.status_code < 500:
-                    if response.status_code == 409 and _code(response) == "lease_lost":
-                        raise LeaseLost(f"the service refused {path}: lease_lost")
-                    if attempt > 1 and response.status_code == 409 and "outcome" in path:
-                        # An earlier try may have landed before its answer was lost: the
-                        # candidate is no longer in_progress, which is what we wanted.
-                        log.warning("outcome already recorded by an earlier attempt: %s", path)
-                        return httpx.Response(200)
-                    return response
-                failure = f"HTTP {response.status_code}"
-            log.warning("%s failed (%s), attempt %d of %d", path, failure, attempt, _ATTEMPTS)
-            time.sleep(pause)
-            pause = min(pause * 2, 3.0)
-        raise WorkerExit(EXIT_UNAVAILABLE, f"service unavailable at {self.settings.url} ({path})")
-
-    def _refused(self, response: httpx.Response, what: str) -> NoReturn:
-        status = response.status_code
-        code = EXIT_BAD_INPUT if status in (400, 422) else EXIT_REFUSED
-        raise WorkerExit(code, f"{what} refused: HTTP {status} {_message(response)}")
-
-
-def _code(response: httpx.Response) -> str | None:
-    try:
-        body = response.json()
-    except ValueError:
-        return None
-    return body.get("code") if isinstance(body, dict) else None
-
-
-def _message(response: httpx.Response) -> str:
-    try:
-        body = response.json()
-    except ValueError:
-        return response.text[:200]
-    if isinstance(body, dict):
-        return f"{body.get('message', '')} ({body.get('code', '')})"
-    return str(body)[:200]

@@ -1,4 +1,4 @@
-"""The worker's own clone of the canonical repository (DESIGN §2, §6).
+"""The worker's own clone of the canonical repository.
 
 The worker never works in the canonical repository: it keeps a clone under its workspace,
 reused across restarts (a killed worker leaves it as it was; `prepare` puts it back in
@@ -28,8 +28,6 @@ log = logging.getLogger(__name__)
 
 ORIGIN = "origin"
 INTEGRATION_BRANCH = "integrator/integration"
-#: How far back on main's first-parent history a trailer can explain a candidate.
-TRAILER_WINDOW = 1000
 #: `git merge-tree --write-tree` (a merge without a worktree) exists since git 2.38.
 MERGE_TREE_SINCE = (2, 38)
 
@@ -75,25 +73,7 @@ class WorkspaceBusy(RuntimeError):
 
 
 class WorkspaceGit(Git):
-    """The adapter plus the two verbs only the worker needs."""
-
-    def commits_with_trailer(self, rev: str, key: str, value: str, limit: int) -> list[str]:
-        """First-parent commits of `rev` (newest first) whose trailer `key` is `value`.
-
-        `--grep` narrows the history cheaply; the trailers are then read as git parses them,
-        so a matching line in a message body that is not a trailer does not count.
-        """
-        pattern = f"^{key}: *{value} *$"
-        out = self._run(
-            "log",
-            "--first-parent",
-            f"--max-count={limit}",
-            "--format=%H",
-            f"--grep={pattern}",
-            rev,
-            "--",
-        ).stdout.split()
-        return [sha for sha in out if value in self.trailers(sha).get(key, [])]
+    """The adapter plus the verbs only the worker needs."""
 
     def resolve(self, *revs: str) -> list[str | None]:
         """Object names of several revisions in one process (None for a missing one)."""
@@ -220,17 +200,6 @@ class Workspace:
 
     def on_main(self, sha: str, main_sha: str) -> bool:
         return self.git.is_ancestor(sha, main_sha)
-
-    def explained_on_main(self, candidate_id: int, main_sha: str) -> str | None:
-        """A first-parent commit of main whose trailers name this candidate (DESIGN §6).
-
-        It covers a squash integration, whose sha never reaches main. Verifying the trailer
-        against a registration's attempt and `new` comes with registered updates.
-        """
-        found = self.git.commits_with_trailer(
-            main_sha, "Integrator-Candidate", str(candidate_id), TRAILER_WINDOW
-        )
-        return found[0] if found else None
 
     def merge(
         self, base: Fetched, sha: str, message: str, method: MergeMethod, worktree: bool

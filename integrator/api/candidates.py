@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 
-from integrator import events, queue, scoring
+from integrator import events, processing, queue, scoring
 from integrator.admission import reevaluate_all
 from integrator.api.deps import (
     Caller,
@@ -90,11 +90,10 @@ class CloseIn(BaseModel):
 def close_slug(
     slug: str, body: CloseIn, session: SessionDep, settings: SettingsDep, caller: Operator
 ) -> CandidateOut:
-    """An operator closes the slug's newest open candidate, with a reason."""
+    """An operator closes the slug's newest open candidate, with a reason (one left
+    in_progress by a holder that is gone too)."""
     with session.begin():
-        candidate = queue.close(
-            session, settings.repository_name, slug, reason=body.reason, by=caller.name
-        )
+        candidate = processing.close(session, settings, slug, reason=body.reason, by=caller.name)
         return CandidateOut.of(candidate)
 
 

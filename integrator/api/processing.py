@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Response
 from pydantic import ConfigDict, Field
 
-from integrator import processing
+from integrator import outcomes, processing
 from integrator.api.deps import SessionDep, SettingsDep
 from integrator.api.events import Repo
 from integrator.api.lease import GrantIn, Integrator
@@ -28,7 +28,7 @@ class HandoutOut(CandidateOut):
 class OutcomeIn(GrantIn):
     model_config = ConfigDict(extra="forbid")
 
-    outcome: processing.Outcome
+    outcome: outcomes.Outcome
     attempt: str | None = Field(default=None, max_length=64)
     main_sha: str | None = Field(default=None, pattern=SHA_PATTERN)
     conflict_evidence: list[Evidence] = Field(default_factory=list)
@@ -63,13 +63,15 @@ def report_outcome(
     body: OutcomeIn,
     session: SessionDep,
     settings: SettingsDep,
+    repo: Repo,
     caller: Integrator,
 ) -> CandidateOut:
-    """Record the outcome of a candidate handed to this epoch."""
+    """Record the outcome of a candidate handed to this epoch (500 `outcome_not_recorded`:
+    the service failed and set the candidate aside as blocked)."""
     evidence: list[dict[str, Any]] = [
         e.model_dump(mode="json", exclude_none=True) for e in body.conflict_evidence
     ]
-    report = processing.Report(
+    report = outcomes.Report(
         outcome=body.outcome,
         attempt=body.attempt,
         main_sha=body.main_sha,
@@ -78,14 +80,16 @@ def report_outcome(
         next_action=body.next_action,
         reason=body.reason,
     )
-    with session.begin():
-        candidate = processing.report(
-            session,
-            settings,
-            epoch=body.epoch,
-            token=body.token,
-            candidate_id=candidate_id,
-            outcome=report,
-            by=caller.name,
-        )
-        return CandidateOut.of(candidate)
+    if body.outcome is outcomes.Outcome.already_integrated:
+        repo.refresh()  # the claim is checked against main as it is now
+    candidate = processing.report_or_set_aside(
+        session,
+        settings,
+        repo,
+        epoch=body.epoch,
+        token=body.token,
+        candidate_id=candidate_id,
+        outcome=report,
+        by=caller.name,
+    )
+    return CandidateOut.of(candidate)

@@ -1,4 +1,4 @@
-"""`integrator worker`: run the integrator bot (DESIGN §9)."""
+"""`integrator worker`: run the integrator bot."""
 
 from __future__ import annotations
 

@@ -223,3 +223,107 @@ def test_asking_again_without_an_outcome_returns_the_same_handout(world: World) 
     assert (again["id"], again["status"]) == (first["id"], "in_progress")
     assert holder.outcome(first["id"], "would_integrate", attempt="a").status_code == 200
     assert holder.next().json()["slug"] == "second"
+
+
+def _cutover_then_rollback(world: World) -> None:
+    forced = world.client.post(
+        "/v1/cutover", json={"reason": "try it", "force": True}, headers=world.operator
+    )
+    assert forced.status_code == 200, forced.text
+    back = world.client.post("/v1/rollback", json={"reason": "undo"}, headers=world.operator)
+    assert back.status_code == 200, back.text
+
+
+def test_a_candidate_predicted_again_after_cutover_and_rollback_records_its_new_prediction(
+    world: World, engine: Engine
+) -> None:
+    """A prediction is per handout: the same holder predicting again after a round trip is kept."""
+    world.ready("again")
+    holder = world.holder()
+    first = holder.next().json()
+    assert holder.outcome(first["id"], "would_integrate", attempt="a1").status_code == 200
+    _cutover_then_rollback(world)
+    second = holder.next().json()
+    assert (second["id"], second["status"], second["mode"]) == (
+        first["id"],
+        "in_progress",
+        "shadow",
+    )
+
+    response = holder.outcome(second["id"], "would_integrate", attempt="a2")
+
+    assert response.status_code == 200, response.text
+    assert response.json()["status"] == "predicted"
+    with engine.connect() as connection:
+        recorded = connection.execute(
+            select(Event.type).where(Event.type == "would_integrate", Event.slug == "again")
+        ).all()
+    assert len(recorded) == 2
+
+
+def test_an_outcome_the_service_cannot_record_sets_the_candidate_aside_instead_of_stranding_it(
+    world: World, engine: Engine
+) -> None:
+    """A failure while recording answers 500 and leaves the candidate blocked with the reason,
+    so the next handout moves on instead of handing the same candidate out forever."""
+    from integrator.db import make_sessionmaker
+    from integrator.events import record_system_event
+    from integrator.outcomes import prediction_key
+
+    world.ready("poison")
+    world.ready("after")
+    holder = world.holder()
+    handed = holder.next().json()
+    with make_sessionmaker(engine)() as session, session.begin():  # the key is already taken
+        record_system_event(
+            session, type="would_integrate", repository="canonical", fields={},
+            natural_key=prediction_key(handed["id"], holder.epoch, "a1"),
+        )  # fmt: skip
+
+    failed = holder.outcome(handed["id"], "would_integrate", attempt="a1")
+
+    assert failed.status_code == 500
+    assert failed.json()["code"] == "outcome_not_recorded"
+    story = world.client.get("/v1/slugs/poison", headers=world.reporter).json()["candidate"]
+    assert story["status"] == "blocked"
+    assert "could not record" in story["reason"]
+    assert holder.next().json()["slug"] == "after"
+
+
+def test_close_returns_an_in_progress_candidate_whose_holder_is_gone_and_closes_it(
+    world: World,
+) -> None:
+    """in_progress of an ended epoch goes back to queued, then closed; both are recorded."""
+    world.ready("stuck")
+    handed = world.holder("gone").next().json()
+    world.force_release()
+
+    closed = world.client.post(
+        "/v1/slugs/stuck/close", json={"reason": "cannot land"}, headers=world.operator
+    )
+
+    assert closed.status_code == 200, closed.text
+    assert closed.json()["status"] == "closed"
+    history = world.client.get("/v1/slugs/stuck", headers=world.reporter).json()["history"]
+    moves = [
+        (e["fields"]["from"], e["fields"]["to"])
+        for e in history
+        if e["type"] == "candidate_status_changed" and e["fields"]["candidate_id"] == handed["id"]
+    ]
+    assert moves[-2:] == [("in_progress", "queued"), ("queued", "closed")]
+
+
+def test_close_refuses_a_candidate_the_live_holder_is_working_on_and_says_what_to_do(
+    world: World,
+) -> None:
+    """The live holder's handout is not taken from under it; the answer names the way out."""
+    world.ready("busy")
+    world.holder("alive").next()
+
+    refused = world.client.post(
+        "/v1/slugs/busy/close", json={"reason": "no"}, headers=world.operator
+    )
+
+    assert refused.status_code == 409
+    message = refused.json()["message"]
+    assert "alive" in message and "lease release --force" in message

@@ -284,3 +284,105 @@ def test_the_worker_fences_itself_and_does_not_report_past_its_renew_deadline(
     assert stopped.value.code == 1 and "self-fence" in stopped.value.message
     assert world.events("would_integrate", "would_block") == []
     assert world.candidate(candidate)["status"] == "in_progress"
+
+
+def test_a_shadow_prediction_survives_a_forced_cutover_and_a_rollback_and_is_made_again(
+    world: WorkerWorld,
+) -> None:
+    """Predict, cutover (forced), rollback, predict again: the second outcome is recorded."""
+    candidate = world.ready("round-trip")
+    assert world.run_worker("--once").returncode == 0
+    assert world.candidate(candidate)["status"] == "predicted"
+    forced = world.post("/v1/cutover", {"reason": "try it", "force": True}, world.operator)
+    assert forced.status_code == 200, forced.text
+    assert world.candidate(candidate)["status"] == "queued"
+    back = world.post("/v1/rollback", {"reason": "undo"}, world.operator)
+    assert back.status_code == 200, back.text
+
+    result = world.run_worker("--once")
+
+    assert result.returncode == 0, result.stderr
+    assert world.candidate(candidate)["status"] == "predicted"
+    predictions = world.events("would_integrate")
+    assert [e.fields["candidate_id"] for e in predictions] == [candidate, candidate]
+    assert len({e.fields["epoch"] for e in predictions}) == 2
+
+
+def test_a_worker_with_a_token_of_another_role_says_so_in_one_line_and_exits_refused(
+    world: WorkerWorld, tokens: TokenMaker
+) -> None:
+    """No raw JSON: what was refused, the role the token has and the one it needs; exit 1."""
+    env = {**world.worker_env(), "INTEGRATOR_TOKEN": tokens("reporter", name="tour-reporter")}
+    result = subprocess.run(
+        world.worker_args("--once"), env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert "{" not in last
+    assert "lease" in last and "reporter" in last and "needs integrator" in last
+
+
+def test_a_forged_candidate_trailer_on_main_does_not_mark_the_candidate_integrated(
+    world: WorkerWorld,
+) -> None:
+    """A trailer explains a commit only with a matching registration (none in shadow): the
+    candidate whose id a human commit on main names is predicted like any other."""
+    candidate = world.ready("forged", path="feature.txt", content="real work\n")
+    forged = (
+        "unrelated change\n\n"
+        f"Integrator-Candidate: {candidate}\nIntegrator-Epoch: 1\nIntegrator-Attempt: made-up\n"
+    )
+    world.push_to_main("other.txt", "something else\n", forged)
+
+    result = world.run_worker("--once")
+
+    assert result.returncode == 0, result.stderr
+    assert world.candidate(candidate)["status"] == "predicted"
+    assert world.events("integration_completed") == []
+    (prediction,) = world.events("would_integrate")
+    assert prediction.fields["candidate_id"] == candidate
+
+
+def test_the_service_refuses_already_integrated_for_content_it_does_not_find_on_main(
+    world: WorkerWorld,
+) -> None:
+    """The worker's word is not enough: neither reachable, nor the same patch, nor registered."""
+    candidate = world.ready("claimed")
+    grant = world.post("/v1/lease/acquire", {"holder": "liar"}, world.integrator).json()
+    body = {"epoch": grant["epoch"], "token": grant["token"]}
+    handed = world.post("/v1/queue/next", body, world.integrator).json()
+    assert handed["id"] == candidate
+
+    claim = world.post(
+        f"/v1/candidates/{candidate}/outcome",
+        {**body, "outcome": "already_integrated", "attempt": "a", "main_sha": "0" * 40},
+        world.integrator,
+    )
+
+    assert claim.status_code == 409, claim.text
+    assert claim.json()["code"] == "content_not_on_main"
+    assert world.candidate(candidate)["status"] == "in_progress"
+    assert world.events("integration_completed") == []
+
+
+def test_changes_on_main_inside_a_larger_commit_are_predicted_when_the_service_cannot_confirm(
+    world: WorkerWorld,
+) -> None:
+    """The merge changes nothing, but no commit of main has the candidate's patch: the
+    service refuses already_integrated and the worker reports the clean merge instead."""
+    candidate = world.ready("folded", path="folded.txt", content="folded\n")
+    git("checkout", "-q", "main", cwd=world.canonical.work)
+    (world.canonical.work / "folded.txt").write_text("folded\n")
+    (world.canonical.work / "more.txt").write_text("and more\n")
+    git("add", "folded.txt", "more.txt", cwd=world.canonical.work)
+    git(
+        "commit", "-q", "-m", "a bigger change that happens to contain it", cwd=world.canonical.work
+    )
+    git("push", "-q", "origin", "main", cwd=world.canonical.work)
+
+    result = world.run_worker("--once")
+
+    assert result.returncode == 0, result.stderr
+    assert world.candidate(candidate)["status"] == "predicted"
+    (prediction,) = world.events("would_integrate")
+    assert "changes nothing" in prediction.fields["diagnostics"][0]

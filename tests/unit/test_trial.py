@@ -117,3 +117,24 @@ def test_the_merge_message_ends_with_the_three_trailers_git_parses(method: Merge
         "Integrator-Epoch: 4",
         "Integrator-Attempt: 0b5e-attempt",
     ]
+
+
+def test_a_merge_that_changes_nothing_but_is_not_on_main_for_the_service_is_a_clean_merge() -> None:
+    """The service's refusal of already_integrated turns an empty merge into would_integrate."""
+    from integrator.trial import not_on_main
+
+    empty = Merged(ok=True, conflicts=(), output="", empty=True)
+    decision = not_on_main(handed(), trial(merge=empty))
+    assert decision.outcome == "would_integrate"
+    assert decision.diagnostics == [
+        f"merges cleanly onto main at {BASE[:12]} and changes nothing there"
+    ]
+
+
+def test_a_sha_on_main_for_the_worker_but_not_for_the_service_is_given_back_and_stops() -> None:
+    """Two views of main disagree: nothing is claimed, the worker stops with what to check."""
+    from integrator.trial import not_on_main
+
+    decision = not_on_main(handed(), trial(already_on_main=BASE))
+    assert (decision.outcome, decision.stop) == ("requeue", True)
+    assert "--repo and INTEGRATOR_REPO" in (decision.reason or "")

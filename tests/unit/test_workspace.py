@@ -79,25 +79,3 @@ def test_a_commit_no_branch_advertises_any_more_is_fetched_by_its_sha(
     assert result.ok and result.sha is not None
     assert git("show", "-s", "--format=%P", result.sha, cwd=ws.clone_path).split()[1] == recorded
     ws.close()
-
-
-def test_a_first_parent_commit_whose_trailers_name_the_candidate_explains_it(
-    canonical: Canonical, tmp_path: Path
-) -> None:
-    """Only a real trailer for exactly this id counts (not 17 for 1, not a body line)."""
-    git("checkout", "-q", "main", cwd=canonical.work)
-    (canonical.work / "a.txt").write_text("a\n")
-    git("add", "a.txt", cwd=canonical.work)
-    body = "squash\n\nIntegrator-Candidate: 17\nIntegrator-Epoch: 3\nIntegrator-Attempt: x\n"
-    git("commit", "-q", "-m", body, cwd=canonical.work)
-    prose = "note\n\nIntegrator-Candidate: 5\nwas mentioned here, not as a trailer\n"
-    git("commit", "-q", "--allow-empty", "-m", prose, cwd=canonical.work)
-    git("push", "-q", "origin", "main", cwd=canonical.work)
-    ws = workspace(canonical, tmp_path / "ws", True)
-    fetched = ws.fetch(canonical.head())
-    assert fetched is not None
-    squash = git("rev-parse", "main~1", cwd=canonical.work)
-    assert ws.explained_on_main(17, fetched.main) == squash
-    assert ws.explained_on_main(1, fetched.main) is None
-    assert ws.explained_on_main(5, fetched.main) is None
-    ws.close()

@@ -1,0 +1,67 @@
+"""Is a candidate's content on main? Only what the canonical repository proves counts.
+
+A worker's `already_integrated` is a claim; the service records it only when it finds the
+content on main itself:
+
+- the candidate's sha is reachable from main, or a commit of main carries the same patch
+  (`git patch-id --stable`: squash and rebase merges), matched as landed predictions are;
+- or a commit on main's first-parent history is explained by a registration of this
+  candidate: the registration's attempt is the commit's `Integrator-Attempt` trailer and
+  its `new` is that commit. A trailer on its own explains nothing: anyone can write one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from integrator import scoring
+from integrator.admission import CanonicalRepo
+from integrator.gitops import Git
+from integrator.models import Candidate, Registration
+
+#: How far back on main's first-parent history a registration can explain a commit.
+TRAILER_WINDOW = 1000
+
+
+@dataclass(frozen=True)
+class OnMain:
+    """Where the content was found: `reachability`, `patch_id` or `registration`."""
+
+    matched_by: str
+    commit: str
+
+
+def find(session: Session, repo: CanonicalRepo, candidate: Candidate) -> OnMain | None:
+    """The proof that `candidate` is on the canonical main, or None. Raises GitError when
+    the repository cannot be read (unknown is not "absent")."""
+    if repo.mirror is None:
+        return None
+    git = repo.mirror.git()
+    main = git.rev_parse(repo.main_ref)
+    if main is None:
+        return None
+    # scoring's matcher is the one rule for "this content landed" (reachability, patch-id).
+    landed = scoring._match(scoring._Main(git, main), scoring.Prediction(candidate, "", None))
+    if landed is not None:
+        return OnMain(landed.matched_by, landed.main_sha)
+    explained = _registered_commit(session, git, main, candidate)
+    return OnMain("registration", explained) if explained else None
+
+
+def _registered_commit(session: Session, git: Git, main: str, candidate: Candidate) -> str | None:
+    registered = set(
+        session.execute(
+            select(Registration.new, Registration.attempt).where(
+                Registration.candidate_id == candidate.id
+            )
+        ).tuples()
+    )
+    if not registered:  # shadow never registers: no git call
+        return None
+    for commit, attempt in git.first_parent_trailer(main, "Integrator-Attempt", TRAILER_WINDOW):
+        if (commit, attempt) in registered:
+            return commit
+    return None
