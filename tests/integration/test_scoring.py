@@ -215,6 +215,22 @@ def test_a_would_block_that_lands_through_a_hand_resolution_of_its_files_was_rig
     assert world.candidate(blocked)["status"] == "integrated"
 
 
+def test_recomputing_the_landing_merge_writes_nothing_into_the_canonical_repository(
+    world: WorkerWorld,
+) -> None:
+    """The service reads canonical in place: git's merge of the landing leaves no object there."""
+    blocked = world.ready("conflicting", path="README", content="theirs\n")
+    world.push_to_main("README", "ours\n", "a human edit of README on main")
+    assert world.run_worker("--once").returncode == 0
+    merge_by_hand(world.canonical, world.candidate(blocked)["sha"], {"README": "both\n"})
+    objects = world.canonical.bare / "objects"
+    before = sorted(p.relative_to(objects) for p in objects.rglob("*") if p.is_file())
+
+    assert scored_once(world)[blocked]["category"] == "blocked_then_resolved"
+
+    assert sorted(p.relative_to(objects) for p in objects.rglob("*") if p.is_file()) == before
+
+
 def test_a_would_integrate_that_landed_cleanly_is_agreed(world: WorkerWorld) -> None:
     """The main commit that brought it in is recorded (the merge, not main's tip)."""
     clean = world.ready("clean")
