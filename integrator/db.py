@@ -3,7 +3,7 @@
 SQLite is the zero-set-up default: WAL, a busy timeout, and write transactions
 that take the write lock up front (`BEGIN IMMEDIATE`, with the driver's own
 implicit transactions off) so that a lease check and the write it guards can
-never interleave with another writer (DESIGN §5, docs/decisions/0002).
+never interleave with another writer (docs/decisions/0002).
 PostgreSQL goes through psycopg 3.
 """
 

@@ -1,4 +1,4 @@
-"""Events: the append-only source of truth (DESIGN §3).
+"""Events: the append-only source of truth.
 
 Every canonical event is validated against its type's schema — every bad
 field reported at once, nothing stored — and deduplicated by its natural key.

@@ -3,7 +3,7 @@
 The hook computes the facts only it can see (quarantined objects); the policy
 decides; this module records each update with mode, what cutover would have
 decided, what was decided, reason, pusher and identity source, and keeps the
-proof that each repository's hook is really called (DESIGN §6, §7).
+proof that each repository's hook is really called.
 """
 
 from __future__ import annotations

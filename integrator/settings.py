@@ -1,4 +1,4 @@
-"""One `Settings` object, read from `INTEGRATOR_*` variables (DESIGN §9).
+"""One `Settings` object, read from `INTEGRATOR_*` variables.
 
 Built by `get_settings()` so that tests and the CLI can point at any database;
 importing this module reads nothing.
@@ -48,7 +48,7 @@ class Settings(BaseSettings):
     lease_renew_deadline_seconds: float = Field(default=60.0, gt=0)
     authorize_margin_seconds: float = Field(default=15.0, ge=0)
     registration_ttl_seconds: float = Field(default=300.0, gt=0)
-    #: Test-only shift of the SQL clock, in ms; 0 in production (DESIGN §5).
+    #: Test-only shift of the SQL clock, in ms; 0 in production.
     sql_clock_offset_ms: int = 0
 
     cutover_min_outcomes: int = Field(default=20, ge=0)

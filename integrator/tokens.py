@@ -1,4 +1,4 @@
-"""Role tokens (DESIGN §9).
+"""Role tokens.
 
 A token reads `itg_<key_id>_<secret>`. The row is found by `key_id`, then the
 SHA-256 of the whole token is compared in constant time; the secret itself is

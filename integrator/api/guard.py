@@ -93,7 +93,7 @@ class PushVerdictOut(BaseModel):
 def push_check(
     body: PushIn, session: SessionDep, settings: SettingsDep, _hook: Hook
 ) -> PushVerdictOut:
-    """One verdict per update and one for the push (DESIGN §6)."""
+    """One verdict per update and one for the push."""
     with session.begin():
         answer = guard.check_push(session, settings, body.request())
     verdict = answer.verdict

@@ -1,4 +1,4 @@
-"""The lease endpoints (DESIGN §5, §9): thin edges around `integrator.lease`.
+"""The lease endpoints: thin edges around `integrator.lease`.
 
 Times leave as ISO 8601 UTC; the token appears in exactly one answer, the
 acquire that created it, and never in `GET /v1/lease`.

@@ -1,4 +1,4 @@
-"""Modes, cutover, rollback and the go/no-go evidence (DESIGN §6, §7): operators decide."""
+"""Modes, cutover, rollback and the go/no-go evidence: operators decide."""
 
 from __future__ import annotations
 
@@ -103,7 +103,7 @@ def set_mode(body: ModeIn, session: SessionDep, settings: SettingsDep, caller: O
 def get_evidence(
     session: ReadSessionDep, settings: SettingsDep, repo: Repo, _caller: Reader
 ) -> EvidenceOut:
-    """The five go/no-go items of DESIGN §7, each with its numbers."""
+    """The go/no-go items for cutover, each with its numbers."""
     repo.refresh()
     return EvidenceOut.of(cutover.evidence(session, settings, repo))
 

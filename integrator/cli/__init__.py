@@ -1,4 +1,4 @@
-"""`integrator …`: operators', developers' and scripts' command line (DESIGN §9).
+"""`integrator …`: operators', developers' and scripts' command line.
 
 Commands go through the HTTP API except `serve`, `db`, `tokens` and
 `hooks install/uninstall`. Every failure is one readable line and an exit code.

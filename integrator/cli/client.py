@@ -1,4 +1,4 @@
-"""The CLI's HTTP client and its one mapping from answers to exit codes (DESIGN §9).
+"""The CLI's HTTP client and its one mapping from answers to exit codes.
 
 0 ok; 1 refused (401, 403, 404, 409, a refused transition); 2 bad input (usage,
 422); 3 service unreachable or 5xx.

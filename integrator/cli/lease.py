@@ -1,4 +1,4 @@
-"""`integrator lease status|release --force`: the lease seen by operators (DESIGN §9).
+"""`integrator lease status|release --force`: the lease seen by operators.
 
 Acquire and renew belong to the worker (`integrator.lease_client`), not to a
 human at a prompt: the CLI only shows the lease and lets an operator end it.
