@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from integrator.gitops import GitError, Mirror
 from integrator.models import Candidate, Event
 from integrator.queue import Status, create, enqueue, transition
-from integrator.readiness import Facts, Readiness, evaluate
+from integrator.readiness import GIT_CONDITIONS, Facts, Readiness, evaluate
 from integrator.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -131,15 +131,23 @@ def check(session: Session, repo: CanonicalRepo, candidate: Candidate) -> Readin
     return evaluate(facts)
 
 
+def record(candidate: Candidate, readiness: Readiness) -> None:
+    """Keep what a check found: the conditions not known to hold, and the main it read
+    (an unreadable repository leaves the last main seen)."""
+    candidate.unmet = [c.value for c in readiness.pending]
+    if readiness.main_sha is not None:
+        candidate.main_sha_checked = readiness.main_sha
+
+
 def reevaluate(session: Session, repo: CanonicalRepo, candidate: Candidate) -> Readiness:
-    """Record a fresh readiness result and move waiting ↔ queued accordingly."""
+    """Record a fresh readiness result and move waiting ↔ queued accordingly; a result git
+    could not decide moves nothing (the watcher re-evaluates waiting candidates)."""
     readiness = check(session, repo, candidate)
-    candidate.unmet = [c.value for c in readiness.unmet]
-    candidate.main_sha_checked = readiness.main_sha
+    record(candidate, readiness)
     status = Status(candidate.status)
     if readiness.ready and status is Status.waiting:
         enqueue(session, candidate, reason="ready")
-    elif not readiness.ready and status is Status.queued:
+    elif readiness.unmet and status is Status.queued:
         transition(session, candidate, Status.waiting, reason="readiness lost")
     return readiness
 
@@ -240,6 +248,17 @@ def on_event(session: Session, repo: CanonicalRepo, event: Event, actor: str | N
     statuses = [s.value for s in EVALUATED]
     for candidate in session.scalars(affected.where(Candidate.status.in_(statuses))):
         reevaluate(session, repo, candidate)
+
+
+def reevaluate_waiting_on_git(session: Session, repo: CanonicalRepo, repository: str) -> int:
+    """Re-check the waiting candidates that wait on the repository (a git condition unmet,
+    or unknown because git could not be read): a branch may have moved without a report,
+    or git is readable again. Returns how many became queued."""
+    statement = select(Candidate).where(
+        Candidate.repository == repository, Candidate.status == Status.waiting.value
+    )
+    waiting = [c for c in session.scalars(statement) if GIT_CONDITIONS & set(c.unmet or ())]
+    return sum(1 for c in waiting if reevaluate(session, repo, c).ready)
 
 
 def reevaluate_all(session: Session, repo: CanonicalRepo, repository: str) -> int:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from sqlalchemy.orm import Session
 
 from integrator import lease, modes, on_main
-from integrator.admission import CanonicalRepo, check, supersede_after_outcome
+from integrator.admission import CanonicalRepo, check, record, supersede_after_outcome
 from integrator.errors import IntegratorError, TransitionRefused
 from integrator.gitops import GitError
 from integrator.models import Candidate
@@ -88,8 +88,10 @@ def take_next(
         return Handout(current, mode, current.main_sha_checked, requeued)
     while (candidate := next_queued(session, settings.repository_name)) is not None:
         readiness = check(session, repo, candidate)
-        candidate.unmet = [c.value for c in readiness.unmet]
-        candidate.main_sha_checked = readiness.main_sha
+        if readiness.undecided:  # git cannot tell now: hand nothing out, move nothing
+            log.warning("cannot re-check candidate %s against git; retrying later", candidate.id)
+            return None
+        record(candidate, readiness)
         if readiness.ready:
             if claim(session, candidate, epoch):
                 return Handout(candidate, mode, readiness.main_sha, requeued)

@@ -1,10 +1,12 @@
 """The service reads canonical `main` itself: post-receive only speeds it up.
 
 A daemon thread per service process fetches the canonical repository every
-`INTEGRATOR_MAIN_WATCH_INTERVAL_SECONDS` and scores the shadow predictions
-whose content landed on main — also when no hook reported the push (a host
-without post-receive, a report lost on the way). Scoring records each
-landing once, so several replicas watching together do no harm.
+`INTEGRATOR_MAIN_WATCH_INTERVAL_SECONDS`, re-evaluates the waiting candidates
+that wait on git (a condition unmet, or unknown because git could not be read
+at their last check) and scores the shadow predictions whose content landed
+on main — also when no hook reported the push (a host without post-receive, a
+report lost on the way). Both record each change once, so several replicas
+watching together do no harm.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import threading
 from sqlalchemy.orm import Session, sessionmaker
 
 from integrator import scoring
-from integrator.admission import CanonicalRepo
+from integrator.admission import CanonicalRepo, reevaluate_waiting_on_git
 from integrator.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -42,9 +44,15 @@ class MainWatcher:
         self._thread.join(timeout=10)
 
     def run_once(self) -> int:
-        """One look at main; how many predictions it scored."""
+        """One look at the repository; how many predictions it scored."""
         self.repo.refresh()
         with self.sessions() as session:
+            with session.begin():
+                queued = reevaluate_waiting_on_git(
+                    session, self.repo, self.settings.repository_name
+                )
+            if queued:
+                log.info("queued %d waiting candidates after reading the repository", queued)
             return len(scoring.score_predictions(session, self.settings, self.repo, by=WATCHER))
 
     def _run(self) -> None:

@@ -9,8 +9,11 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from integrator.admission import CanonicalRepo
 from integrator.api.app import create_app
+from integrator.db import make_engine, make_sessionmaker
 from integrator.settings import Settings
+from integrator.watch import MainWatcher
 from tests.builders import branch_pushed, finalize_ready, review_approved
 from tests.gitrepos import Canonical
 from tests.support import TokenMaker
@@ -291,3 +294,69 @@ def test_a_url_repository_is_read_through_a_local_mirror_fetched_before_evaluati
         assert body["candidate"]["main_sha_checked"] == canonical.head()
     mirrors = list((tmp_path / "mirrors").iterdir())
     assert len(mirrors) == 1 and mirrors[0].name.endswith(".git")
+
+
+class Unreadable:
+    """The canonical repository made unreadable for a while (moved away), then restored."""
+
+    def __init__(self, canonical: Canonical) -> None:
+        self.path = canonical.bare
+        self.away = canonical.bare.with_name("canonical.git.away")
+
+    def __enter__(self) -> Unreadable:
+        self.path.rename(self.away)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.away.rename(self.path)
+
+
+@pytest.fixture
+def watcher(settings: Settings, canonical: Canonical) -> Iterator[MainWatcher]:
+    """The service's watcher of canonical main, built while the repository is readable."""
+    configured = settings.model_copy(update={"repo": str(canonical.bare)})
+    engine = make_engine(configured)
+    yield MainWatcher(make_sessionmaker(engine), configured, CanonicalRepo(configured))
+    engine.dispose()
+
+
+def test_a_passing_git_failure_keeps_queued_candidates_queued_and_hands_nothing_out(
+    api: Api, canonical: Canonical, tokens: TokenMaker
+) -> None:
+    """Unknown is not unmet: re-evaluation and dequeue leave the queue as it is, then resume."""
+    sha = canonical.branch("feat/q")
+    api.ready("q", "feat/q", sha)
+    integrator = {"Authorization": f"Bearer {tokens('integrator')}"}
+    grant = api.client.post("/v1/lease/acquire", json={"holder": "bot"}, headers=integrator)
+    body = {k: grant.json()[k] for k in ("epoch", "token")}
+
+    with Unreadable(canonical):
+        evaluated = api.client.post("/v1/queue/evaluate", headers=integrator)
+        assert evaluated.status_code == 200, evaluated.text
+        [candidate] = api.candidates(slug="q")
+        assert (candidate["status"], candidate["position"]) == ("queued", 1)
+        nothing = api.client.post("/v1/queue/next", json=body, headers=integrator)
+        assert nothing.status_code == 204
+        assert api.candidates(slug="q")[0]["status"] == "queued"
+
+    handed = api.client.post("/v1/queue/next", json=body, headers=integrator)
+    assert handed.status_code == 200 and handed.json()["sha"] == sha
+
+
+def test_a_candidate_left_waiting_while_git_was_unreadable_is_queued_by_the_watcher(
+    api: Api, canonical: Canonical, watcher: MainWatcher
+) -> None:
+    """Its git conditions stay open while git cannot tell; the next readable look queues it."""
+    sha = canonical.branch("feat/w")
+    with Unreadable(canonical):
+        body = api.ready("w", "feat/w", sha)
+        assert body["candidate"]["status"] == "waiting"
+        assert body["candidate"]["unmet"] == ["on_branch", "not_on_main"]
+        watcher.run_once()
+        assert api.candidates(slug="w")[0]["status"] == "waiting"
+
+    watcher.run_once()
+
+    [candidate] = api.candidates(slug="w")
+    assert (candidate["status"], candidate["unmet"]) == ("queued", [])
+    assert candidate["main_sha_checked"] == canonical.head()

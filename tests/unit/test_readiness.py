@@ -43,10 +43,25 @@ def test_each_unmet_condition_is_named(change: dict[str, bool], condition: Condi
     assert result.unmet == (condition,)
 
 
-def test_unknown_git_facts_are_never_ready() -> None:
-    """When git cannot tell (None), the candidate waits: an event's word is not enough."""
+def test_unknown_git_facts_are_never_ready_but_are_not_unmet_either() -> None:
+    """When git cannot tell (None): not READY (an event's word is not enough), and undecided,
+    so that a caller keeps the candidate's state instead of moving it."""
     result = evaluate(replace(ALL_MET, on_branch=None, on_main=None))
-    assert result.unmet == (Condition.on_branch, Condition.not_on_main)
+    assert not result.ready and result.undecided
+    assert result.unmet == ()
+    assert result.unknown == result.pending == (Condition.on_branch, Condition.not_on_main)
+
+
+def test_a_known_unmet_condition_decides_even_when_git_cannot_tell() -> None:
+    """Not approved is not approved, whatever git says: the candidate can wait."""
+    result = evaluate(replace(ALL_MET, approved=False, on_branch=None, on_main=None))
+    assert not result.undecided
+    assert result.unmet == (Condition.review_approved,)
+    assert result.pending == (
+        Condition.review_approved,
+        Condition.on_branch,
+        Condition.not_on_main,
+    )
 
 
 def test_all_unmet_conditions_are_listed_in_order() -> None:
