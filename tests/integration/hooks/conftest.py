@@ -1,5 +1,6 @@
 """Fixtures for the hook tests: a recording stand-in of the service, and a bare repository with
-the hooks installed, pushed to the way a server receives pushes (DESIGN §11).
+the hooks installed, pushed to the way a server receives pushes (the pusher is set on the server
+side, never taken from the client).
 
 The service is not what these tests are about: ``FakeService`` answers the hook's HTTP contract
 with configurable verdicts and records every request, so that a test can assert what the hook

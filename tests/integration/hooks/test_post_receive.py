@@ -1,4 +1,4 @@
-"""post-receive: reports what moved without making the pusher wait (DESIGN §6)."""
+"""post-receive: reports what moved without making the pusher wait."""
 
 from __future__ import annotations
 
