@@ -8,16 +8,17 @@ fetched first), never from an event's word.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import exists, select
+from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session
 
 from integrator.gitops import GitError, Mirror
 from integrator.models import Candidate, Event
-from integrator.queue import Status, create, enqueue, transition
+from integrator.queue import ACTIVE, Status, create, enqueue, transition
 from integrator.readiness import GIT_CONDITIONS, Facts, Readiness, evaluate
 from integrator.settings import Settings
 
@@ -155,8 +156,15 @@ def reevaluate(session: Session, repo: CanonicalRepo, candidate: Candidate) -> R
 def on_finalize_ready(
     session: Session, repo: CanonicalRepo, event: Event, actor: str | None = None
 ) -> Candidate:
-    """Create the candidate of a finalize_ready, supersede older ones, evaluate."""
+    """Create the candidate of a finalize_ready, supersede older ones, evaluate.
+
+    The successor takes the smallest position of its slug's open chain — an in_progress
+    original's too, so that a fix never costs its author their turn. Admissions of one slug
+    are serialized (`lock_slug`); when a later finalize_ready of the slug was admitted first,
+    this one is born superseded by it.
+    """
     fields = event.fields
+    lock_slug(session, event.repository, fields["slug"])
     candidate = session.scalar(
         select(Candidate).where(
             Candidate.repository == event.repository,
@@ -178,32 +186,53 @@ def on_finalize_ready(
     )
     session.add(candidate)
     session.flush()
-    older = _supersedable_predecessors(session, candidate)
-    inherited = [c.position for c in older if c.position is not None]
+    chain = _open_chain(session, candidate)
+    inherited = [c.position for c in chain if c.position is not None]
     candidate.position = min(inherited) if inherited else None
     create(session, candidate, reason="finalize_ready", actor=actor)
-    for previous in older:
-        supersede(session, previous, candidate, actor=actor)
+    newer = [c for c in chain if c.finalize_seq > candidate.finalize_seq]
+    if newer:
+        supersede(session, candidate, max(newer, key=lambda c: c.finalize_seq), actor=actor)
+        return candidate
+    for previous in chain:
+        if Status(previous.status) in SUPERSEDABLE:
+            supersede(session, previous, candidate, actor=actor)
     reevaluate(session, repo, candidate)
     return candidate
 
 
-def _supersedable_predecessors(session: Session, candidate: Candidate) -> list[Candidate]:
+def lock_slug(session: Session, repository: str, slug: str) -> None:
+    """Serialize the admissions of one slug until the transaction ends, so that two
+    finalize_ready arriving together cannot each miss the other. PostgreSQL: a
+    transaction-scoped advisory lock on the slug's hash; SQLite: every writer already holds
+    the database's write lock."""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    digest = hashlib.sha256(f"{repository}\0{slug}".encode()).digest()
+    session.execute(select(func.pg_advisory_xact_lock(int.from_bytes(digest[:8], signed=True))))
+
+
+def _open_chain(session: Session, candidate: Candidate) -> list[Candidate]:
+    """The slug's other candidates that are not finished, oldest finalize first."""
     statement = select(Candidate).where(
         Candidate.repository == candidate.repository,
         Candidate.slug == candidate.slug,
         Candidate.id != candidate.id,
-        Candidate.finalize_seq < candidate.finalize_seq,
-        Candidate.status.in_([s.value for s in SUPERSEDABLE]),
+        Candidate.status.in_([s.value for s in ACTIVE]),
     )
-    return list(session.scalars(statement))
+    return list(session.scalars(statement.order_by(Candidate.finalize_seq)))
 
 
 def supersede(
     session: Session, previous: Candidate, successor: Candidate, actor: str | None = None
 ) -> None:
-    """Mark `previous` superseded, pointing at its successor (kept for audit)."""
+    """Mark `previous` superseded, pointing at its successor (kept for audit); the
+    successor takes its position when that comes first."""
     previous.superseded_by = successor.id
+    if previous.position is not None and (
+        successor.position is None or previous.position < successor.position
+    ):
+        successor.position = previous.position
     transition(
         session,
         previous,
@@ -213,8 +242,9 @@ def supersede(
     )
 
 
-def supersede_after_outcome(session: Session, candidate: Candidate) -> None:
-    """An in_progress candidate is superseded only after its outcome."""
+def supersede_if_replaced(session: Session, candidate: Candidate) -> None:
+    """A candidate that was in_progress when a newer finalize_ready arrived is superseded
+    once it has an outcome or is returned to the queue."""
     if Status(candidate.status) not in SUPERSEDABLE:
         return
     successor = session.scalar(
@@ -225,6 +255,7 @@ def supersede_after_outcome(session: Session, candidate: Candidate) -> None:
             Candidate.finalize_seq > candidate.finalize_seq,
         )
         .order_by(Candidate.finalize_seq.desc())
+        .limit(1)
     )
     if successor is not None:
         supersede(session, candidate, successor)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from sqlalchemy.orm import Session
 
 from integrator import lease, modes, on_main
-from integrator.admission import CanonicalRepo, check, record, supersede_after_outcome
+from integrator.admission import CanonicalRepo, check, record, supersede_if_replaced
 from integrator.errors import IntegratorError, TransitionRefused
 from integrator.gitops import GitError
 from integrator.models import Candidate
@@ -68,12 +68,14 @@ class Handout:
 
 
 def requeue_stale(session: Session, settings: Settings, epoch: int) -> list[int]:
-    """in_progress of an ended epoch → queued, keeping its position (never lost)."""
-    return [
-        candidate.id
-        for candidate in stale_in_progress(session, settings.repository_name, epoch)
-        if return_stale(session, candidate)
-    ]
+    """in_progress of an ended epoch → queued, keeping its position (never lost), or
+    superseded when a newer finalize_ready replaced it meanwhile."""
+    returned = []
+    for candidate in stale_in_progress(session, settings.repository_name, epoch):
+        if return_stale(session, candidate):
+            supersede_if_replaced(session, candidate)
+            returned.append(candidate.id)
+    return returned
 
 
 def take_next(
@@ -139,7 +141,7 @@ def report(
         block(session, settings, candidate, outcome, by)
     else:
         predict(session, settings, candidate, outcome, epoch, by)
-    supersede_after_outcome(session, candidate)
+    supersede_if_replaced(session, candidate)
     return candidate
 
 
@@ -197,7 +199,7 @@ def set_aside(
         "commit and submit the branch again"
     )
     move(session, candidate, Status.blocked, reason=reason, actor=by)
-    supersede_after_outcome(session, candidate)
+    supersede_if_replaced(session, candidate)
     return candidate
 
 

@@ -327,3 +327,50 @@ def test_close_refuses_a_candidate_the_live_holder_is_working_on_and_says_what_t
     assert refused.status_code == 409
     message = refused.json()["message"]
     assert "alive" in message and "lease release --force" in message
+
+
+def _resubmit(world: World, slug: str) -> dict[str, Any]:
+    """The author's fix: a new commit on the slug's branch, pushed and finalized."""
+    sha = world.canonical.branch(f"feat/{slug}", content="fixed\n")
+    for envelope in (branch_pushed(f"feat/{slug}", sha), finalize_ready(slug, f"feat/{slug}", sha)):
+        response = world.client.post("/v1/events", json=envelope, headers=world.reporter)
+        assert response.status_code == 201, response.text
+    candidate: dict[str, Any] = response.json()["candidate"]
+    return candidate
+
+
+def test_the_successor_of_an_in_progress_candidate_keeps_its_turn(world: World) -> None:
+    """A fix must not cost its author their turn: the successor takes the original's position
+    at once, the original is superseded after its outcome, and the successor comes next."""
+    world.ready("fix")
+    world.ready("other")
+    holder = world.holder()
+    original = holder.next().json()
+    successor = _resubmit(world, "fix")
+    assert (successor["status"], successor["position"]) == ("queued", original["position"])
+
+    answered = holder.outcome(original["id"], "would_integrate", attempt="a")
+
+    assert answered.json()["status"] == "superseded"
+    assert answered.json()["superseded_by"] == successor["id"]
+    handed = holder.next().json()
+    assert (handed["id"], handed["position"]) == (successor["id"], original["position"])
+
+
+def test_a_candidate_returned_by_an_ended_epoch_is_superseded_by_its_successor(
+    world: World,
+) -> None:
+    """requeue_stale supersedes what a newer finalize_ready replaced; the successor is next."""
+    world.ready("fix")
+    world.ready("other")
+    original = world.holder("old").next().json()
+    successor = _resubmit(world, "fix")
+    world.force_release()
+
+    handed = world.holder("new").next().json()
+
+    assert handed["requeued"] == [original["id"]]
+    assert (handed["id"], handed["position"]) == (successor["id"], original["position"])
+    story = world.client.get("/v1/slugs/fix", headers=world.reporter).json()
+    before = next(c for c in story["candidates"] if c["id"] == original["id"])
+    assert (before["status"], before["superseded_by"]) == ("superseded", successor["id"])
