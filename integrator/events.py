@@ -47,6 +47,7 @@ NAME_MAX_LENGTH = 200  # repository, actor, holder, token name and every identit
 PROSE_MAX_LENGTH = 2000  # a reason, a diagnostic, a next action
 OUTPUT_MAX_LENGTH = 16_000  # a check's output tail (the worker keeps 4,000 bytes)
 NATURAL_KEY_MAX_LENGTH = 600
+MAX_INTEGER = 2**31 - 1
 MAX_BIGINT = 2**63 - 1
 MIN_BIGINT = -(2**63)
 

@@ -22,7 +22,7 @@ from integrator.api.deps import (
     SettingsDep,
     require,
 )
-from integrator.api.schemas import Id, Name, Reason
+from integrator.api.schemas import Epoch, Name, Reason
 from integrator.lease import datetime_of_ms
 from integrator.tokens import Role
 
@@ -38,7 +38,7 @@ class AcquireIn(BaseModel):
 class GrantIn(BaseModel):
     """The grant a holder acts under: its epoch and its secret token."""
 
-    epoch: Id
+    epoch: Epoch
     token: Name
 
 

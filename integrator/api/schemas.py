@@ -18,8 +18,10 @@ from integrator.models import Candidate, Event
 
 T = TypeVar("T")
 
-#: A row id or an epoch, in a path, a query or a body.
-Id = Annotated[int, Ge(1), Le(events.MAX_BIGINT)]
+#: A row id (an INTEGER column, so smaller than a BIGINT), in a path, a query or a body.
+Id = Annotated[int, Ge(1), Le(events.MAX_INTEGER)]
+#: A lease epoch (a BIGINT column).
+Epoch = Annotated[int, Ge(1), Le(events.MAX_BIGINT)]
 #: `next_cursor` of the previous page (a position in the listing).
 Cursor = Annotated[int, Ge(0), Le(events.MAX_BIGINT)]
 #: An identity or a name: one printable line that fits its column.

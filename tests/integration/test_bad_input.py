@@ -190,6 +190,7 @@ def test_push_reports_document_the_skipped_updates_in_openapi(api: Api) -> None:
     ("path", "params", "field"),
     [
         pytest.param(f"/v1/candidates/{TOO_BIG}", {}, "candidate_id", marks=NEEDS_QUEUE_ROUTERS),
+        pytest.param(f"/v1/candidates/{2**31}", {}, "candidate_id", marks=NEEDS_QUEUE_ROUTERS),
         pytest.param("/v1/candidates", {"cursor": TOO_BIG}, "cursor", marks=NEEDS_QUEUE_ROUTERS),
         ("/v1/events", {"cursor": TOO_BIG}, "cursor"),
         pytest.param("/v1/candidates", {"cursor": "9" * 5000}, "cursor", marks=NEEDS_QUEUE_ROUTERS),
@@ -199,7 +200,7 @@ def test_push_reports_document_the_skipped_updates_in_openapi(api: Api) -> None:
 def test_integers_beyond_bigint_in_a_path_or_query_are_422(
     api: Api, path: str, params: dict[str, str], field: str
 ) -> None:
-    """2^63 and a 5,000-digit cursor are out of range, named by field."""
+    """2^63 (2^31 for a row id) and a 5,000-digit cursor are out of range, named by field."""
     assert field in problems(api.get("reader", path, **params))
 
 
