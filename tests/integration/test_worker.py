@@ -165,7 +165,8 @@ def test_a_worker_killed_mid_candidate_is_replaced_after_lease_expiry_and_nothin
 def test_a_human_merge_of_predicted_candidates_scores_each_prediction_once(
     world: WorkerWorld,
 ) -> None:
-    """Reachable from main → integrated, scored; agreed only for a would_integrate."""
+    """Reachable from main → integrated, scored; a would_block landed only by resolving the
+    files it named by hand was right about the block."""
     good = world.ready("good")
     bad = world.ready("bad", path="README", content="theirs\n")
     world.push_to_main("README", "ours\n", "a human edit of README on main")
@@ -179,7 +180,10 @@ def test_a_human_merge_of_predicted_candidates_scores_each_prediction_once(
 
     by_id = {s["candidate_id"]: s for s in scored}
     assert by_id[good]["matched_by"] == by_id[bad]["matched_by"] == "reachability"
-    assert (by_id[good]["agreed"], by_id[bad]["agreed"]) == (True, False)
+    assert (by_id[good]["category"], by_id[bad]["category"]) == (
+        "agreed",
+        "blocked_then_resolved",
+    )
     assert by_id[bad]["predicted"] == "would_block"
     for candidate_id in (good, bad):
         candidate = world.candidate(candidate_id)
