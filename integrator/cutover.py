@@ -15,9 +15,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from integrator import lease, modes, scoring
-from integrator.admission import CanonicalRepo, check
+from integrator.admission import CanonicalRepo, check, record
 from integrator.errors import EvidenceIncomplete, TransitionRefused
 from integrator.events import record_system_event
+from integrator.gitops import GitError
 from integrator.guard import push_facts
 from integrator.models import Candidate, Event, HookInstance, Registration, utcnow
 from integrator.parity import (
@@ -107,7 +108,11 @@ def shadow_parity(session: Session, repo: CanonicalRepo) -> Item:
     overlaps = lease_overlaps(_events(session, "lease_taken_over"))
     order = dequeue_order_violations(_events(session, "candidate_status_changed"))
     in_shadow = shadow_registrations(_events(session, "mode_changed", "registration_created"))
-    unexplained = _unexplained_trailered_commits(session, repo)
+    try:
+        unexplained = _unexplained_trailered_commits(session, repo)
+        unreadable = []
+    except GitError as exc:  # unknown is not "none found": the item cannot pass
+        unexplained, unreadable = [], [f"cannot read canonical main to look for trailers: {exc}"]
     scored = _events(session, "prediction_scored")
     fared = scoring.tally(_events(session, *PREDICTION_TYPES), scored)
     right = fared[scoring.Category.agreed] + fared[scoring.Category.blocked_then_resolved]
@@ -116,6 +121,7 @@ def shadow_parity(session: Session, repo: CanonicalRepo) -> Item:
         *(f"dequeue out of position order: {o}" for o in order),
         *(f"registration created in shadow: {r}" for r in in_shadow),
         *(f"integrator-trailered commit on main without a registration: {c}" for c in unexplained),
+        *unreadable,
     ]
     numbers = {
         "lease_overlaps": len(overlaps),
@@ -280,8 +286,9 @@ def _requeue_predictions(
     )
     for candidate in predicted:
         readiness = check(session, repo, candidate)
-        candidate.unmet = [c.value for c in readiness.unmet]
-        if readiness.ready:
+        record(candidate, readiness)
+        # git could not tell: queued all the same, dequeue re-checks before handing it out
+        if readiness.ready or readiness.undecided:
             move(session, candidate, Status.queued, reason="cutover: processed for real")
         else:
             move(session, candidate, Status.waiting, reason="cutover: no longer READY")

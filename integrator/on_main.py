@@ -43,10 +43,9 @@ def find(session: Session, repo: CanonicalRepo, candidate: Candidate) -> OnMain 
     main = git.rev_parse(repo.main_ref)
     if main is None:
         return None
-    # scoring's matcher is the one rule for "this content landed" (reachability, patch-id).
-    landed = scoring._match(scoring._Main(git, main), scoring.Prediction(candidate, "", None))
+    landed = scoring.match_on_main(git, main, candidate)
     if landed is not None:
-        return OnMain(landed.matched_by, landed.main_sha)
+        return OnMain(*landed)
     explained = _registered_commit(session, git, main, candidate)
     return OnMain("registration", explained) if explained else None
 

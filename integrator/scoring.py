@@ -251,6 +251,13 @@ def _match(main: _Main, prediction: Prediction) -> _Match | None:
     return None
 
 
+def match_on_main(git: Git, main_sha: str, candidate: Candidate) -> tuple[str, str] | None:
+    """(matched_by, main commit) when the candidate's content is on main: the one rule for
+    "this content landed" (reachability, patch-id), shared with the outcome check."""
+    found = _match(_Main(git, main_sha), Prediction(candidate, "", None))
+    return (found.matched_by, found.main_sha) if found is not None else None
+
+
 def _judge(main: _Main, prediction: Prediction, match: _Match) -> Landing:
     """The landing and its category; git's merge is recomputed only for a would_block."""
     conflicts: tuple[str, ...] = ()

@@ -94,3 +94,18 @@ class Canonical:
         git("fetch", "-q", "origin", cwd=self.work)
         git("checkout", "-q", "-B", "main", "origin/main", cwd=self.work)
         return self.commit(f"{name}.txt", name + "\n", f"direct change {name}")
+
+
+class Unreadable:
+    """The canonical repository made unreadable for a while (moved away), then restored."""
+
+    def __init__(self, canonical: Canonical) -> None:
+        self.path = canonical.bare
+        self.away = canonical.bare.with_name("canonical.git.away")
+
+    def __enter__(self) -> Unreadable:
+        self.path.rename(self.away)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.away.rename(self.path)

@@ -15,7 +15,7 @@ from integrator.db import make_engine, make_sessionmaker
 from integrator.settings import Settings
 from integrator.watch import MainWatcher
 from tests.builders import branch_pushed, finalize_ready, review_approved
-from tests.gitrepos import Canonical
+from tests.gitrepos import Canonical, Unreadable
 from tests.support import TokenMaker
 
 
@@ -294,21 +294,6 @@ def test_a_url_repository_is_read_through_a_local_mirror_fetched_before_evaluati
         assert body["candidate"]["main_sha_checked"] == canonical.head()
     mirrors = list((tmp_path / "mirrors").iterdir())
     assert len(mirrors) == 1 and mirrors[0].name.endswith(".git")
-
-
-class Unreadable:
-    """The canonical repository made unreadable for a while (moved away), then restored."""
-
-    def __init__(self, canonical: Canonical) -> None:
-        self.path = canonical.bare
-        self.away = canonical.bare.with_name("canonical.git.away")
-
-    def __enter__(self) -> Unreadable:
-        self.path.rename(self.away)
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.away.rename(self.path)
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from integrator.api.app import create_app
 from integrator.models import Event
 from integrator.settings import Settings
 from tests.builders import branch_pushed, finalize_ready, review_approved
-from tests.gitrepos import Canonical, git
+from tests.gitrepos import Canonical, Unreadable, git
 from tests.support import TokenMaker
 
 DAY = 86400.0
@@ -229,3 +229,24 @@ def test_the_registration_check_fails_when_the_lease_has_less_than_the_margin_le
         item = later.item("registration_allowed")
     assert item["ok"] is False
     assert item["blockers"] == ["refused: lease_margin"]
+
+
+# -- at cutover --------------------------------------------------------------------------------
+
+
+def test_at_cutover_a_prediction_git_cannot_check_is_queued_not_dropped_to_waiting(
+    service: Service,
+) -> None:
+    """Unknown is not unmet: with the repository briefly unreadable, the evidence says it cannot
+    tell and a forced cutover still queues the prediction (dequeue re-checks it)."""
+    candidate = service.predict("p")
+    with Unreadable(service.canonical):
+        parity = service.item("shadow_parity")
+        assert parity["ok"] is False
+        assert any("cannot read canonical main" in b for b in parity["blockers"])
+        forced = service.client.post(
+            "/v1/cutover", json={"reason": "test", "force": True}, headers=service.operator
+        )
+        assert forced.status_code == 200, forced.text
+    shown = service.client.get(f"/v1/candidates/{candidate}", headers=service.operator).json()
+    assert (shown["status"], shown["position"]) == ("queued", 1)
