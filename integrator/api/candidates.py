@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
 from integrator import events, processing, queue, scoring
 from integrator.admission import reevaluate_all
@@ -19,7 +19,7 @@ from integrator.api.deps import (
     require,
 )
 from integrator.api.events import Repo
-from integrator.api.schemas import CandidateOut, EventOut, Page
+from integrator.api.schemas import CandidateOut, Cursor, EventOut, Id, Page, Reason, Slug
 from integrator.errors import NotFound
 from integrator.tokens import Role
 
@@ -34,13 +34,13 @@ def list_candidates(
     settings: SettingsDep,
     _caller: Reader,
     status: Annotated[list[queue.Status] | None, Query()] = None,
-    slug: str | None = None,
+    slug: Slug | None = None,
     all: bool = False,
-    cursor: Annotated[str | None, Query(pattern=r"^\d+$")] = None,
+    cursor: Cursor | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> Page[CandidateOut]:
     """Candidates in queue order (position); terminal states only with `all` or `status`."""
-    offset = int(cursor) if cursor else 0
+    offset = cursor or 0
     rows = queue.list_candidates(
         session,
         settings.repository_name,
@@ -55,7 +55,7 @@ def list_candidates(
 
 
 @router.get("/candidates/{candidate_id}")
-def get_candidate(candidate_id: int, session: ReadSessionDep, _caller: Reader) -> CandidateOut:
+def get_candidate(candidate_id: Id, session: ReadSessionDep, _caller: Reader) -> CandidateOut:
     return CandidateOut.of(queue.get_candidate(session, candidate_id))
 
 
@@ -69,7 +69,7 @@ class SlugStory(BaseModel):
 
 @router.get("/slugs/{slug}")
 def show_slug(
-    slug: str, session: ReadSessionDep, settings: SettingsDep, _caller: Reader
+    slug: Slug, session: ReadSessionDep, settings: SettingsDep, _caller: Reader
 ) -> SlugStory:
     rows = queue.candidates_of_slug(session, settings.repository_name, slug)
     if not rows:
@@ -83,12 +83,12 @@ def show_slug(
 
 
 class CloseIn(BaseModel):
-    reason: str = Field(min_length=1, max_length=2000)
+    reason: Reason
 
 
 @router.post("/slugs/{slug}/close")
 def close_slug(
-    slug: str, body: CloseIn, session: SessionDep, settings: SettingsDep, caller: Operator
+    slug: Slug, body: CloseIn, session: SessionDep, settings: SettingsDep, caller: Operator
 ) -> CandidateOut:
     """An operator closes the slug's newest open candidate, with a reason (one left
     in_progress by a holder that is gone too)."""

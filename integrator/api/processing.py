@@ -11,7 +11,7 @@ from integrator import outcomes, processing
 from integrator.api.deps import SessionDep, SettingsDep
 from integrator.api.events import Repo
 from integrator.api.lease import GrantIn, Integrator
-from integrator.api.schemas import CandidateOut
+from integrator.api.schemas import CandidateOut, Id, Name, Reason
 from integrator.events import Evidence
 from integrator.gitops import SHA_PATTERN
 
@@ -29,12 +29,12 @@ class OutcomeIn(GrantIn):
     model_config = ConfigDict(extra="forbid")
 
     outcome: outcomes.Outcome
-    attempt: str | None = Field(default=None, max_length=64)
+    attempt: Name | None = Field(default=None, max_length=64)
     main_sha: str | None = Field(default=None, pattern=SHA_PATTERN)
     conflict_evidence: list[Evidence] = Field(default_factory=list)
-    diagnostics: list[str] = Field(default_factory=list)
-    next_action: str | None = Field(default=None, max_length=2000)
-    reason: str | None = Field(default=None, max_length=2000)
+    diagnostics: list[Reason] = Field(default_factory=list)
+    next_action: Reason | None = None
+    reason: Reason | None = None
 
 
 @router.post("/queue/next", response_model=None)
@@ -59,7 +59,7 @@ def next_candidate(
 
 @router.post("/candidates/{candidate_id}/outcome")
 def report_outcome(
-    candidate_id: int,
+    candidate_id: Id,
     body: OutcomeIn,
     session: SessionDep,
     settings: SettingsDep,

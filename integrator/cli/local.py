@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import errno
-import logging
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,6 +16,7 @@ from integrator import migrate, tokens
 from integrator.cli.client import EXIT_BAD_INPUT, fail, print_json
 from integrator.db import make_engine, make_sessionmaker, normalise_url, sqlite_path
 from integrator.errors import DatabaseMissing
+from integrator.logs import EscapeControlCharacters
 from integrator.settings import Settings, get_settings
 
 db_app = typer.Typer(help="Database schema (Alembic).", no_args_is_help=True)
@@ -40,30 +40,6 @@ def local_session(settings: Settings) -> Iterator[Session]:
             yield session
     finally:
         engine.dispose()
-
-
-class EscapeControlCharacters(logging.Filter):
-    """Log records keep to one line: a newline in a logged value (a reason, a holder, a
-    path) is written as `\\n`, so a caller cannot forge a line of the log."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.msg = _escaped(record.msg)
-        if isinstance(record.args, tuple):
-            record.args = tuple(_escaped(a) for a in record.args)
-        elif isinstance(record.args, dict):
-            record.args = {k: _escaped(v) for k, v in record.args.items()}
-        return True
-
-
-def _escaped(value: object) -> object:
-    if isinstance(value, BaseException):
-        value = str(value)
-    if not isinstance(value, str) or value.isprintable():
-        return value
-    return "".join(
-        c if c.isprintable() else c.encode("unicode_escape", "backslashreplace").decode("ascii")
-        for c in value
-    )
 
 
 def log_config(level: str) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from integrator.cli.client import EXIT_BAD_INPUT, fail
+from integrator.logs import EscapeControlCharacters
 from integrator.settings import get_settings
 from integrator.worker import Worker, WorkerExit, WorkerOptions, default_holder
 from integrator.workspace import MergeMethod
@@ -23,6 +24,8 @@ def _configure_logging(level: str) -> None:
         level=level.upper(),
         format="%(asctime)s integrator worker: %(message)s",
     )
+    for handler in logging.getLogger().handlers:  # the service's answers are logged too
+        handler.addFilter(EscapeControlCharacters())
     # httpx logs every request line at INFO; the worker says what matters itself.
     for noisy in ("httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
