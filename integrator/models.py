@@ -81,7 +81,7 @@ class ApiToken(Base):
 
 
 class Event(Base):
-    """The append-only source of truth (DESIGN §3). Never updated or deleted."""
+    """The append-only source of truth. Never updated or deleted."""
 
     __tablename__ = "events"
     __table_args__ = (
@@ -107,7 +107,7 @@ class Event(Base):
 
 
 class Candidate(Base):
-    """A `(slug, branch, sha)` on its way to main (DESIGN §4)."""
+    """A `(slug, branch, sha)` on its way to main."""
 
     __tablename__ = "candidates"
     __table_args__ = (
@@ -158,7 +158,7 @@ class Counter(Base):
 
 
 class ModeState(Base):
-    """The one global mode (DESIGN §6); `version` grows with every change."""
+    """The one global mode; `version` grows with every change."""
 
     __tablename__ = "mode_state"
 
@@ -184,7 +184,7 @@ class HookInstance(Base):
 
 
 class Registration(Base):
-    """A registered update of a protected ref by the lease holder (DESIGN §6)."""
+    """A registered update of a protected ref by the lease holder."""
 
     __tablename__ = "registrations"
     __table_args__ = (

@@ -75,7 +75,7 @@ class Canonical:
         self, pusher: str, *refspecs: str, options: tuple[str, ...] = ()
     ) -> subprocess.CompletedProcess[str]:
         """A real `git push` whose server side sees only what a git host would set: the
-        pusher comes from the transport (DESIGN §11), never from the client's environment."""
+        pusher comes from the transport, never from the client's environment."""
         server = f"env -i PATH={SERVER_PATH} INTEGRATOR_PUSHER={shlex.quote(pusher)}"
         config = [arg for option in options for arg in ("-c", f"push.pushOption={option}")]
         return subprocess.run(

@@ -1,4 +1,4 @@
-"""The service's front door: health, readiness, roles and the error contract (DESIGN §9)."""
+"""The service's front door: health, readiness, roles and the error contract."""
 
 from __future__ import annotations
 

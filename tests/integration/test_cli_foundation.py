@@ -1,4 +1,4 @@
-"""The CLI as a user runs it: tokens, exit codes, and no accidental databases (DESIGN §9)."""
+"""The CLI as a user runs it: tokens, exit codes, and no accidental databases."""
 
 from __future__ import annotations
 

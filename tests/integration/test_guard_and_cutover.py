@@ -1,4 +1,4 @@
-"""Push checks, evidence, cutover and rollback through the API (DESIGN §6, §7)."""
+"""Push checks, evidence, cutover and rollback through the API."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """The guard end to end: hooks installed by the CLI, a real service, real `git push`.
 
 Pushes reach the server through a transport that sets the pusher on the
-server side (`env -i … git-receive-pack`, DESIGN §11). Outcomes are judged
+server side (`env -i … git-receive-pack`). Outcomes are judged
 from the repository's refs themselves.
 """
 

@@ -1,4 +1,4 @@
-"""The lease's rules on a real database, SQLite and PostgreSQL (DESIGN §5).
+"""The lease's rules on a real database, SQLite and PostgreSQL.
 
 Time moves by shifting the SQL clock offset (`later`), never by sleeping.
 """

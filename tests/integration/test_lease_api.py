@@ -1,4 +1,4 @@
-"""The lease over HTTP and from the CLI (DESIGN §9): bodies, 409s and roles."""
+"""The lease over HTTP and from the CLI: bodies, 409s and roles."""
 
 from __future__ import annotations
 

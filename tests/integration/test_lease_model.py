@@ -1,4 +1,4 @@
-"""A Hypothesis state machine of the lease against the real database (DESIGN §5).
+"""A Hypothesis state machine of the lease against the real database.
 
 Several holders acquire, renew, release, fence and are force-released while
 the SQL clock jumps forward (by the bound offset: nothing sleeps). Invariants:

@@ -1,4 +1,4 @@
-"""Stress: 16+ contender processes, two service replicas, SIGKILL and SIGSTOP (DESIGN §5, §11).
+"""Stress: 16+ contender processes, two service replicas, SIGKILL and SIGSTOP.
 
 Contenders (`lease_contender.py`, each a `LeaseKeeper`) fight for a 2 s lease
 for 20 s through two `integrator serve` processes sharing one database. The

@@ -1,4 +1,4 @@
-"""Registrations do not outlive their epoch or cutover (DESIGN §6, §7)."""
+"""Registrations do not outlive their epoch or cutover."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Canonical events: exact types, required fields, field types (DESIGN §3)."""
+"""Canonical events: exact types, required fields, field types."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The push policy: one verdict per push, each rule named (DESIGN §6)."""
+"""The push policy: one verdict per push, each rule named."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The readiness predicate: all six conditions, each reported when unmet (DESIGN §4)."""
+"""The readiness predicate: all six conditions, each reported when unmet."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Settings: one object, validated at start (DESIGN §5, §9)."""
+"""Settings: one object, validated at start."""
 
 from __future__ import annotations
 
