@@ -166,10 +166,22 @@ class SpoolIn(BaseModel):
     items: list[dict[str, Any]] = Field(max_length=10_000)
 
 
+class SpoolRefused(BaseModel):
+    """One spooled item the service cannot take, by its place in the upload, and why."""
+
+    index: int
+    spool_id: str | None
+    message: str
+
+
 class SpoolAccepted(BaseModel):
+    """`refused` lists the invalid items, so that the hook keeps them aside for an operator
+    instead of losing them (retrying cannot succeed)."""
+
     accepted: int
     duplicates: int
     invalid: int
+    refused: list[SpoolRefused] = Field(default_factory=list)
 
 
 @router.post("/push-checks/spool")
@@ -177,16 +189,26 @@ def upload_spool(
     body: SpoolIn, session: SessionDep, settings: SettingsDep, _hook: Hook
 ) -> SpoolAccepted:
     """Verdicts the hook gave while the service was away, and break-glass uses."""
-    accepted = duplicates = invalid = 0
+    accepted = duplicates = 0
+    refused: list[SpoolRefused] = []
     with session.begin():
-        for item in body.items:
+        for index, item in enumerate(body.items):
             try:
                 request = SpooledIn.model_validate(item).request()
-            except ValueError:
-                invalid += 1
+            except ValueError as exc:
+                spool_id = item.get("spool_id")
+                refused.append(
+                    SpoolRefused(
+                        index=index,
+                        spool_id=spool_id[:200] if isinstance(spool_id, str) else None,
+                        message=str(exc)[:2000],
+                    )
+                )
                 continue
             if guard.record_spooled(session, settings, item, request):
                 accepted += 1
             else:
                 duplicates += 1
-    return SpoolAccepted(accepted=accepted, duplicates=duplicates, invalid=invalid)
+    return SpoolAccepted(
+        accepted=accepted, duplicates=duplicates, invalid=len(refused), refused=refused
+    )

@@ -144,7 +144,7 @@ def test_a_spooled_verdict_of_a_branch_longer_than_the_column_is_accepted(
     item = {**push(f"refs/heads/{LONG_BRANCH}"), "allow": True, "mode": "shadow"}
     response = api.post("hook", "/v1/push-checks/spool", {"items": [item]})
     assert response.status_code == 200, response.text
-    assert response.json() == {"accepted": 1, "duplicates": 0, "invalid": 0}
+    assert response.json() == {"accepted": 1, "duplicates": 0, "invalid": 0, "refused": []}
     assert len(stored(engine, "push_allowed")) == 1
 
 

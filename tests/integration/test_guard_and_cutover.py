@@ -208,8 +208,8 @@ def test_spooled_verdicts_and_break_glass_uses_are_recorded_once(ops: Ops, engin
             "decided_at": "2026-11-24T12:00:00+00:00", "bypass": True}  # fmt: skip
     first = ops.client.post("/v1/push-checks/spool", json={"items": [item]}, headers=ops.hook)
     again = ops.client.post("/v1/push-checks/spool", json={"items": [item]}, headers=ops.hook)
-    assert first.json() == {"accepted": 1, "duplicates": 0, "invalid": 0}
-    assert again.json() == {"accepted": 0, "duplicates": 1, "invalid": 0}
+    assert first.json() == {"accepted": 1, "duplicates": 0, "invalid": 0, "refused": []}
+    assert again.json() == {"accepted": 0, "duplicates": 1, "invalid": 0, "refused": []}
     [allowed] = events_of(engine, "push_allowed")
     assert allowed.fields["decided_locally"] is True and allowed.fields["bypass"] is True
     assert len(events_of(engine, "push_bypass")) == 1

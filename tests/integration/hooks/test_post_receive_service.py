@@ -107,3 +107,33 @@ def test_a_report_the_service_refuses_for_good_is_set_aside_and_the_rest_still_a
     branches = {e["fields"]["branch"] for e in events_of(service, reader, "branch_pushed")}
     assert branches == {"topic", "missed"}
     assert len(events_of(service, reader, "push_bypass")) == 1
+
+
+def test_updates_and_verdicts_a_200_answer_refuses_are_kept_aside_not_dropped(
+    tmp_path: Path, fake: FakeService, service: ServiceProcess, tokens: TokenMaker
+) -> None:
+    """A skipped branch and an invalid spooled verdict land in rejected/; the rest is recorded."""
+    repo = ServerRepo(tmp_path, fake)
+    repo.install(url=service.url, token=tokens("hook"))
+    reader = tokens("reader")
+    head = git("rev-parse", "HEAD", cwd=repo.work)
+    spool = repo.state_dir / "spool"
+    spool.mkdir(parents=True)
+    invalid = {**bypass_verdict(head), "updates": "not a list", "spool_id": "0000000000004-1-dead"}
+    (spool / "0000000000004-1-dead.json").write_text(json.dumps(invalid))
+    (spool / "0000000000005-1-beef.json").write_text(json.dumps(bypass_verdict(head)))
+    git("branch", "good", cwd=repo.work)
+    git("update-ref", "refs/heads/-x", head, cwd=repo.work)
+
+    pushed = repo.push("good", "refs/heads/-x:refs/heads/-x")
+    assert pushed.returncode == 0, pushed.stderr
+
+    rejected = repo.state_dir / "rejected"
+    assert poll(lambda: len(list(rejected.glob("*.json"))) == 2 and not list(spool.glob("*")))
+    report = json.loads(next(rejected.glob("report-*.json")).read_text())
+    assert [s["ref"] for s in json.loads(report["answer"])["skipped"]] == ["refs/heads/-x"]
+    spooled = json.loads((rejected / "spool-0000000000004-1-dead.json").read_text())
+    assert spooled["item"]["spool_id"] == "0000000000004-1-dead"
+    branches = {e["fields"]["branch"] for e in events_of(service, reader, "branch_pushed")}
+    assert branches == {"good"}
+    assert len(events_of(service, reader, "push_bypass")) == 1
