@@ -50,6 +50,8 @@ class Settings(BaseSettings):
     registration_ttl_seconds: float = Field(default=300.0, gt=0)
     #: Test-only shift of the SQL clock, in ms; 0 in production.
     sql_clock_offset_ms: int = 0
+    #: Test-only: the worker stops itself (SIGSTOP) just before each push of main.
+    test_pause_before_push: bool = False
 
     cutover_min_outcomes: int = Field(default=20, ge=0)
     cutover_min_shadow_seconds: float = Field(default=86400.0, ge=0)

@@ -5,9 +5,10 @@ the mode the service handed the candidate out in, and returns the outcome body. 
 the I/O; this module decides, so that the rules can be read (and tested) in one place.
 
 Shadow and `off` record predictions (`would_integrate`/`would_block`). In `cutover` a failure
-is a real `blocked`; a clean merge would have to be pushed, which needs registered updates
-of main — not built yet, so the candidate is given back and the worker stops (the seam is
-`Decision.stop`), rather than pretending it pushed.
+is a real `blocked`, and a clean merge is judged by what its registered push did: `integrated`
+(with the registration that landed it), `blocked` when the server's hook refused it or every
+try failed (the refusal is the evidence), or given back with the worker stopped when the
+server cannot take the push at all (a configuration error, not the candidate's fault).
 """
 
 from __future__ import annotations
@@ -16,15 +17,17 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from integrator.checks import CheckResult
+from integrator.landing import PushFacts, Verdict
 from integrator.workspace import Merged, MergeMethod
 
 #: Modes in which the worker predicts and never pushes.
 PREDICTING_MODES = frozenset({"shadow", "off"})
 
-CUTOVER_NEEDS_REGISTRATIONS = (
-    "in cutover the worker must push main through registered updates, which this worker "
-    "cannot do yet; the candidate was returned to the queue: go back to shadow "
-    "(`integrator rollback --reason …`) to keep predicting"
+NO_PUSH_OPTIONS = (
+    "the git server does not accept push options, which carry the integrator's registration: "
+    "set receive.advertisePushOptions=true in the canonical repository on the server "
+    "(`git config receive.advertisePushOptions true`; `integrator hooks install` sets it); "
+    "the candidate was returned to the queue"
 )
 
 TRAILERS = ("Integrator-Candidate", "Integrator-Epoch", "Integrator-Attempt")
@@ -66,6 +69,17 @@ class Trial:
     merge: Merged | None = None
     merged_sha: str | None = None
     check: CheckResult | None = None
+    #: In cutover: what the registered push of `merged_sha` did.
+    push: PushFacts | None = None
+
+    @property
+    def clean(self) -> bool:
+        """A commit was made and the check (if any) passed on it: ready to be pushed."""
+        return self.merged_sha is not None and (self.check is None or self.check.ok)
+
+    @property
+    def landed(self) -> bool:
+        return self.push is not None and self.push.verdict is Verdict.landed
 
 
 @dataclass(frozen=True)
@@ -79,6 +93,7 @@ class Decision:
     diagnostics: list[str] = field(default_factory=list)
     next_action: str | None = None
     reason: str | None = None
+    registration_id: int | None = None
     #: Report, then stop the worker with `reason` as its one-line error.
     stop: bool = False
 
@@ -91,6 +106,7 @@ class Decision:
             "diagnostics": self.diagnostics,
             "next_action": self.next_action,
             "reason": self.reason,
+            "registration_id": self.registration_id,
         }
         return {k: v for k, v in fields.items() if v not in (None, [])}
 
@@ -198,8 +214,9 @@ def judge(handed: Handed, trial: Trial) -> Decision:
 
 def not_on_main(handed: Handed, trial: Trial) -> Decision:
     """The service checked an `already_integrated` against main and did not find it there:
-    a merge that changed nothing is reported as the clean merge it is; a sha this worker saw
-    on main but the service does not goes back to the queue, and the worker stops."""
+    a merge that changed nothing is reported as the clean merge it is (in cutover there is
+    nothing to push: it goes back to the queue for an operator); a sha this worker saw on main
+    but the service does not goes back to the queue, and the worker stops."""
     merge = trial.merge
     if merge is None or not merge.ok:
         return requeue(
@@ -208,12 +225,22 @@ def not_on_main(handed: Handed, trial: Trial) -> Decision:
             "worker and the service use the same repository (--repo and INTEGRATOR_REPO)",
             stop=True,
         )
+    if handed.mode not in PREDICTING_MODES:
+        return requeue(
+            f"{handed.describe()} changes nothing on main at {trial.base[:12]}, but the service "
+            "does not find its content there, and an integration that changes nothing is not "
+            f"pushed; returned to the queue: if its changes are on main, run `integrator queue "
+            f"close {handed.slug} --reason …`",
+            stop=True,
+        )
     return judge(handed, replace(trial, already_on_main=None, merge=replace(merge, empty=False)))
 
 
 def _clean(handed: Handed, trial: Trial) -> Decision:
     if handed.mode not in PREDICTING_MODES:
-        return requeue(CUTOVER_NEEDS_REGISTRATIONS, stop=True)
+        if trial.push is None:
+            raise ValueError("in cutover a clean merge is judged by its push")
+        return _pushed(handed, trial, trial.push)
     base = trial.base[:12]
     lines = [
         f"merged cleanly onto main at {base} as {trial.merged_sha[:12]}"
@@ -224,4 +251,48 @@ def _clean(handed: Handed, trial: Trial) -> Decision:
         lines.append(f"check `{trial.check.command}` passed in {trial.check.seconds:.1f}s")
     return Decision(
         outcome="would_integrate", attempt=trial.attempt, main_sha=trial.base, diagnostics=lines
+    )
+
+
+def _pushed(handed: Handed, trial: Trial, push: PushFacts) -> Decision:
+    """Cutover: the outcome of the registered push of the tested commit."""
+    base, new = trial.base[:12], push.new[:12]
+    if push.verdict is Verdict.landed:
+        lines = [f"merged onto main at {base} as {new} and pushed (registration "
+                 f"{push.registration_id})"]  # fmt: skip
+        if trial.check is not None:
+            lines.append(f"check `{trial.check.command}` passed on {new} before the push")
+        return Decision(
+            outcome="integrated",
+            attempt=trial.attempt,
+            main_sha=push.new,
+            registration_id=push.registration_id,
+            diagnostics=lines,
+        )
+    if push.verdict is Verdict.unsupported:
+        return requeue(NO_PUSH_OPTIONS, stop=True)
+    if push.verdict is Verdict.withdrawn:
+        return requeue(f"the service left cutover before the push of main: {push.detail}")
+    evidence: dict[str, Any] = {"kind": "push", "refusal": push.detail[:2000]}
+    if push.remote_lines:
+        evidence["output_tail"] = "\n".join(push.remote_lines)[-4000:]
+    if push.verdict is Verdict.refused:
+        what = f"the git server refused the push of {new} onto main at {base}: {push.detail}"
+        action = (
+            f"read the refusal; fix what it names on {handed.branch} (or ask an operator to "
+            f"fix the server's hooks), push the branch, then run {_resubmit(handed)}"
+        )
+    else:
+        what = f"the push of {new} onto main kept failing; the last try: {push.detail}"
+        action = (
+            "check that the canonical repository is reachable and its hooks answer "
+            f"(`integrator hooks check <repository>` on the server), then run {_resubmit(handed)}"
+        )
+    return Decision(
+        outcome="blocked",
+        attempt=trial.attempt,
+        main_sha=trial.base,
+        conflict_evidence=[evidence],
+        diagnostics=[what[:2000]],
+        next_action=action,
     )

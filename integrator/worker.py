@@ -14,10 +14,15 @@ The loop, and why it is shaped this way:
    that changes nothing is `already_integrated` too. A trailer on main is never taken as
    proof (anyone can write one): the service checks every `already_integrated` against main
    itself, and when it does not find the content there the merge is reported for what it is.
-5. Self-fence: right before every irreversible step — reporting now, pushing later — stop
-   unless the last successful renewal was *sent* less than the renew deadline ago. The
-   service's fence is what stops a holder that stalls after asking.
-6. Report what `integrator.trial.judge` decides. Nothing here ever pushes canonical `main`.
+5. In cutover, a clean merge is pushed by `integrator.landing`: registered, then *that same
+   commit* pushed (the tested sha is the landed sha). A try that did not land is retried a
+   bounded number of times with a fresh registration; when main moved meanwhile, the candidate
+   is merged and checked again first. In shadow and `off` nothing is ever pushed.
+6. Self-fence: right before every irreversible step (pushing, reporting) stop unless the
+   last successful renewal was *sent* less than the renew deadline ago. The service's fence
+   (and, for the push, the hook's check of the registration) is what stops a holder that
+   stalls after asking.
+7. Report what `integrator.trial.judge` decides.
 
 SIGTERM (or SIGINT): kill a running check's process group, give the candidate back
 (`requeue`), release the lease, exit 0. `--once` drains until the queue answers 204.
@@ -31,7 +36,7 @@ import queue
 import socket
 import threading
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +44,7 @@ import httpx
 
 from integrator.checks import CheckRunner
 from integrator.gitops import GitError
+from integrator.landing import Lander, Verdict
 from integrator.lease_client import LeaseClientError, LeaseKeeper
 from integrator.service_client import (
     EXIT_BAD_INPUT,
@@ -54,6 +60,7 @@ from integrator.service_client import (
 )
 from integrator.settings import Settings
 from integrator.trial import (
+    PREDICTING_MODES,
     Decision,
     Handed,
     Trial,
@@ -70,6 +77,8 @@ __all__ = ["Worker", "WorkerExit", "WorkerOptions", "default_holder"]
 
 #: The service's answer to an `already_integrated` it cannot confirm on main.
 NOT_ON_MAIN = "content_not_on_main"
+#: Registered tries after the first that did not land (transport, hook deadline, main moved).
+PUSH_RETRIES = 3
 
 
 def default_holder() -> str:
@@ -110,6 +119,14 @@ class Worker:
             options.repo, options.workspace, main_branch=main_ref.removeprefix("refs/heads/")
         )
         self.runner = CheckRunner(options.check, options.check_timeout) if options.check else None
+        self.lander = Lander(
+            self.workspace.git,
+            self.service,
+            main_ref,
+            grant=self._grant,
+            fenced_ok=self.keeper.fenced_ok,
+            pause=settings.test_pause_before_push,
+        )
         self.stopping = threading.Event()
         self._signals: queue.SimpleQueue[int | None] = queue.SimpleQueue()
 
@@ -219,7 +236,7 @@ class Worker:
         except WorkerExit as exc:
             self._report(handed, requeue(exc.message))
             raise
-        if self.stopping.is_set():
+        if self.stopping.is_set() and not trial.landed:  # what landed is recorded, always
             self._report(handed, requeue("the worker is stopping (signal)"))
             return
         decision = judge(handed, trial)
@@ -234,6 +251,22 @@ class Worker:
             raise WorkerExit(EXIT_REFUSED, decision.reason or "stopped")
 
     def _try(self, handed: Handed) -> Trial:
+        trial = self._merge_and_check(handed)
+        if handed.mode in PREDICTING_MODES:
+            return trial
+        for retry in range(PUSH_RETRIES + 1):
+            if not trial.clean or trial.merged_sha is None or self.stopping.is_set():
+                return trial
+            pushed = self.lander.land(handed.id, trial.base, trial.merged_sha, trial.attempt)
+            trial = replace(trial, push=pushed)
+            if pushed.verdict is not Verdict.retry or retry == PUSH_RETRIES:
+                return trial
+            log.warning("%s: push not landed (%s); trying again", handed.describe(), pushed.detail)
+            if pushed.main != trial.base:  # main moved: merge and check again on the new main
+                trial = self._merge_and_check(handed)
+        return trial
+
+    def _merge_and_check(self, handed: Handed) -> Trial:
         attempt = str(uuid.uuid4())  # chosen before anything is committed
         ws = self.workspace
         fetched = ws.fetch(handed.sha)

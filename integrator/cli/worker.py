@@ -63,7 +63,8 @@ def worker(
     log_level: Annotated[str, typer.Option(help="Logging level.")] = "info",
 ) -> None:
     """Take the lease and work the queue: merge each candidate in a private clone, run the
-    check, record the outcome (in shadow: a prediction; canonical main is never pushed)."""
+    check, record the outcome. In shadow it is a prediction and main is never pushed; in
+    cutover the tested commit is pushed to main as a registered update."""
     settings = get_settings()
     source = repo or settings.repo
     if not source:

@@ -236,30 +236,6 @@ def test_a_candidate_already_squashed_onto_main_is_closed_as_already_integrated(
     assert refs_of(world.canonical.bare) == before
 
 
-def test_in_cutover_a_clean_candidate_is_given_back_and_the_worker_stops_without_pushing(
-    world: WorkerWorld,
-) -> None:
-    """Pushing needs registered updates (not built yet): requeue, one-line error, no push."""
-    from integrator.db import make_engine, make_sessionmaker
-    from integrator.modes import Mode, change
-
-    candidate = world.ready("clean")
-    engine = make_engine(world.settings)
-    with make_sessionmaker(engine)() as session, session.begin():
-        change(session, Mode.cutover, by="test", reason="test", repository="canonical")
-    engine.dispose()
-    before = refs_of(world.canonical.bare)
-
-    result = world.run_worker("--once")
-
-    assert result.returncode == 1
-    assert "registered updates" in result.stderr.strip().splitlines()[-1]
-    assert world.candidate(candidate)["status"] == "queued"
-    assert refs_of(world.canonical.bare) == before
-    assert world.lease()["holder"] is None
-    assert os.path.isdir(world.tmp_path / "ws" / "clone")
-
-
 def test_the_worker_fences_itself_and_does_not_report_past_its_renew_deadline(
     world: WorkerWorld, tmp_path: Path
 ) -> None:

@@ -7,8 +7,9 @@ import subprocess
 import pytest
 
 from integrator.checks import CheckResult
+from integrator.landing import PushFacts, Verdict
 from integrator.trial import (
-    CUTOVER_NEEDS_REGISTRATIONS,
+    NO_PUSH_OPTIONS,
     Handed,
     Trial,
     judge,
@@ -93,12 +94,71 @@ def test_content_already_on_main_is_already_integrated_in_any_mode(mode: str) ->
         assert (decision.outcome, decision.main_sha) == ("already_integrated", BASE)
 
 
-def test_a_clean_merge_in_cutover_is_given_back_and_stops_the_worker() -> None:
-    """The push seam: without registered updates the worker does not pretend to push."""
-    decision = judge(handed("cutover"), trial(merge=clean_merge(), check=check()))
-    assert (decision.outcome, decision.stop) == ("requeue", True)
-    assert decision.reason == CUTOVER_NEEDS_REGISTRATIONS
-    assert decision.body() == {"outcome": "requeue", "reason": CUTOVER_NEEDS_REGISTRATIONS}
+NEW = "d" * 40
+
+
+def pushed(verdict: Verdict, **facts: object) -> Trial:
+    push = PushFacts(verdict, NEW, **facts)  # type: ignore[arg-type]
+    return trial(merge=clean_merge(), merged_sha=NEW, check=check(), push=push)
+
+
+def test_a_landed_push_in_cutover_is_integrated_with_the_tested_commit_and_registration() -> None:
+    """main_sha is the pushed commit (the tested one), with its attempt and registration."""
+    decision = judge(handed("cutover"), pushed(Verdict.landed, registration_id=12, main=NEW))
+    assert decision.body() == {
+        "outcome": "integrated",
+        "attempt": "att-1",
+        "main_sha": NEW,
+        "registration_id": 12,
+        "diagnostics": [
+            f"merged onto main at {BASE[:12]} as {NEW[:12]} and pushed (registration 12)",
+            f"check `make test` passed on {NEW[:12]} before the push",
+        ],
+    }
+
+
+def test_a_push_refused_by_the_hook_is_blocked_with_the_refusal_as_push_evidence() -> None:
+    """kind push: the refusal line and the server's remote: lines; a next action to resume."""
+    lines = ("integrator: refused main: nope", "integrator: no ref of this push was updated.")
+    decision = judge(
+        handed("cutover"),
+        pushed(Verdict.refused, registration_id=3, remote_lines=lines, detail=lines[0]),
+    )
+    assert decision.outcome == "blocked" and decision.main_sha == BASE
+    assert decision.conflict_evidence == [
+        {"kind": "push", "refusal": lines[0], "output_tail": "\n".join(lines)}
+    ]
+    assert "refused the push" in decision.diagnostics[0]
+    assert decision.next_action and "integrator submit --slug feat-7" in decision.next_action
+    assert not decision.stop
+
+
+def test_a_push_that_kept_failing_is_blocked_with_the_last_try_as_evidence() -> None:
+    """Exhausted retries block the candidate: the evidence says what the last try did."""
+    decision = judge(handed("cutover"), pushed(Verdict.retry, detail="the push timed out"))
+    assert decision.outcome == "blocked"
+    assert decision.conflict_evidence == [{"kind": "push", "refusal": "the push timed out"}]
+    assert "kept failing" in decision.diagnostics[0]
+
+
+def test_a_server_without_push_options_gives_the_candidate_back_and_stops_the_worker() -> None:
+    """A configuration error, not the candidate's fault: one line naming the setting."""
+    decision = judge(handed("cutover"), pushed(Verdict.unsupported))
+    assert (decision.outcome, decision.stop, decision.reason) == ("requeue", True, NO_PUSH_OPTIONS)
+    assert "receive.advertisePushOptions=true" in NO_PUSH_OPTIONS
+    assert "\n" not in NO_PUSH_OPTIONS
+
+
+def test_a_registration_refused_because_the_service_left_cutover_gives_the_candidate_back() -> None:
+    """Nothing was pushed: the candidate goes back to the queue, the worker goes on."""
+    decision = judge(handed("cutover"), pushed(Verdict.withdrawn, detail="mode is shadow"))
+    assert (decision.outcome, decision.stop) == ("requeue", False)
+
+
+def test_a_clean_merge_in_cutover_is_never_judged_without_its_push() -> None:
+    """The worker pushes before judging: a missing push is a bug, not an outcome."""
+    with pytest.raises(ValueError, match="judged by its push"):
+        judge(handed("cutover"), trial(merge=clean_merge(), merged_sha=NEW, check=check()))
 
 
 @pytest.mark.parametrize("method", list(MergeMethod))
@@ -138,3 +198,15 @@ def test_a_sha_on_main_for_the_worker_but_not_for_the_service_is_given_back_and_
     decision = not_on_main(handed(), trial(already_on_main=BASE))
     assert (decision.outcome, decision.stop) == ("requeue", True)
     assert "--repo and INTEGRATOR_REPO" in (decision.reason or "")
+
+
+def test_in_cutover_an_empty_merge_the_service_cannot_find_on_main_goes_back_for_an_operator() -> (
+    None
+):
+    """Nothing to push and nothing proven: requeue, stop, and name the close command."""
+    from integrator.trial import not_on_main
+
+    empty = Merged(ok=True, conflicts=(), output="", empty=True)
+    decision = not_on_main(handed("cutover"), trial(merge=empty))
+    assert (decision.outcome, decision.stop) == ("requeue", True)
+    assert "integrator queue close feat-7" in (decision.reason or "")
