@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from integrator import lease, modes, scoring
+from integrator import lease, modes, registrations, scoring
 from integrator.admission import CanonicalRepo, check, record
 from integrator.errors import EvidenceIncomplete, TransitionRefused
 from integrator.events import record_system_event
@@ -28,7 +28,7 @@ from integrator.parity import (
     lease_overlaps,
     shadow_registrations,
 )
-from integrator.policy import RegistrationFacts, Update, decide
+from integrator.policy import Update, decide
 from integrator.queue import Status
 from integrator.queue import transition as move
 from integrator.registrations import void_open
@@ -180,12 +180,14 @@ def live_policy_refuses_last_human_push(session: Session, settings: Settings) ->
 def live_policy_allows_registration(
     session: Session, settings: Settings, repo: CanonicalRepo
 ) -> Item:
-    """The lease holder's next update of canonical main, decided by the push policy in cutover.
+    """The lease holder's next update of canonical main, decided as a push check would.
 
-    The service does not create registrations yet, so the registration is the one the holder
-    would get now: for main's ref from main's current sha, in the lease row's epoch, with the
-    lease time the row has left. The merge it would push does not exist yet; the worker always
-    builds it directly on main, which is what the hook would find (fast-forward, first parent).
+    A dry run: nothing is registered. The registration is the one the holder would get now
+    (main's ref from main's current sha, the lease row's epoch, valid until the earlier of
+    the lease's expiry and the registration lifetime), judged by the same rule a push check
+    applies to a real one, then by the push policy in cutover. The merge it would push does
+    not exist yet; the worker always builds it directly on main, which is what the hook
+    would find (fast-forward, first parent).
     """
     title = "the live policy allows a registration from the live lease row"
     state = lease.status(session, settings)
@@ -199,19 +201,25 @@ def live_policy_allows_registration(
         )
         return Item("registration_allowed", title, False, {"ref": ref}, [blocker])
     proposed = Update(ref, ref, old, NEXT_MERGE, fast_forward=True, first_parent=True)
-    left = state.expires_at_ms - state.now_ms
-    registration = RegistrationFacts(matches=True, epoch_current=True, lease_left_ms=left)
+    would_register = Registration(
+        repository=settings.repository_name, ref=ref, old=old, new=NEXT_MERGE,
+        epoch=state.epoch, status="registered",
+        expires_at_ms=registrations.expiry_ms(state, settings),
+    )  # fmt: skip
+    registration = registrations.decide_facts(
+        would_register, settings.repository_name, proposed, state
+    )
     facts = push_facts(settings, modes.Mode.cutover, state.holder, True)
     verdict = decide([proposed], facts, [registration])
     numbers = {
         "holder": state.holder,
         "epoch": state.epoch,
-        "lease_left_ms": left,
+        "lease_left_ms": registration.lease_left_ms,
         "ref": ref,
         "old": old,
         "reason_code": verdict.reason.value,
-        "registration": "derived from the lease row (the service does not create "
-        "registrations yet)",
+        "registration": "a dry run of the registration the holder would get now "
+        "(nothing is registered)",
     }
     blockers = [] if verdict.allow else [f"refused: {verdict.reason.value}"]
     return Item("registration_allowed", title, not blockers, numbers, blockers)

@@ -104,3 +104,21 @@ class EvidenceIncomplete(Conflict):
     """The go/no-go evidence for cutover is incomplete."""
 
     code = "evidence_incomplete"
+
+
+class NotInCutover(Conflict):
+    """Registrations are created only in cutover: the integrator moves main only then."""
+
+    code = "not_in_cutover"
+
+
+class NotOnMain(TransitionRefused):
+    """The service does not find the candidate's content on main."""
+
+    code = "content_not_on_main"
+
+
+class RepositoryUnreadable(IntegratorError):
+    """The canonical repository cannot be read now; nothing was recorded: try again."""
+
+    code = "repository_unreadable"

@@ -12,7 +12,8 @@ import hashlib
 import json
 import time
 import uuid
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
@@ -21,12 +22,20 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from integrator import events, modes
+from integrator import events, lease, modes, registrations
 from integrator.admission import CanonicalRepo, on_event
 from integrator.errors import InvalidInput
 from integrator.messages import push_messages
-from integrator.models import HookInstance, utcnow
-from integrator.policy import PushFacts, PushVerdict, Reason, Update, UpdateVerdict, decide
+from integrator.models import HookInstance, Registration, utcnow
+from integrator.policy import (
+    PushFacts,
+    PushVerdict,
+    Reason,
+    Update,
+    UpdateVerdict,
+    combine,
+    decide,
+)
 from integrator.refnames import BRANCH_MAX_LENGTH
 from integrator.settings import Settings
 
@@ -71,9 +80,10 @@ def check_push(session: Session, settings: Settings, request: PushRequest) -> Pu
     started = time.perf_counter()
     mode = modes.current(session)
     facts = push_facts(settings, mode.mode, request.pusher, request.registration_nonce is not None)
-    # Registered updates (the integrator's way through in cutover) arrive with
-    # "Server-side guard II"; until then no update carries a valid registration.
-    verdict = decide(request.updates, facts)
+    registration = None
+    if request.registration_nonce is not None and mode.mode is modes.Mode.cutover:
+        registration = registrations.by_nonce(session, request.registration_nonce)
+    verdict = _decide_registered(session, settings, request, facts, registration)
     latency_ms = round((time.perf_counter() - started) * 1000, 3)
     push_id = uuid.uuid4().hex
     for item in verdict.updates:
@@ -90,6 +100,36 @@ def check_push(session: Session, settings: Settings, request: PushRequest) -> Pu
     return PushAnswer(
         verdict, mode, tuple(settings.protected_refs), push_messages(verdict, mode.mode)
     )
+
+
+def _decide_registered(
+    session: Session,
+    settings: Settings,
+    request: PushRequest,
+    facts: PushFacts,
+    registration: Registration | None,
+) -> PushVerdict:
+    """The policy's verdict; in cutover, a protected update it lets through on the push's
+    registration is authorized in this transaction, or refused when that conditional
+    statement finds the registration no longer usable (spent, replaced, epoch ended)."""
+    if request.registration_nonce is None or facts.mode is not modes.Mode.cutover:
+        return decide(request.updates, facts)
+    state = lease.status(session, settings)
+    found = [
+        registrations.decide_facts(registration, request.repository, u, state)
+        for u in request.updates
+    ]
+    verdicts = []
+    for item in decide(request.updates, facts, found).updates:
+        if item.protected and item.allow:
+            authorized = registration is not None and registrations.authorize(
+                session, settings, registration, request.repository, item.update, request.pusher
+            )
+            if not authorized:
+                item = replace(item, allow=False, would_reject=True,
+                               reason=Reason.registration_mismatch)  # fmt: skip
+        verdicts.append(item)
+    return combine(verdicts)
 
 
 def event_type_of(item: UpdateVerdict, mode: modes.Mode) -> str:
@@ -260,9 +300,11 @@ def report_pushes(
     repo: CanonicalRepo,
     request: PushRequest,
     *,
+    protected_refs: Sequence[str],
     actor: str,
 ) -> Reported:
-    """post-receive: a `branch_pushed` per moved branch, keyed `<repo>:<ref>:<old>:<new>`.
+    """post-receive: a `branch_pushed` per moved branch, keyed `<repo>:<ref>:<old>:<new>`;
+    a protected ref that moved old → new lands the authorized registration of that update.
 
     Each update stands alone: one branch our rules refuse is skipped with its reason,
     the others are recorded.
@@ -271,6 +313,8 @@ def report_pushes(
     skipped: list[Skipped] = []
     pushed_at = utcnow().isoformat()
     for update in request.updates:
+        if update.resolved_ref in protected_refs and not update.deletion:
+            registrations.land(session, request.repository, update, actor)
         if update.deletion or not update.resolved_ref.startswith("refs/heads/"):
             continue
         try:

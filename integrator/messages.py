@@ -37,8 +37,14 @@ REASONS: dict[Reason, str] = {
     Reason.integrator_without_registration: (
         "you are the integrator but sent no registration (push option integrator-push=<nonce>)"
     ),
-    Reason.registration_mismatch: "the registration does not match this ref, old and new",
-    Reason.lease_margin: "the registration's lease epoch has ended or is about to",
+    Reason.registration_mismatch: (
+        "no usable registration matches this ref, old and new: a registration buys one "
+        "update once, before it expires (register again)"
+    ),
+    Reason.lease_margin: (
+        "the registration's lease epoch has ended or has too little time left: renew or "
+        "take the lease, then register again"
+    ),
     Reason.deletion: "deleting a protected ref is refused to everyone",
     Reason.creation: "creating a protected ref is not a registered update",
     Reason.not_fast_forward: "rewinding a protected ref (non-fast-forward) is refused to everyone",

@@ -58,9 +58,15 @@ def _registered_commit(session: Session, git: Git, main: str, candidate: Candida
             )
         ).tuples()
     )
+    explained = explained_commits(git, main, registered)
+    return explained[0] if explained else None
+
+
+def explained_commits(git: Git, main: str, registered: set[tuple[str, str]]) -> list[str]:
+    """Commits of `main`'s first-parent history (newest first) that a registration explains:
+    its `(new, attempt)` is the commit and its `Integrator-Attempt` trailer. A trailer alone,
+    or a registered `new` without its attempt, explains nothing."""
     if not registered:  # shadow never registers: no git call
-        return None
-    for commit, attempt in git.first_parent_trailer(main, "Integrator-Attempt", TRAILER_WINDOW):
-        if (commit, attempt) in registered:
-            return commit
-    return None
+        return []
+    history = git.first_parent_trailer(main, "Integrator-Attempt", TRAILER_WINDOW)
+    return [commit for commit, attempt in history if (commit, attempt) in registered]

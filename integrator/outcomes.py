@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy.orm import Session
 
@@ -22,11 +22,14 @@ from integrator.queue import Status
 from integrator.queue import transition as move
 from integrator.settings import Settings
 
+T = TypeVar("T", str, int)
+
 
 class Outcome(StrEnum):
     """What the holder reports for a candidate it was handed."""
 
-    #: Cutover: merged and pushed; main_sha is the integration commit.
+    #: Cutover: merged and pushed; main_sha is the integration commit, `registration_id` the
+    #: registration it landed with (landed, or authorized with its commit on main).
     integrated = "integrated"
     #: Its content was already on main (any mode): closed, not merged again.
     already_integrated = "already_integrated"
@@ -53,6 +56,7 @@ class Report:
     diagnostics: list[str] = field(default_factory=list)
     next_action: str | None = None
     reason: str | None = None
+    registration_id: int | None = None
 
 
 def prediction_key(candidate_id: int, epoch: int, attempt: str) -> str:
@@ -70,8 +74,8 @@ def check_mode(outcome: Outcome, mode: modes.Mode) -> None:
         raise TransitionRefused("the service is in cutover: report integrated or blocked")
 
 
-def required(value: str | None, name: str) -> str:
-    if not value:
+def required(value: T | None, name: str) -> T:
+    if value is None or value == "":
         raise InvalidInput(f"{name} is required", details=[Detail(name, "missing", "required")])
     return value
 

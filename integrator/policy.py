@@ -153,7 +153,12 @@ def decide(
 ) -> PushVerdict:
     """One verdict per update, and the push's: refused if any update is."""
     found = list(registrations) if registrations is not None else [None] * len(updates)
-    verdicts = tuple(decide_update(u, facts, r) for u, r in zip(updates, found, strict=True))
+    return combine([decide_update(u, facts, r) for u, r in zip(updates, found, strict=True)])
+
+
+def combine(updates: Sequence[UpdateVerdict]) -> PushVerdict:
+    """The push's verdict from its updates': refused if any update is."""
+    verdicts = tuple(updates)
     refused = [v for v in verdicts if not v.allow]
     reason = refused[0].reason if refused else _push_reason(verdicts)
     return PushVerdict(allow=not refused, reason=reason, updates=verdicts)

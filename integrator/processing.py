@@ -16,11 +16,11 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
-from integrator import lease, modes, on_main
+from integrator import lease, modes, on_main, registrations
 from integrator.admission import CanonicalRepo, check, record, supersede_if_replaced
-from integrator.errors import IntegratorError, TransitionRefused
+from integrator.errors import IntegratorError, NotOnMain, RepositoryUnreadable, TransitionRefused
 from integrator.gitops import GitError
-from integrator.models import Candidate
+from integrator.models import Candidate, Registration
 from integrator.outcomes import Outcome, Report, block, check_mode, complete, predict, required
 from integrator.queue import (
     Status,
@@ -43,18 +43,6 @@ class OutcomeNotRecorded(IntegratorError):
     """The service failed to record the outcome; the candidate was set aside as blocked."""
 
     code = "outcome_not_recorded"
-
-
-class NotOnMain(TransitionRefused):
-    """The service does not find the candidate's content on main."""
-
-    code = "content_not_on_main"
-
-
-class RepositoryUnreadable(IntegratorError):
-    """The canonical repository cannot be read now; nothing was recorded: try again."""
-
-    code = "repository_unreadable"
 
 
 @dataclass(frozen=True)
@@ -81,8 +69,18 @@ def requeue_stale(session: Session, settings: Settings, epoch: int) -> list[int]
 def take_next(
     session: Session, settings: Settings, repo: CanonicalRepo, *, epoch: int, token: str, by: str
 ) -> Handout | None:
-    """Hand the smallest-position READY candidate to the holder of `epoch`, or None."""
+    """Hand the smallest-position READY candidate to the holder of `epoch`, or None.
+
+    First, earlier epochs' registrations are resolved against the canonical ref (landed:
+    the candidate is recorded integrated once; not landed: failed, and the candidate goes
+    back to the head of the queue). When the ref cannot be read nothing is handed out."""
     lease.fence(session, settings, epoch, token)
+    registrations.expire_due(session, settings)
+    try:
+        registrations.reconcile(session, settings, repo, epoch, by)
+    except GitError as exc:
+        log.warning("cannot resolve earlier registrations against git: %s; retrying later", exc)
+        return None
     requeued = tuple(requeue_stale(session, settings, epoch))
     mode = modes.current(session).mode
     current = handed_to(session, settings.repository_name, epoch)
@@ -131,8 +129,9 @@ def report(
     if kind is Outcome.requeue:
         move(session, candidate, Status.queued, reason=outcome.reason or "returned by the holder")
     elif kind is Outcome.integrated:
-        complete(session, settings, candidate, required(outcome.main_sha, "main_sha"), by,
-                 f"epoch {epoch}")  # fmt: skip
+        landed = _landed(session, repo, candidate, epoch, outcome, by)
+        complete(session, settings, candidate, landed.new, by,
+                 f"epoch {epoch}, registration {landed.id}")  # fmt: skip
     elif kind is Outcome.already_integrated:
         found = _found_on_main(session, repo, candidate)
         complete(session, settings, candidate, found.commit, by,
@@ -227,6 +226,53 @@ def _handout(session: Session, candidate_id: int, epoch: int) -> Candidate | Non
     if candidate.status != Status.in_progress or candidate.epoch != epoch:
         return None
     return candidate
+
+
+def _landed(
+    session: Session, repo: CanonicalRepo, candidate: Candidate, epoch: int, outcome: Report,
+    by: str,
+) -> Registration:  # fmt: skip
+    registration_id = required(outcome.registration_id, "registration_id")
+    try:
+        return registrations.confirm_landed(
+            session, repo, candidate, epoch, registration_id,
+            main_sha=outcome.main_sha, attempt=outcome.attempt, by=by,
+        )  # fmt: skip
+    except GitError as exc:
+        log.warning("cannot verify registration %s on main: %s", registration_id, exc)
+        raise RepositoryUnreadable(
+            "the canonical repository cannot be read now, so the service cannot confirm "
+            f"registration {registration_id} landed; it stays with you: report again later"
+        ) from None
+
+
+def register(
+    session: Session,
+    settings: Settings,
+    *,
+    epoch: int,
+    token: str,
+    candidate_id: int,
+    ref: str,
+    old: str,
+    new: str,
+    attempt: str,
+    by: str,
+) -> registrations.Issued:
+    """A fenced registration of one update of the holder's in_progress candidate."""
+    fenced = lease.fence(session, settings, epoch, token)
+    registrations.expire_due(session, settings)
+    return registrations.create(session, settings, fenced, candidate_id=candidate_id, ref=ref,
+                                old=old, new=new, attempt=attempt, by=by)  # fmt: skip
+
+
+def fail_registration(
+    session: Session, settings: Settings, *, epoch: int, token: str, registration_id: int,
+    reason: str, by: str,
+) -> Registration:  # fmt: skip
+    """The holder says its registered push was refused or did not land."""
+    fenced = lease.fence(session, settings, epoch, token)
+    return registrations.fail(session, settings, fenced, registration_id, reason=reason, by=by)
 
 
 def _found_on_main(session: Session, repo: CanonicalRepo, candidate: Candidate) -> on_main.OnMain:

@@ -1,64 +1,431 @@
-"""Registered updates across epochs.
+"""Registered updates: the only way the lease holder moves a protected ref in cutover.
 
-On every lease grant (takeovers and force-releases included), registrations
-of earlier epochs stop being usable: unconsumed ones become `void`, authorized
-ones `in_doubt` — the new holder resolves those against the real ref before
-it dequeues. Runs in the grant's own transaction.
+A registration names one update `(repository, ref, old, new)` of one candidate and one
+attempt, made by the holder of one epoch. Its nonce is random, shown once and stored only
+hashed; it buys exactly that update. States and their events:
+
+    registered → authorized → landed | failed       (registration_authorized, _landed, _failed)
+    registered → void | expired                      (registration_voided, _expired)
+    authorized → in_doubt  (its epoch ended)         (registration_in_doubt)
+    in_doubt | authorized of an ended epoch → landed | failed, by reconciliation
+
+Every change of status is one conditional UPDATE whose row count says whether it happened,
+so two requests racing for one registration cannot both move it. Times are integer ms of
+the SQL clock, as for the lease. Writes made by the holder (create, fail, reconcile) run
+after `lease.fence` in the caller's transaction and take the fenced lease state as proof.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import update
+import hashlib
+import secrets
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, cast
+
+from sqlalchemy import ColumnElement, Table, and_, exists, select, update
 from sqlalchemy.orm import Session
 
+from integrator import modes, on_main
+from integrator.admission import CanonicalRepo
+from integrator.db import now_ms_expr
+from integrator.errors import (
+    Detail,
+    InvalidInput,
+    NotFound,
+    NotInCutover,
+    NotOnMain,
+    TransitionRefused,
+)
 from integrator.events import record_system_event
-from integrator.models import Registration, utcnow
+from integrator.gitops import is_zero_sha
+from integrator.models import Candidate, Lease, Registration, utcnow
+from integrator.outcomes import complete
+from integrator.policy import RegistrationFacts, Update
+from integrator.queue import Status, get_candidate
+from integrator.settings import Settings
 
+if TYPE_CHECKING:
+    from integrator.lease import LeaseState
+
+REGISTRATIONS = cast(Table, Registration.__table__)
+#: A registration that can still authorize an update.
+OPEN = ("registered", "authorized")
+#: Authorized before its epoch ended, or never resolved: the next holder looks at main.
+UNRESOLVED = ("in_doubt", "authorized")
 #: state → what it becomes when its epoch ends
 RETIRED = {"registered": "void", "authorized": "in_doubt"}
 
 
+@dataclass(frozen=True)
+class Issued:
+    """A new registration; `nonce` is shown to the holder once and never stored or logged."""
+
+    registration: Registration
+    nonce: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class Reconciled:
+    landed: tuple[int, ...] = ()
+    failed: tuple[int, ...] = ()
+    #: Candidates recorded as integrated from a registration that landed.
+    integrated: tuple[int, ...] = ()
+
+
+def hash_nonce(nonce: str) -> str:
+    return hashlib.sha256(nonce.encode()).hexdigest()
+
+
+def _now(session: Session, settings: Settings) -> ColumnElement[int]:
+    return now_ms_expr(session.get_bind().dialect.name, settings.sql_clock_offset_ms)
+
+
+def _event(session: Session, kind: str, row: Any, by: str | None = None, **extra: Any) -> None:
+    fields = {"registration_id": row.id, "candidate_id": row.candidate_id, "epoch": row.epoch,
+              **extra}  # fmt: skip
+    record_system_event(
+        session, type=f"registration_{kind}", repository=row.repository, fields=fields, actor=by
+    )
+
+
+def _moved(session: Session, *where: Any, status: str) -> list[Any]:
+    """One conditional UPDATE to `status`; the rows it moved."""
+    c = REGISTRATIONS.c
+    statement = (
+        update(REGISTRATIONS)
+        .where(*where)
+        .values(status=status, updated_at=utcnow())
+        .returning(c.id, c.repository, c.candidate_id, c.epoch, c.ref, c.old, c.new, c.attempt)
+    )
+    return list(session.execute(statement).all())
+
+
+# ---- pure rules ---------------------------------------------------------------------------
+
+
+def expiry_ms(fenced: LeaseState, settings: Settings) -> int:
+    """Valid until the earlier of the lease's expiry and the registration lifetime."""
+    lifetime = round(settings.registration_ttl_seconds * 1000)
+    return min(fenced.expires_at_ms or fenced.now_ms, fenced.now_ms + lifetime)
+
+
+def decide_create(
+    mode: modes.Mode, protected_refs: list[str], ref: str, candidate: Candidate, epoch: int
+) -> NotInCutover | TransitionRefused | None:
+    """Why the holder of `epoch` may not register this update now (None: it may)."""
+    if mode is not modes.Mode.cutover:
+        return NotInCutover(f"the service is in {mode}: registrations are created only in cutover")
+    if ref not in protected_refs:
+        return TransitionRefused(
+            f"{ref} is not a protected ref ({', '.join(protected_refs)}): push it without "
+            "a registration"
+        )
+    if candidate.status != Status.in_progress or candidate.epoch != epoch:
+        return TransitionRefused(
+            f"candidate {candidate.id} is {candidate.status} (epoch {candidate.epoch}); only "
+            f"the in_progress handout of epoch {epoch} can be registered"
+        )
+    return None
+
+
+def decide_facts(
+    seen: Registration | None, repository: str, update: Update, state: LeaseState
+) -> RegistrationFacts:
+    """What the policy needs to know about the registration a push's nonce names.
+
+    It matches when it names this repository, resolved ref, old and new and can still be
+    used (registered, or authorized for an identical retry, and not expired). Once its
+    epoch has ended it is refused for that reason, whatever became of it meanwhile.
+    """
+    left = (state.expires_at_ms or state.now_ms) - state.now_ms
+    if seen is None:
+        return RegistrationFacts(matches=False, epoch_current=state.held, lease_left_ms=left)
+    epoch_current = state.held and seen.epoch == state.epoch
+    same = (seen.repository, seen.ref, seen.old, seen.new) == (
+        repository, update.resolved_ref, update.old, update.new
+    )  # fmt: skip
+    usable = seen.status in OPEN and seen.expires_at_ms > state.now_ms
+    return RegistrationFacts(same and (usable or not epoch_current), epoch_current, left)
+
+
+def decide_reconciled(registration: Registration, explained: set[str]) -> str:
+    """landed when its `new` is a commit on main that it explains (attempt and new), else
+    failed: an ended epoch can no longer push it."""
+    return "landed" if registration.new in explained else "failed"
+
+
+# ---- the holder's fenced writes ------------------------------------------------------------
+
+
+def create(
+    session: Session,
+    settings: Settings,
+    fenced: LeaseState,
+    *,
+    candidate_id: int,
+    ref: str,
+    old: str,
+    new: str,
+    attempt: str,
+    by: str,
+) -> Issued:
+    """Register one update for the holder's in_progress candidate; earlier unconsumed
+    registrations of that candidate in this epoch are void (only the newest can land)."""
+    for name, sha in (("old", old), ("new", new)):
+        if is_zero_sha(sha):
+            message = f"{name} must be a commit: registrations neither create nor delete refs"
+            raise InvalidInput(message, details=[Detail(name, "not_zero", message)])
+    candidate = get_candidate(session, candidate_id)
+    mode = modes.current(session).mode
+    refusal = decide_create(mode, settings.protected_refs, ref, candidate, fenced.epoch)
+    if refusal is not None:
+        raise refusal
+    c = REGISTRATIONS.c
+    for row in _moved(session, c.candidate_id == candidate.id, c.epoch == fenced.epoch,
+                      c.status == "registered", status="void"):  # fmt: skip
+        _event(session, "voided", row, by, reason="replaced by a new registration")
+    nonce = secrets.token_urlsafe(32)
+    registration = Registration(
+        repository=settings.repository_name, ref=ref, old=old, new=new,
+        candidate_id=candidate.id, epoch=fenced.epoch, attempt=attempt,
+        nonce_hash=hash_nonce(nonce), status="registered",
+        expires_at_ms=expiry_ms(fenced, settings),
+    )  # fmt: skip
+    session.add(registration)
+    session.flush()
+    _event(session, "created", registration, by, ref=ref, old=old, new=new, attempt=attempt,
+           expires_at_ms=registration.expires_at_ms)  # fmt: skip
+    return Issued(registration, nonce)
+
+
+def get(session: Session, registration_id: int) -> Registration:
+    found = session.get(Registration, registration_id)
+    if found is None:
+        raise NotFound(f"no registration with id {registration_id}")
+    return found
+
+
+def fail(
+    session: Session,
+    settings: Settings,
+    fenced: LeaseState,
+    registration_id: int,
+    *,
+    reason: str,
+    by: str,
+) -> Registration:
+    """The holder gives up a registration of its epoch whose push was refused or did not
+    land (registered or authorized → failed), before registering afresh."""
+    c = REGISTRATIONS.c
+    moved = _moved(session, c.id == registration_id, c.epoch == fenced.epoch,
+                   c.status.in_(OPEN), status="failed")  # fmt: skip
+    registration = get(session, registration_id)
+    if not moved:
+        raise TransitionRefused(
+            f"registration {registration_id} is {registration.status} (epoch "
+            f"{registration.epoch}); only a registered or authorized one of epoch "
+            f"{fenced.epoch} can be failed"
+        )
+    _event(session, "failed", moved[0], by, reason=reason)
+    session.refresh(registration)
+    return registration
+
+
+def expire_due(session: Session, settings: Settings) -> int:
+    """Registered ones past their expiry can no longer authorize anything: expired."""
+    c = REGISTRATIONS.c
+    moved = _moved(session, c.repository == settings.repository_name, c.status == "registered",
+                   c.expires_at_ms <= _now(session, settings), status="expired")  # fmt: skip
+    for row in moved:
+        _event(session, "expired", row)
+    return len(moved)
+
+
+# ---- the guard's side ----------------------------------------------------------------------
+
+
+def by_nonce(session: Session, nonce: str) -> Registration | None:
+    return session.scalar(select(Registration).where(Registration.nonce_hash == hash_nonce(nonce)))
+
+
+def authorize(
+    session: Session, settings: Settings, registration: Registration, repository: str,
+    update: Update, by: str | None,
+) -> bool:  # fmt: skip
+    """Let `update` through on `registration`: registered → authorized, or an identical
+    retry of an authorized one (git gives `old` as the ref's value, so a retry can only
+    pass while the ref still equals old). Each is one conditional UPDATE that re-checks
+    everything — the lease row's epoch and margin included — so a replay, a concurrent
+    push or a takeover in between leaves it refused."""
+    now = _now(session, settings)
+    c, lease = REGISTRATIONS.c, cast(Table, Lease.__table__).c
+    margin = round(settings.authorize_margin_seconds * 1000)
+    lease_live = exists().where(
+        lease.key == settings.lease_key,
+        lease.epoch == c.epoch,
+        lease.holder.is_not(None),
+        lease.expires_at_ms - now >= margin,
+    )
+    same = and_(
+        c.id == registration.id, c.repository == repository, c.ref == update.resolved_ref,
+        c.old == update.old, c.new == update.new, c.expires_at_ms > now, lease_live,
+    )  # fmt: skip
+    moved = _moved(session, same, c.status == "registered", status="authorized")
+    if moved:
+        _event(session, "authorized", moved[0], by, ref=update.resolved_ref, new=update.new)
+        return True
+    return bool(_moved(session, same, c.status == "authorized", status="authorized"))
+
+
+def land(session: Session, repository: str, update: Update, by: str | None) -> list[int]:
+    """A protected ref moved old → new: the authorized registration of that update landed."""
+    c = REGISTRATIONS.c
+    moved = _moved(session, c.repository == repository, c.ref == update.resolved_ref,
+                   c.old == update.old, c.new == update.new, c.status == "authorized",
+                   status="landed")  # fmt: skip
+    for row in moved:
+        _event(session, "landed", row, by, ref=row.ref, new=row.new, by_report=True)
+    return [row.id for row in moved]
+
+
+# ---- outcomes and reconciliation -------------------------------------------------------------
+
+
+def _explained(repo: CanonicalRepo, ref: str, registered: set[tuple[str, str]]) -> set[str]:
+    """Commits of `ref` in the canonical repository that these `(new, attempt)` explain.
+    Raises GitError when the repository cannot be read (unknown is not "absent")."""
+    if repo.mirror is None:
+        raise NotOnMain("no canonical repository is configured: the service cannot read main")
+    git = repo.mirror.git()
+    tip = git.rev_parse(ref)
+    return set(on_main.explained_commits(git, tip, registered)) if tip else set()
+
+
+def confirm_landed(
+    session: Session,
+    repo: CanonicalRepo,
+    candidate: Candidate,
+    epoch: int,
+    registration_id: int,
+    *,
+    main_sha: str | None,
+    attempt: str | None,
+    by: str,
+) -> Registration:
+    """The registration behind an `integrated` outcome: this candidate's and epoch's, and
+    landed — or authorized with its commit on the canonical ref, then landed here."""
+    registration = get(session, registration_id)
+    if (registration.candidate_id, registration.epoch) != (candidate.id, epoch):
+        raise TransitionRefused(
+            f"registration {registration_id} belongs to candidate {registration.candidate_id} "
+            f"(epoch {registration.epoch}), not to candidate {candidate.id} of epoch {epoch}"
+        )
+    for name, sent, kept in (("main_sha", main_sha, registration.new),
+                             ("attempt", attempt, registration.attempt)):  # fmt: skip
+        if sent is not None and sent != kept:
+            message = f"{name} {sent} is not the registration's ({kept})"
+            raise InvalidInput(message, details=[Detail(name, "registration", message)])
+    if registration.status == "landed":
+        return registration
+    if registration.status != "authorized":
+        raise TransitionRefused(
+            f"registration {registration_id} is {registration.status}: its update never "
+            "reached the ref; report blocked, or register again and push"
+        )
+    pair = {(registration.new, registration.attempt)}
+    if registration.new not in _explained(repo, registration.ref, pair):
+        raise NotOnMain(
+            f"registration {registration_id} was authorized but {registration.new[:12]} is not "
+            f"on {registration.ref} as the service reads it; confirm the push landed "
+            "(`git ls-remote`), else fail the registration and register again"
+        )
+    c = REGISTRATIONS.c
+    for row in _moved(session, c.id == registration.id, c.status == "authorized",
+                      status="landed"):  # fmt: skip
+        _event(session, "landed", row, by, ref=row.ref, new=row.new, by_report=False)
+    session.refresh(registration)
+    return registration
+
+
+def reconcile(
+    session: Session, settings: Settings, repo: CanonicalRepo, epoch: int, by: str
+) -> Reconciled:
+    """Resolve earlier epochs' registrations against the canonical ref before anything is
+    handed out: each in_doubt or authorized one becomes landed (its commit on the ref is
+    explained by it) or failed; a landed one's candidate still in_progress of an ended
+    epoch is recorded as integrated, once. Failed ones' candidates go back to the queue
+    with `requeue_stale`. Raises GitError when the repository cannot be read."""
+    c = REGISTRATIONS.c
+    name = settings.repository_name
+    unresolved = list(session.scalars(
+        select(Registration)
+        .where(Registration.repository == name, Registration.epoch < epoch,
+               Registration.status.in_(UNRESOLVED))
+        .order_by(Registration.id)
+    ))  # fmt: skip
+    landed_earlier = list(session.scalars(
+        select(Registration)
+        .join(Candidate, Candidate.id == Registration.candidate_id)
+        .where(Registration.repository == name, Registration.epoch < epoch,
+               Registration.status == "landed", Candidate.status == Status.in_progress.value,
+               Candidate.epoch == Registration.epoch)
+        .order_by(Registration.id)
+    ))  # fmt: skip
+    landed: list[int] = []
+    failed: list[int] = []
+    integrated: list[int] = []
+    refs = {r.ref for r in unresolved}
+    explained = {
+        ref: _explained(repo, ref, {(r.new, r.attempt) for r in unresolved if r.ref == ref})
+        for ref in sorted(refs)
+    }
+    for registration in unresolved:
+        after = decide_reconciled(registration, explained[registration.ref])
+        moved = _moved(session, c.id == registration.id, c.status == registration.status,
+                       status=after)  # fmt: skip
+        if not moved:
+            continue
+        _event(session, after, moved[0], by, reconciled=True, previous=registration.status,
+               by_epoch=epoch)  # fmt: skip
+        (landed if after == "landed" else failed).append(registration.id)
+        session.refresh(registration)
+        if after == "landed":
+            landed_earlier.append(registration)
+    for registration in landed_earlier:
+        candidate = session.get(Candidate, registration.candidate_id)
+        if candidate is None or candidate.status != Status.in_progress:
+            continue
+        if candidate.epoch != registration.epoch:
+            continue
+        complete(session, settings, candidate, registration.new, by,
+                 f"reconciled: registration {registration.id} of epoch {registration.epoch} "
+                 "landed")  # fmt: skip
+        integrated.append(candidate.id)
+    return Reconciled(tuple(landed), tuple(failed), tuple(integrated))
+
+
+# ---- epochs and modes end --------------------------------------------------------------------
+
+
 def retire_earlier_epochs(session: Session, repository: str, epoch: int) -> dict[str, int]:
-    """Void or put in doubt every open registration of an epoch before `epoch`."""
+    """On every lease grant (takeovers and force-releases included), in the grant's own
+    transaction: unconsumed registrations of earlier epochs become void, authorized ones
+    in_doubt — the new holder resolves those against the real ref before it dequeues."""
+    c = REGISTRATIONS.c
     counts: dict[str, int] = {}
     for before, after in RETIRED.items():
-        changed = session.execute(
-            update(Registration)
-            .where(
-                Registration.repository == repository,
-                Registration.status == before,
-                Registration.epoch < epoch,
-            )
-            .values(status=after, updated_at=utcnow())
-            .returning(Registration.id, Registration.epoch)
-        ).all()
-        for registration_id, old_epoch in changed:
-            record_system_event(
-                session,
-                type="registration_voided" if after == "void" else "registration_in_doubt",
-                repository=repository,
-                fields={"registration_id": registration_id, "epoch": old_epoch, "by_epoch": epoch},
-            )
+        changed = _moved(session, c.repository == repository, c.status == before,
+                         c.epoch < epoch, status=after)  # fmt: skip
+        for row in changed:
+            _event(session, "voided" if after == "void" else "in_doubt", row, by_epoch=epoch)
         counts[after] = len(changed)
     return counts
 
 
 def void_open(session: Session, repository: str, reason: str) -> int:
     """Leaving cutover: every open registration (registered or authorized) becomes void."""
-    voided = session.execute(
-        update(Registration)
-        .where(
-            Registration.repository == repository,
-            Registration.status.in_(("registered", "authorized")),
-        )
-        .values(status="void", updated_at=utcnow())
-        .returning(Registration.id, Registration.epoch)
-    ).all()
-    for registration_id, epoch in voided:
-        record_system_event(
-            session,
-            type="registration_voided",
-            repository=repository,
-            fields={"registration_id": registration_id, "epoch": epoch, "reason": reason},
-        )
+    c = REGISTRATIONS.c
+    voided = _moved(session, c.repository == repository, c.status.in_(OPEN), status="void")
+    for row in voided:
+        _event(session, "voided", row, reason=reason)
     return len(voided)

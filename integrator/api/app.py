@@ -17,6 +17,7 @@ from integrator.api import (
     modes,
     predictions,
     processing,
+    registrations,
     tokens,
     whoami,
 )
@@ -66,4 +67,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(guard.router)
     app.include_router(modes.router)
     app.include_router(lease_api.router)
+    app.include_router(registrations.router)
     return app

@@ -147,7 +147,9 @@ def push_report(
     repo.refresh()
     request = body.request()
     with session.begin():
-        reported = guard.report_pushes(session, repo, request, actor=caller.name)
+        reported = guard.report_pushes(
+            session, repo, request, protected_refs=settings.protected_refs, actor=caller.name
+        )
     if any(u.resolved_ref in settings.protected_refs for u in request.updates):
         scoring.score_predictions(session, settings, repo, by=caller.name)
     skipped = [SkippedOut(**asdict(s)) for s in reported.skipped]

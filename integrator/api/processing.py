@@ -35,6 +35,8 @@ class OutcomeIn(GrantIn):
     diagnostics: list[Reason] = Field(default_factory=list)
     next_action: Reason | None = None
     reason: Reason | None = None
+    #: `integrated`: the registration the commit landed with.
+    registration_id: Id | None = None
 
 
 @router.post("/queue/next", response_model=None)
@@ -79,8 +81,9 @@ def report_outcome(
         diagnostics=body.diagnostics,
         next_action=body.next_action,
         reason=body.reason,
+        registration_id=body.registration_id,
     )
-    if body.outcome is outcomes.Outcome.already_integrated:
+    if body.outcome in (outcomes.Outcome.already_integrated, outcomes.Outcome.integrated):
         repo.refresh()  # the claim is checked against main as it is now
     candidate = processing.report_or_set_aside(
         session,

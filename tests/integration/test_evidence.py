@@ -14,7 +14,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from integrator.api.app import create_app
-from integrator.models import Event
+from integrator.models import Event, Registration
 from integrator.settings import Settings
 from tests.builders import branch_pushed, finalize_ready, review_approved
 from tests.gitrepos import Canonical, Unreadable, git
@@ -187,7 +187,8 @@ def test_out_of_shadow_the_item_reports_the_last_shadow_run_and_when_it_ended(
 def test_the_registration_check_uses_canonical_main_and_the_live_lease(
     service: Service,
 ) -> None:
-    """The update is the holder's, from main's real sha, in the lease's epoch and expiry."""
+    """The update is the holder's, from main's real sha, in the lease's epoch and expiry,
+    judged as a push check judges a registration; a dry run that registers nothing."""
     grant = service.acquire()
 
     item = service.item("registration_allowed")
@@ -198,7 +199,9 @@ def test_the_registration_check_uses_canonical_main_and_the_live_lease(
     assert numbers["ref"] == "refs/heads/main"
     assert (numbers["holder"], numbers["epoch"]) == ("bot", grant["epoch"])
     assert numbers["reason_code"] == "registered"
-    assert "does not create registrations yet" in numbers["registration"]
+    assert "nothing is registered" in numbers["registration"]
+    with Session(service.engine) as session:
+        assert session.scalars(select(Registration)).all() == []
 
 
 def test_the_registration_check_fails_when_canonical_main_does_not_exist(

@@ -159,17 +159,19 @@ def test_shadow_refuses_real_outcomes_and_predicted_candidates_are_not_handed_ou
     assert holder.next().status_code == 204
 
 
-def test_cutover_records_integration_completed_and_blocked(world: World, engine: Engine) -> None:
-    """Real outcomes write integration_completed / integration_blocked on the fenced path."""
-    world.ready("ok")
+def test_cutover_records_integration_blocked_and_integrated_needs_a_registration(
+    world: World, engine: Engine
+) -> None:
+    """Real outcomes on the fenced path: `integrated` without the registration it landed with
+    is refused (test_registered_push.py covers the registered path); `blocked` is recorded."""
     world.ready("bad")
     world.set_mode_cutover(engine)
     holder = world.holder()
-    ok = holder.next().json()
-    assert ok["mode"] == "cutover"
-    done = holder.outcome(ok["id"], "integrated", main_sha="e" * 40, attempt="a1")
-    assert done.status_code == 200 and done.json()["status"] == "integrated"
     bad = holder.next().json()
+    assert bad["mode"] == "cutover"
+    claimed = holder.outcome(bad["id"], "integrated", main_sha="e" * 40, attempt="a1")
+    assert claimed.status_code == 422, claimed.text
+    assert claimed.json()["details"][0]["field"] == "registration_id"
     blocked = holder.outcome(
         bad["id"],
         "blocked",
@@ -188,7 +190,7 @@ def test_cutover_records_integration_completed_and_blocked(world: World, engine:
     assert incomplete.status_code == 409  # no longer in_progress
     with engine.connect() as connection:
         types = [r.type for r in connection.execute(select(Event.type).order_by(Event.seq))]
-    assert types.count("integration_completed") == 1
+    assert types.count("integration_completed") == 0
     assert types.count("integration_blocked") == 1
 
 
