@@ -18,11 +18,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from integrator.db import make_engine
-from integrator.models import Event
+from integrator.models import Event, Registration
 from integrator.settings import Settings
 from tests.builders import branch_pushed, finalize_ready, review_approved
-from tests.gitrepos import Canonical, git
-from tests.support import REPO_ROOT, ServiceProcess, TokenMaker, settings_env
+from tests.gitrepos import SERVER_PATH, Canonical, git
+from tests.support import REPO_ROOT, ServiceProcess, TokenMaker, run_cli, settings_env
 
 T = TypeVar("T")
 
@@ -60,15 +60,28 @@ def refs_of(bare: Path) -> str:
     return git("for-each-ref", "--format=%(refname) %(objectname)", cwd=bare)
 
 
+#: The integrator bot's identity, as the git server's transport sets it.
+BOT = "integrator-bot"
+
+
 class WorkerWorld:
     """A canonical repository, a service on it, and the tokens to drive both."""
 
-    def __init__(self, settings: Settings, tmp_path: Path, tokens: TokenMaker) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        tmp_path: Path,
+        tokens: TokenMaker,
+        lease: dict[str, Any] | None = None,
+    ) -> None:
         self.tmp_path = tmp_path
+        self.tokens = tokens
         self.canonical = Canonical(tmp_path)
         self.settings = settings.model_copy(
-            update={"repo": str(self.canonical.bare), **SHORT_LEASE}
+            update={"repo": str(self.canonical.bare), **(lease or SHORT_LEASE)}
         )
+        #: Variables every worker of this world gets on top of the settings.
+        self.worker_extra: dict[str, str] = {}
         self.service = ServiceProcess(self.settings, tmp_path / "service.log")
         self.reporter = {"Authorization": f"Bearer {tokens('reporter')}"}
         self.operator = {"Authorization": f"Bearer {tokens('operator')}"}
@@ -135,10 +148,48 @@ class WorkerWorld:
         finally:
             engine.dispose()
 
-    def worker_env(self) -> dict[str, str]:
+    def worker_env(self, **extra: str) -> dict[str, str]:
         return settings_env(
-            self.settings, INTEGRATOR_URL=self.service.url, INTEGRATOR_TOKEN=self.integrator_token
+            self.settings,
+            INTEGRATOR_URL=self.service.url,
+            INTEGRATOR_TOKEN=self.integrator_token,
+            **{**self.worker_extra, **extra},
         )
+
+    def guard(self, deadline: float = 10.0) -> WorkerWorld:
+        """Install the hooks on the canonical repository, and make the workers push to it the
+        way a git server receives pushes: the pusher is set by the server-side transport.
+
+        The deadline is generous: the machines running the tests are noisy, and the hook's
+        own deadline has tests of its own.
+        """
+        env = settings_env(self.settings, INTEGRATOR_URL=self.service.url)
+        token_file = self.tmp_path / "hook.token"
+        token_file.write_text(self.tokens("hook") + "\n")
+        installed = run_cli(
+            "hooks", "install", str(self.canonical.bare), "--url", self.service.url,
+            "--token-file", str(token_file), "--identity-source", "plain",
+            "--deadline", str(deadline), env=env,
+        )  # fmt: skip
+        assert installed.returncode == 0, installed.stderr
+        config = self.tmp_path / "worker.gitconfig"
+        server = f"env -i PATH={SERVER_PATH} INTEGRATOR_PUSHER={BOT} git-receive-pack"
+        git("config", "--file", str(config), "remote.origin.receivepack", server, cwd=self.tmp_path)
+        self.worker_extra["GIT_CONFIG_GLOBAL"] = str(config)
+        return self
+
+    def cutover(self) -> None:
+        """Switch to cutover (forced: these worlds have no shadow history to show)."""
+        forced = self.post("/v1/cutover", {"reason": "test", "force": True}, self.operator)
+        assert forced.status_code == 200, forced.text
+
+    def registrations(self) -> list[Registration]:
+        engine = make_engine(self.settings)
+        try:
+            with Session(engine) as session:
+                return list(session.scalars(select(Registration).order_by(Registration.id)))
+        finally:
+            engine.dispose()
 
     def worker_args(self, *extra: str, workspace: str = "ws") -> list[str]:
         return [
@@ -155,24 +206,32 @@ class WorkerWorld:
             *extra,
         ]
 
-    def run_worker(self, *extra: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+    def run_worker(
+        self, *extra: str, timeout: float = 60.0, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
         """`integrator worker …` to completion."""
         return subprocess.run(
             self.worker_args(*extra),
-            env=self.worker_env(),
+            env=self.worker_env(**(env or {})),
             cwd=REPO_ROOT,
             capture_output=True,
             text=True,
             timeout=timeout,
         )
 
-    def start_worker(self, *extra: str, log_name: str = "worker.log") -> subprocess.Popen[bytes]:
+    def start_worker(
+        self,
+        *extra: str,
+        log_name: str = "worker.log",
+        workspace: str = "ws",
+        env: dict[str, str] | None = None,
+    ) -> subprocess.Popen[bytes]:
         """`integrator worker …` in the background, its output in a log file."""
         log = (self.tmp_path / log_name).open("wb")
         try:
             return subprocess.Popen(
-                self.worker_args(*extra),
-                env=self.worker_env(),
+                self.worker_args(*extra, workspace=workspace),
+                env=self.worker_env(**(env or {})),
                 cwd=REPO_ROOT,
                 stdout=log,
                 stderr=subprocess.STDOUT,

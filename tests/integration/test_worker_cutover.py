@@ -1,0 +1,134 @@
+"""The worker in cutover: the tested commit pushed to main through the installed hooks.
+
+Real processes throughout: the service, `integrator worker`, `git push` through a transport
+that sets the pusher on the server side, the pre-receive and post-receive hooks. Outcomes are
+judged from the canonical repository's main itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from integrator.settings import Settings
+from tests.gitrepos import git
+from tests.support import TokenMaker
+from tests.worker_support import WorkerWorld, refs_of
+
+
+@pytest.fixture
+def world(settings: Settings, tmp_path: Path, tokens: TokenMaker) -> Iterator[WorkerWorld]:
+    world = WorkerWorld(settings, tmp_path, tokens).start().guard()
+    try:
+        yield world
+    finally:
+        world.close()
+
+
+def first_parents(world: WorkerWorld, since: str) -> list[str]:
+    """main's first-parent commits after `since`, oldest first."""
+    out = git("rev-list", "--first-parent", "--reverse", f"{since}..main", cwd=world.canonical.bare)
+    return out.split()
+
+
+def trailers(world: WorkerWorld, sha: str) -> dict[str, str]:
+    out = git("show", "--no-patch", "--format=%(trailers:only,unfold)", sha,
+              cwd=world.canonical.bare)  # fmt: skip
+    return dict(line.split(": ", 1) for line in out.splitlines() if ": " in line)
+
+
+@pytest.mark.parametrize("method", ["merge", "squash"])
+def test_in_cutover_queued_candidates_land_on_main_through_the_guard_in_fifo_order_once_each(
+    world: WorkerWorld, method: str
+) -> None:
+    """Each tested commit is main's next first parent, landed by its own registration."""
+    first = world.ready("first")
+    second = world.ready("second")
+    start = world.canonical.head()
+    world.cutover()
+
+    result = world.run_worker("--once", "--check", "test -f README", "--merge-method", method)
+
+    assert result.returncode == 0, result.stderr
+    landed = first_parents(world, start)
+    assert len(landed) == 2
+    registrations = world.registrations()
+    assert [(r.status, r.candidate_id) for r in registrations] == [
+        ("landed", first),
+        ("landed", second),
+    ]
+    (granted,) = world.events("lease_acquired")
+    for commit, registration, old in zip(landed, registrations, [start, landed[0]], strict=True):
+        assert (registration.old, registration.new) == (old, commit)
+        assert git("rev-parse", f"{commit}^1", cwd=world.canonical.bare) == old
+        assert trailers(world, commit) == {
+            "Integrator-Candidate": str(registration.candidate_id),
+            "Integrator-Epoch": str(granted.fields["epoch"]),
+            "Integrator-Attempt": registration.attempt,
+        }
+    assert world.candidate(first)["status"] == world.candidate(second)["status"] == "integrated"
+    completed = world.events("integration_completed")
+    assert [(e.fields["main_sha"]) for e in completed] == landed
+    assert [e.fields["slug"] for e in completed] == ["first", "second"]
+
+
+def test_in_cutover_a_human_push_to_main_is_still_refused_while_the_bot_lands(
+    world: WorkerWorld,
+) -> None:
+    """The guard lets the registered update through and nothing else."""
+    candidate = world.ready("bot-lands")
+    world.cutover()
+    assert world.run_worker("--once").returncode == 0
+    assert world.candidate(candidate)["status"] == "integrated"
+    before = refs_of(world.canonical.bare)
+
+    world.canonical.new_commit_on_main("human")
+    human = world.canonical.push_as("alice", "main")
+
+    assert human.returncode != 0 and "integrator: refused main" in human.stderr
+    assert refs_of(world.canonical.bare) == before
+
+
+def test_a_server_that_does_not_advertise_push_options_stops_the_worker_with_one_line(
+    world: WorkerWorld,
+) -> None:
+    """A configuration error: the candidate goes back, main does not move, the line says
+    what to set on the server."""
+    candidate = world.ready("no-options")
+    world.cutover()
+    git("config", "receive.advertisePushOptions", "false", cwd=world.canonical.bare)
+    before = refs_of(world.canonical.bare)
+
+    result = world.run_worker("--once")
+
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert "receive.advertisePushOptions=true" in last
+    assert world.candidate(candidate)["status"] == "queued"
+    assert refs_of(world.canonical.bare) == before
+    assert [r.status for r in world.registrations()] == ["failed"]
+
+
+def test_a_push_refused_by_a_hook_on_the_server_blocks_the_candidate_with_its_text(
+    world: WorkerWorld,
+) -> None:
+    """A refusal by a hook is a real `blocked` whose evidence is the refusal (kind push)."""
+    candidate = world.ready("too-big")
+    world.cutover()
+    hook = world.canonical.bare / "hooks" / "pre-receive"
+    hook.write_text("#!/bin/sh\necho 'size-check: refused: file too big' >&2\nexit 1\n")
+    before = refs_of(world.canonical.bare)
+
+    result = world.run_worker("--once")
+
+    assert result.returncode == 0, result.stderr
+    assert refs_of(world.canonical.bare) == before
+    assert world.candidate(candidate)["status"] == "blocked"
+    (blocked,) = world.events("integration_blocked")
+    (evidence,) = blocked.fields["conflict_evidence"]
+    assert evidence["kind"] == "push"
+    assert evidence["refusal"] == "size-check: refused: file too big"
+    assert "integrator submit --slug too-big" in blocked.fields["next_action"]
+    assert [r.status for r in world.registrations()] == ["failed"]
