@@ -7,6 +7,9 @@ judged from the canonical repository's main itself.
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +18,9 @@ import pytest
 from integrator.settings import Settings
 from tests.gitrepos import git
 from tests.support import TokenMaker
-from tests.worker_support import WorkerWorld, refs_of
+from tests.worker_support import WorkerWorld, process_gone, refs_of, wait_for
+
+PAUSE = {"INTEGRATOR_TEST_PAUSE_BEFORE_PUSH": "1"}
 
 
 @pytest.fixture
@@ -25,6 +30,23 @@ def world(settings: Settings, tmp_path: Path, tokens: TokenMaker) -> Iterator[Wo
         yield world
     finally:
         world.close()
+
+
+def wait_paused(
+    world: WorkerWorld, process: subprocess.Popen[bytes], log_name: str, times: int
+) -> None:
+    """Until the worker has paused `times` times before a push and is stopped now."""
+    log = world.tmp_path / log_name
+    wait_for(lambda: log.read_text().count("PAUSED-BEFORE-PUSH") >= times, 60, "a pause")
+    stat = Path(f"/proc/{process.pid}/stat")
+    wait_for(lambda: stat.read_text().rsplit(")", 1)[1].split()[0] == "T", 10, "a stop")
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if not process_gone(process.pid):
+        os.kill(process.pid, signal.SIGCONT)
+        process.kill()
+    process.wait()
 
 
 def first_parents(world: WorkerWorld, since: str) -> list[str]:
@@ -132,3 +154,66 @@ def test_a_push_refused_by_a_hook_on_the_server_blocks_the_candidate_with_its_te
     assert evidence["refusal"] == "size-check: refused: file too big"
     assert "integrator submit --slug too-big" in blocked.fields["next_action"]
     assert [r.status for r in world.registrations()] == ["failed"]
+
+
+def test_main_moved_after_the_check_is_merged_and_checked_again_and_lands_once(
+    world: WorkerWorld,
+) -> None:
+    """A lost compare-and-swap: the first registration fails, the re-merged commit is checked
+    again and is the one that lands (the tested sha is the landed sha)."""
+    candidate = world.ready("moved")
+    start = world.canonical.head()
+    world.cutover()
+    checks = world.tmp_path / "checks.txt"
+    worker = world.start_worker("--once", "--check", f"git rev-parse HEAD >> {checks}", env=PAUSE)
+    try:
+        wait_paused(world, worker, "worker.log", 1)
+        # main moves under the paused worker (an operator's break-glass push, say).
+        moved = world.canonical.new_commit_on_main("operator")
+        git("push", "-q", "origin", "HEAD:refs/heads/operator", cwd=world.canonical.work)
+        git("update-ref", "refs/heads/main", moved, start, cwd=world.canonical.bare)
+        os.kill(worker.pid, signal.SIGCONT)
+        wait_paused(world, worker, "worker.log", 2)
+        os.kill(worker.pid, signal.SIGCONT)
+        assert worker.wait(timeout=60) == 0, (world.tmp_path / "worker.log").read_text()
+    finally:
+        stop(worker)
+
+    first, second = world.registrations()
+    assert (first.status, first.old) == ("failed", start)
+    assert (second.status, second.old, second.new) == ("landed", moved, world.canonical.head())
+    assert checks.read_text().split() == [first.new, second.new]
+    assert world.candidate(candidate)["status"] == "integrated"
+    assert len(world.events("integration_completed")) == 1
+
+
+def test_a_hook_that_gives_up_after_the_service_authorized_is_retried_with_the_same_commit(
+    world: WorkerWorld,
+) -> None:
+    """The hook's deadline strikes after authorization: the registration fails, a fresh one
+    pushes the very same tested commit, and it lands once."""
+    candidate = world.ready("deadline")
+    start = world.canonical.head()
+    world.cutover()
+    hooks = world.canonical.bare / "hooks"
+    (hooks / "pre-receive").rename(hooks / "pre-receive.real")
+    marker = world.tmp_path / "gave-up-once"
+    (hooks / "pre-receive").write_text(
+        "#!/bin/sh\n"
+        f'"$(dirname "$0")/pre-receive.real" || exit 1\n'
+        f"[ -e {marker} ] && exit 0\n"
+        f"touch {marker}\n"
+        "echo 'integrator: service unavailable (deadline exceeded); push refused' >&2\n"
+        "exit 1\n"
+    )
+    (hooks / "pre-receive").chmod(0o755)
+
+    result = world.run_worker("--once", "--check", "true")
+
+    assert result.returncode == 0, result.stderr
+    first, second = world.registrations()
+    assert (first.status, second.status) == ("failed", "landed")
+    assert first.new == second.new == world.canonical.head()
+    assert first.attempt == second.attempt and first.old == second.old == start
+    assert world.candidate(candidate)["status"] == "integrated"
+    assert len(world.events("integration_completed")) == 1
