@@ -77,10 +77,12 @@ def take_next(
     lease.fence(session, settings, epoch, token)
     registrations.expire_due(session, settings)
     try:
-        registrations.reconcile(session, settings, repo, epoch, by)
+        resolved = registrations.reconcile(session, settings, repo, epoch, by)
     except GitError as exc:
         log.warning("cannot resolve earlier registrations against git: %s; retrying later", exc)
         return None
+    if resolved.landed or resolved.failed or resolved.integrated:
+        log.info("earlier registrations resolved: %s", resolved)
     requeued = tuple(requeue_stale(session, settings, epoch))
     mode = modes.current(session).mode
     current = handed_to(session, settings.repository_name, epoch)

@@ -34,6 +34,7 @@ from integrator.errors import (
     NotFound,
     NotInCutover,
     NotOnMain,
+    RepositoryUnreadable,
     TransitionRefused,
 )
 from integrator.events import record_system_event
@@ -295,7 +296,10 @@ def _explained(repo: CanonicalRepo, ref: str, registered: set[tuple[str, str]]) 
     """Commits of `ref` in the canonical repository that these `(new, attempt)` explain.
     Raises GitError when the repository cannot be read (unknown is not "absent")."""
     if repo.mirror is None:
-        raise NotOnMain("no canonical repository is configured: the service cannot read main")
+        raise RepositoryUnreadable(
+            "no canonical repository is configured (INTEGRATOR_REPO): the service cannot "
+            f"read {ref} to tell whether a registered update landed"
+        )
     git = repo.mirror.git()
     tip = git.rev_parse(ref)
     return set(on_main.explained_commits(git, tip, registered)) if tip else set()
