@@ -1,4 +1,4 @@
-"""Worker time per trivial candidate in shadow, against a plain `git fetch && git merge --no-ff`.
+"""Worker time per trivial candidate, against a plain `git fetch && git merge --no-ff` loop.
 
 Each backend gets a throw-away database, a canonical bare repository and a real `integrator
 serve`. A round makes N candidates READY (one small commit each, on its own branch), then runs
@@ -7,7 +7,13 @@ difference divided by N is the worker's time per candidate (process start, clone
 lease round trip cancel out). The baseline, same round and same repository: a shell loop doing
 `git fetch -q origin && git merge -q --no-ff <sha>` for the same N shas in a clone of its own.
 
+In cutover (`--mode cutover`) the canonical repository has the hooks installed and the worker
+lands each candidate on main: merge, register, push through both hooks, confirm, record. The
+baseline then pushes too: `git fetch && git merge --no-ff && git push` to a branch of the same
+repository (through the same hooks: main itself refuses everyone but the registered bot).
+
     make bench BENCH=worker        # or: .venv/bin/python -m bench worker [--rounds=R] [--n=N]
+    .venv/bin/python -m bench worker --mode cutover
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from pathlib import Path
 import httpx
 
 from bench.common import BACKENDS, GIT_ENV, make_token, service, settings_env, temp_database
+from integrator import hookinstall
 from integrator.settings import Settings, get_settings
 
 
@@ -100,21 +107,34 @@ def run_worker(settings: Settings, url: str, token: str, repo: Repo, workspace: 
     return time.perf_counter() - started
 
 
-def run_baseline(repo: Repo, clone: Path, shas: list[str]) -> float:
+def run_baseline(repo: Repo, clone: Path, shas: list[str], push: bool = False) -> float:
     """The shell loop over `shas`, from a clone reset to main (the reset is not timed)."""
     if not clone.exists():
         git("clone", "-q", str(repo.bare), str(clone), cwd=repo.root)
     git("fetch", "-q", "origin", cwd=clone)
     git("reset", "-q", "--hard", "origin/main", cwd=clone)
+    then = " && git push -q -f origin HEAD:refs/heads/bench-baseline" if push else ""
     script = "".join(
-        f"git fetch -q origin && git merge -q --no-ff -m merge {sha}\n" for sha in shas
+        f"git fetch -q origin && git merge -q --no-ff -m merge {sha}{then}\n" for sha in shas
     )
     started = time.perf_counter()
     subprocess.run(["sh", "-e", "-c", script], cwd=clone, env={**os.environ, **GIT_ENV}, check=True)
     return time.perf_counter() - started
 
 
-def run_backend(backend: str, rounds: int, n: int, files: int) -> tuple[list[float], list[float]]:
+def guard(settings: Settings, url: str, http: httpx.Client, repo: Repo) -> None:
+    """Install the hooks and switch to cutover (forced: no shadow history here)."""
+    hookinstall.install(
+        repo.bare, url=url, token=make_token(settings, "hook"), repository=None, deadline=10.0
+    )
+    operator = {"Authorization": f"Bearer {make_token(settings, 'operator')}"}
+    answer = http.post("/v1/cutover", json={"reason": "bench", "force": True}, headers=operator)
+    answer.raise_for_status()
+
+
+def run_backend(
+    backend: str, rounds: int, n: int, files: int, cutover: bool = False
+) -> tuple[list[float], list[float]]:
     """Per-candidate seconds of each round: (worker, baseline).
 
     The baseline runs before and after the worker in every round (machines here are noisy;
@@ -130,15 +150,17 @@ def run_backend(backend: str, rounds: int, n: int, files: int) -> tuple[list[flo
         )
         reporter, integrator = make_token(settings, "reporter"), make_token(settings, "integrator")
         with service(settings) as url, httpx.Client(base_url=url, timeout=30) as http:
+            if cutover:
+                guard(settings, url, http, repo)
             workspace = root / "worker"
             run_worker(settings, url, integrator, repo, workspace)  # first clone, not measured
             for _ in range(rounds):
                 empty = run_worker(settings, url, integrator, repo, workspace)
                 shas = make_ready(http, reporter, repo, n)
-                baseline_each.append(run_baseline(repo, root / "baseline", shas) / n)
+                baseline_each.append(run_baseline(repo, root / "baseline", shas, cutover) / n)
                 full = run_worker(settings, url, integrator, repo, workspace)
                 worker_each.append((full - empty) / n)
-                baseline_each.append(run_baseline(repo, root / "baseline", shas) / n)
+                baseline_each.append(run_baseline(repo, root / "baseline", shas, cutover) / n)
     return worker_each, baseline_each
 
 
@@ -151,14 +173,18 @@ def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="bench worker")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--n", type=int, default=20)
+    parser.add_argument("--mode", choices=("shadow", "cutover"), default="shadow")
     options = parser.parse_args(argv)
-    print(f"{options.n} trivial candidates per round, {options.rounds} rounds, shadow, no check")
+    cutover = options.mode == "cutover"
+    print(f"{options.n} trivial candidates per round, {options.rounds} rounds, {options.mode}, "
+          "no check")  # fmt: skip
     print("median (min-max) over rounds; the baseline runs before and after each worker run\n")
-    print("| backend | repository | worker ms/candidate | fetch+merge ms/candidate | ratio |")
+    loop = "fetch+merge+push" if cutover else "fetch+merge"
+    print(f"| backend | repository | worker ms/candidate | {loop} ms/candidate | ratio |")
     print("|---|---|---|---|---|")
     for backend in BACKENDS:
         for files in (1, 5000):
-            worker, baseline = run_backend(backend, options.rounds, options.n, files)
+            worker, baseline = run_backend(backend, options.rounds, options.n, files, cutover)
             label = "1 file" if files == 1 else f"{files} files"
             ratio = statistics.median(worker) / statistics.median(baseline)
             print(
