@@ -135,3 +135,10 @@ def now_ms_expr(dialect_name: str, offset_ms: int = 0) -> ColumnElement[int]:
     """SQL clock plus the (test-only) offset, as an expression for Core statements."""
     expr: ColumnElement[int] = literal_column(now_ms_sql(dialect_name))
     return expr + offset_ms if offset_ms else expr
+
+
+def now_ms(session: Session, settings: Settings) -> ColumnElement[int]:
+    """N for statements of `session`: the database's clock in integer ms, evaluated once per
+    statement, plus the bound test-only `sql_clock_offset_ms` (0 in production). Every
+    replica reads the same clock; a test moves time by shifting the offset."""
+    return now_ms_expr(session.get_bind().dialect.name, settings.sql_clock_offset_ms)

@@ -24,7 +24,7 @@ and acquired/renewed/expires times as integer milliseconds of the *SQL* clock.
 * **force_release** (operators) — unconditional on holder, but bumps the epoch
   so that the previous holder's token is dead at once, whatever its expiry.
 
-N is computed by the database once per statement (`integrator.db.now_ms_expr`:
+N is computed by the database once per statement (`integrator.db.now_ms`:
 ``statement_timestamp()`` on PostgreSQL, ``julianday('now')`` on SQLite) plus
 the bound, test-only ``sql_clock_offset_ms``. Every replica therefore reads one
 clock, and a test moves time by shifting the offset instead of sleeping.
@@ -69,7 +69,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
-from integrator.db import READ_ONLY, now_ms_expr
+from integrator.db import READ_ONLY, now_ms
 from integrator.errors import Detail, InvalidInput, LeaseHeld, LeaseLost
 from integrator.events import record_system_event
 from integrator.models import Lease
@@ -164,11 +164,6 @@ def ttl_ms(settings: Settings) -> int:
     return round(settings.lease_ttl_seconds * 1000)
 
 
-def _now(session: Session, settings: Settings) -> ColumnElement[int]:
-    """N: the SQL clock plus the bound test offset, evaluated once per statement."""
-    return now_ms_expr(session.get_bind().dialect.name, settings.sql_clock_offset_ms)
-
-
 def _state(row: Row[Any]) -> LeaseState:
     return LeaseState(
         key=row.key,
@@ -183,7 +178,7 @@ def _state(row: Row[Any]) -> LeaseState:
 
 
 def _select_state(session: Session, settings: Settings) -> Any:
-    return select(*LEASES.c, _now(session, settings).label("now_ms")).where(
+    return select(*LEASES.c, now_ms(session, settings).label("now_ms")).where(
         LEASES.c.key == settings.lease_key
     )
 
@@ -235,7 +230,7 @@ def status(session: Session, settings: Settings) -> LeaseState:
     row = session.execute(_select_state(session, settings)).one_or_none()
     if row is not None:
         return _state(row)
-    now = session.execute(select(_now(session, settings))).scalar_one()
+    now = session.execute(select(now_ms(session, settings))).scalar_one()
     return LeaseState(settings.lease_key, settings.repository_name, None, 0, None, None, None, now)
 
 
@@ -251,7 +246,7 @@ def acquire(session: Session, settings: Settings, holder: str) -> Grant:
         raise _held(_state(seen))  # refused without a lock: see the module docstring
     before = _lock_row(session, settings)
     token = secrets.token_urlsafe(32)
-    now = _now(session, settings)
+    now = now_ms(session, settings)
     c = LEASES.c
     statement = (
         update(LEASES)
@@ -316,7 +311,7 @@ def renew(session: Session, settings: Settings, epoch: int, token: str) -> int:
 
     Renewals stay on the row (no event): they are the lease's heartbeat.
     """
-    now = _now(session, settings)
+    now = now_ms(session, settings)
     statement = (
         update(LEASES)
         .where(_grant_is_live(settings, epoch, token, now))
@@ -332,7 +327,7 @@ def renew(session: Session, settings: Settings, epoch: int, token: str) -> int:
 def release(session: Session, settings: Settings, epoch: int, token: str) -> Released:
     """Give the caller's unexpired grant back; the epoch stays (the next grant bumps it)."""
     before = _lock_row(session, settings)
-    now = _now(session, settings)
+    now = now_ms(session, settings)
     statement = (
         update(LEASES)
         .where(_grant_is_live(settings, epoch, token, now))
@@ -363,7 +358,7 @@ def force_release(session: Session, settings: Settings, reason: str, by: str) ->
         message = "a reason is required to force-release the lease"
         raise InvalidInput(message, details=[Detail("reason", "required", message)])
     before = _lock_row(session, settings)
-    now = _now(session, settings)
+    now = now_ms(session, settings)
     c = LEASES.c
     statement = (
         update(LEASES)
@@ -405,7 +400,7 @@ def fence(session: Session, settings: Settings, epoch: int, token: str) -> Lease
     connection = session.connection()
     if connection.get_execution_options().get(READ_ONLY, False):
         raise RuntimeError("fence() needs a write transaction, not a read-only session")
-    live = _grant_is_live(settings, epoch, token, _now(session, settings))
+    live = _grant_is_live(settings, epoch, token, now_ms(session, settings))
     query = _select_state(session, settings).where(live).with_for_update(read=True)
     row = session.execute(query).one_or_none()
     if row is None:

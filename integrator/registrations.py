@@ -22,12 +22,12 @@ import secrets
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import ColumnElement, Table, and_, exists, select, update
+from sqlalchemy import Table, and_, exists, select, update
 from sqlalchemy.orm import Session
 
 from integrator import modes, on_main
 from integrator.admission import CanonicalRepo
-from integrator.db import now_ms_expr
+from integrator.db import now_ms
 from integrator.errors import (
     Detail,
     InvalidInput,
@@ -75,10 +75,6 @@ class Reconciled:
 
 def hash_nonce(nonce: str) -> str:
     return hashlib.sha256(nonce.encode()).hexdigest()
-
-
-def _now(session: Session, settings: Settings) -> ColumnElement[int]:
-    return now_ms_expr(session.get_bind().dialect.name, settings.sql_clock_offset_ms)
 
 
 def _event(session: Session, kind: str, row: Any, by: str | None = None, **extra: Any) -> None:
@@ -236,7 +232,7 @@ def expire_due(session: Session, settings: Settings) -> int:
     """Registered ones past their expiry can no longer authorize anything: expired."""
     c = REGISTRATIONS.c
     moved = _moved(session, c.repository == settings.repository_name, c.status == "registered",
-                   c.expires_at_ms <= _now(session, settings), status="expired")  # fmt: skip
+                   c.expires_at_ms <= now_ms(session, settings), status="expired")  # fmt: skip
     for row in moved:
         _event(session, "expired", row)
     return len(moved)
@@ -258,7 +254,7 @@ def authorize(
     pass while the ref still equals old). Each is one conditional UPDATE that re-checks
     everything — the lease row's epoch and margin included — so a replay, a concurrent
     push or a takeover in between leaves it refused."""
-    now = _now(session, settings)
+    now = now_ms(session, settings)
     c, lease = REGISTRATIONS.c, cast(Table, Lease.__table__).c
     margin = round(settings.authorize_margin_seconds * 1000)
     lease_live = exists().where(
