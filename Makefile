@@ -34,6 +34,9 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+	@! grep -nE '^[[:space:]]*(from|import)[[:space:]]+integrator' hooks/pre-receive hooks/post-receive \
+		|| { echo 'the hooks must not import the integrator package (stdlib only)'; exit 1; }
 
 fmt: $(STAMP)
 	$(VENV)/bin/ruff format .

@@ -38,8 +38,8 @@ from bench.common import BACKENDS, make_token, service, settings_env, summary_ms
 from integrator import lease
 from integrator.db import make_engine, make_sessionmaker
 from integrator.errors import LeaseHeld
-from integrator.lease_client import LeaseChange, LeaseKeeper
 from integrator.settings import Settings, get_settings
+from integrator.worker.lease_client import LeaseChange, LeaseKeeper
 
 THREADS = 32
 PHASE_SECONDS = 4.0
@@ -48,7 +48,7 @@ KILLS_PER_TTL = 3
 
 HOLDER_SCRIPT = """
 import sys, time
-from integrator.lease_client import LeaseKeeper
+from integrator.worker.lease_client import LeaseKeeper
 from integrator.settings import get_settings
 keeper = LeaseKeeper.from_settings(get_settings(), "victim", retry_interval=0.05)
 keeper.acquire()

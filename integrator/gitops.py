@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import logging
 import os
 import re
@@ -70,7 +71,7 @@ def _kill_group(proc: subprocess.Popen[str]) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
 
 
-def _rev(value: str) -> str:
+def safe_rev(value: str) -> str:
     """Refuse a revision that git would read as an option (names come from events)."""
     if not value or value.startswith("-"):
         raise ValueError(f"not a revision: {value!r}")
@@ -215,7 +216,9 @@ class Git:
 
     def rev_parse(self, rev: str) -> str | None:
         """Full sha of the commit ``rev`` names, or None when there is no such commit."""
-        return self._unless_missing("rev-parse", "--verify", "--quiet", f"{_rev(rev)}^{{commit}}")
+        return self._unless_missing(
+            "rev-parse", "--verify", "--quiet", f"{safe_rev(rev)}^{{commit}}"
+        )
 
     def commit_exists(self, sha: str) -> bool:
         """True when ``sha`` names a commit present here.
@@ -236,7 +239,7 @@ class Git:
     def is_ancestor(self, ancestor: str, descendant: str) -> bool:
         """True when ``descendant`` contains ``ancestor``; an unknown object raises GitError."""
         proc = self._run(
-            "merge-base", "--is-ancestor", _rev(ancestor), _rev(descendant), check=False
+            "merge-base", "--is-ancestor", safe_rev(ancestor), safe_rev(descendant), check=False
         )
         if proc.returncode not in (0, 1):
             raise GitError(proc.args, proc.returncode, proc.stdout, proc.stderr)
@@ -244,7 +247,7 @@ class Git:
 
     def symbolic_ref(self, ref: str) -> str | None:
         """The ref ``ref`` points at, one level only; None when ``ref`` is not symbolic."""
-        return self._unless_missing("symbolic-ref", "--quiet", "--no-recurse", _rev(ref))
+        return self._unless_missing("symbolic-ref", "--quiet", "--no-recurse", safe_rev(ref))
 
     def resolve_symbolic(self, ref: str, max_depth: int = 5) -> str:
         """The ref that ``ref`` finally points at (itself when it is not symbolic).
@@ -262,15 +265,17 @@ class Git:
     def first_parent_log(self, rev: str, limit: int | None = None) -> list[str]:
         """Shas on the first-parent history of ``rev``, newest first."""
         count = [] if limit is None else [f"--max-count={limit}"]
-        return self._run("rev-list", "--first-parent", *count, _rev(rev)).stdout.split()
+        return self._run("rev-list", "--first-parent", *count, safe_rev(rev)).stdout.split()
 
     def commit_message(self, sha: str) -> str:
         """The raw message of commit ``sha``."""
-        return self._run("show", "--no-patch", "--format=%B", _rev(sha)).stdout.rstrip("\n")
+        return self._run("show", "--no-patch", "--format=%B", safe_rev(sha)).stdout.rstrip("\n")
 
     def trailers(self, sha: str) -> dict[str, list[str]]:
         """Trailers of commit ``sha`` as parsed by git, key → values in order."""
-        out = self._run("show", "--no-patch", "--format=%(trailers:only,unfold)", _rev(sha)).stdout
+        out = self._run(
+            "show", "--no-patch", "--format=%(trailers:only,unfold)", safe_rev(sha)
+        ).stdout
         found: dict[str, list[str]] = {}
         for line in out.splitlines():
             key, sep, value = line.partition(":")
@@ -288,7 +293,7 @@ class Git:
         """Which of ``refs`` have ``sha`` in their history (one process); None if the commit
         is unknown here."""
         result = self._run(
-            "for-each-ref", f"--contains={_rev(sha)}", "--format=%(refname)", *refs, check=False
+            "for-each-ref", f"--contains={safe_rev(sha)}", "--format=%(refname)", *refs, check=False
         )
         if result.returncode != 0:
             if not self.commit_exists(sha):
@@ -301,7 +306,7 @@ class Git:
         """(commit, value) for every ``key`` trailer on the first-parent history of ``rev``,
         newest first — one git process however long the history."""
         fmt = f"--format=%H%x00%(trailers:key={key},valueonly,unfold,separator=%x00)"
-        out = self._run("log", "--first-parent", f"--max-count={limit}", fmt, _rev(rev)).stdout
+        out = self._run("log", "--first-parent", f"--max-count={limit}", fmt, safe_rev(rev)).stdout
         found: list[tuple[str, str]] = []
         for line in out.splitlines():
             sha, _, values = line.partition("\0")
@@ -310,7 +315,20 @@ class Git:
 
     def parents(self, sha: str) -> list[str]:
         """Parent shas of commit ``sha``, first parent first."""
-        return self._run("show", "--no-patch", "--format=%P", _rev(sha)).stdout.split()
+        return self._run("show", "--no-patch", "--format=%P", safe_rev(sha)).stdout.split()
+
+    def merge_tree(self, ours: str, theirs: str) -> tuple[str, tuple[str, ...]]:
+        """(tree, conflicting paths) of merging `theirs` into `ours`, without a worktree
+        (`git merge-tree --write-tree`, git >= 2.38): the worker's merge and scoring's replay."""
+        proc = self._run(
+            "merge-tree", "--write-tree", "--name-only", "--no-messages", "-z",
+            safe_rev(ours), safe_rev(theirs), check=False,
+        )  # fmt: skip
+        if proc.returncode not in (0, 1):
+            raise GitError(proc.args, proc.returncode, proc.stdout, proc.stderr)
+        tree, *rest = proc.stdout.split("\0")
+        paths = itertools.takewhile(bool, rest) if proc.returncode == 1 else ()
+        return tree, tuple(dict.fromkeys(paths))
 
     def patch_id(self, rev_range_or_sha: str) -> str | None:
         """``git patch-id --stable`` of the change a commit or a range introduces.
@@ -319,7 +337,7 @@ class Git:
         for a commit, the diff from its first parent (a merge commit counts as one change);
         for ``A..B``, the combined diff from A to B. None when the diff is empty.
         """
-        spec = _rev(rev_range_or_sha)
+        spec = safe_rev(rev_range_or_sha)
         if ".." in spec:
             sides = [spec]
         else:
@@ -356,11 +374,11 @@ class Git:
 
     def checkout_new_branch(self, name: str, start: str) -> None:
         """Point branch ``name`` at ``start`` and check it out, discarding local changes."""
-        self._run("checkout", "--quiet", "--force", "-B", _rev(name), _rev(start), "--")
+        self._run("checkout", "--quiet", "--force", "-B", safe_rev(name), safe_rev(start), "--")
 
     def merge_no_ff(self, sha: str, message: str) -> MergeResult:
         """Merge ``sha`` into HEAD with a merge commit; a conflict is aborted, never left."""
-        proc = self._run("merge", "--no-ff", "--no-edit", "-m", message, _rev(sha), check=False)
+        proc = self._run("merge", "--no-ff", "--no-edit", "-m", message, safe_rev(sha), check=False)
         if proc.returncode == 0:
             return MergeResult(True, (), proc.stdout + proc.stderr)
         conflicts = self._conflicts()
@@ -369,7 +387,7 @@ class Git:
 
     def merge_squash(self, sha: str, message: str) -> MergeResult:
         """Commit the changes of ``sha`` on top of HEAD as one commit with ``message``."""
-        proc = self._run("merge", "--squash", _rev(sha), check=False)
+        proc = self._run("merge", "--squash", safe_rev(sha), check=False)
         if proc.returncode == 0:
             proc = self._run("commit", "--quiet", "-m", message, check=False)
             if proc.returncode == 0:
@@ -391,7 +409,7 @@ class Git:
 
     def reset_hard(self, rev: str) -> None:
         """Make HEAD, index and worktree equal to ``rev``."""
-        self._run("reset", "--quiet", "--hard", _rev(rev), "--")
+        self._run("reset", "--quiet", "--hard", safe_rev(rev), "--")
 
     def clean(self) -> None:
         """Remove every untracked and ignored file, directories and nested repositories too."""

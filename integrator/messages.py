@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from integrator.modes import Mode
-from integrator.policy import PushVerdict, Reason
+from integrator.policy import Mode, PushVerdict, Reason
 from integrator.readiness import Condition
 
 UNMET: dict[Condition, str] = {

@@ -1,4 +1,4 @@
-"""The one global mode and its change rules.
+"""The one global mode and its change rules (`Mode` itself is the policy's: a pure value).
 
 A fresh install has no mode row and is in `shadow`: it records, never blocks.
 Every change is a `mode_changed` event with who, when and why. Only
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from enum import StrEnum
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -17,18 +16,7 @@ from sqlalchemy.orm import Session
 from integrator.errors import TransitionRefused
 from integrator.events import record_system_event
 from integrator.models import ModeState, utcnow
-
-
-class Mode(StrEnum):
-    """What the pre-receive hook does with updates of protected refs."""
-
-    #: Allow, recorded as push_allowed.
-    off = "off"
-    #: Allow; record push_would_reject for what cutover would refuse.
-    shadow = "shadow"
-    #: Allow only the integrator's registered updates; refuse the rest.
-    cutover = "cutover"
-
+from integrator.policy import Mode as Mode  # the value is pure; it is re-exported here
 
 DEFAULT_MODE = Mode.shadow
 _ROW_ID = 1

@@ -15,7 +15,17 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from integrator.gitops import is_zero_sha
-from integrator.modes import Mode
+
+
+class Mode(StrEnum):
+    """What the pre-receive hook does with updates of protected refs."""
+
+    #: Allow, recorded as push_allowed.
+    off = "off"
+    #: Allow; record push_would_reject for what cutover would refuse.
+    shadow = "shadow"
+    #: Allow only the integrator's registered updates; refuse the rest.
+    cutover = "cutover"
 
 
 class Reason(StrEnum):

@@ -45,7 +45,6 @@ from integrator.gitops import Git, GitError
 from integrator.models import Candidate, Event
 from integrator.queue import Status, transition
 from integrator.settings import Settings
-from integrator.workspace import WorkspaceGit
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +141,7 @@ class _Match:
     first: str
 
 
-class _MainGit(WorkspaceGit):
+class _MainGit(Git):
     """The adapter and git's merge without a worktree, plus the walk scoring needs."""
 
     def landed_by(self, sha: str, main: str) -> str:
@@ -167,7 +166,7 @@ class _MainGit(WorkspaceGit):
                 "GIT_OBJECT_DIRECTORY": scratch,
                 "GIT_ALTERNATE_OBJECT_DIRECTORIES": objects,
             }
-            return WorkspaceGit(self.path, self.timeout, scratch_env).merge_tree(ours, theirs)[1]
+            return Git(self.path, self.timeout, scratch_env).merge_tree(ours, theirs)[1]
 
 
 @lru_cache(maxsize=20_000)

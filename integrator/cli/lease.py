@@ -1,6 +1,6 @@
 """`integrator lease status|release --force`: the lease seen by operators.
 
-Acquire and renew belong to the worker (`integrator.lease_client`), not to a
+Acquire and renew belong to the worker (`integrator.worker.lease_client`), not to a
 human at a prompt: the CLI only shows the lease and lets an operator end it.
 """
 

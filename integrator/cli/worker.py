@@ -14,8 +14,8 @@ import typer
 from integrator.cli.client import EXIT_BAD_INPUT, fail
 from integrator.logs import EscapeControlCharacters
 from integrator.settings import get_settings
-from integrator.worker import Worker, WorkerExit, WorkerOptions, default_holder
-from integrator.workspace import MergeMethod
+from integrator.worker.loop import Worker, WorkerExit, WorkerOptions, default_holder
+from integrator.worker.workspace import MergeMethod
 
 
 def _configure_logging(level: str) -> None:

@@ -17,8 +17,8 @@ import threading
 import time
 from typing import Any
 
-from integrator.lease_client import LeaseChange, LeaseKeeper
 from integrator.settings import get_settings
+from integrator.worker.lease_client import LeaseChange, LeaseKeeper
 
 RETRY_INTERVAL = 0.5
 

@@ -11,8 +11,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from integrator.api.app import create_app
-from integrator.lease_client import LeaseChange, LeaseClientError, LeaseKeeper
 from integrator.settings import Settings
+from integrator.worker.lease_client import LeaseChange, LeaseClientError, LeaseKeeper
 from tests.lease_support import short_lease
 from tests.support import TokenMaker
 

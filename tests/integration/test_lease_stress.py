@@ -28,8 +28,8 @@ import httpx
 import pytest
 
 from integrator.db import make_engine
-from integrator.lease_client import ms_of
 from integrator.settings import Settings
+from integrator.worker.lease_client import ms_of
 from tests.integration.lease_contender import RETRY_INTERVAL
 from tests.lease_support import lease_events
 from tests.support import REPO_ROOT, ServiceProcess, TokenMaker, settings_env

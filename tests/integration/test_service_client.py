@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from integrator.service_client import EXIT_UNAVAILABLE, ServiceClient, WorkerExit
+from integrator.worker.service_client import EXIT_UNAVAILABLE, ServiceClient, WorkerExit
 
 
 class Answering:

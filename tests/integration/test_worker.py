@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from integrator.lease_client import LeaseKeeper
 from integrator.settings import Settings
-from integrator.worker import Worker, WorkerExit, WorkerOptions
+from integrator.worker.lease_client import LeaseKeeper
+from integrator.worker.loop import Worker, WorkerExit, WorkerOptions
 from tests.gitrepos import git
 from tests.support import TokenMaker
 from tests.worker_support import (

@@ -7,8 +7,8 @@ import pytest
 from pydantic import ValidationError
 
 from integrator.lease import Grant, datetime_of_ms, iso_of_ms
-from integrator.lease_client import LeaseClientError, LeaseKeeper, ms_of
 from integrator.settings import get_settings
+from integrator.worker.lease_client import LeaseClientError, LeaseKeeper, ms_of
 
 
 @pytest.mark.parametrize("ms", [0, 1, 999, 1_795_546_743_599, 1_700_000_000_123, 2**41 + 7])

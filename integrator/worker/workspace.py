@@ -22,7 +22,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import IO
 
-from integrator.gitops import Git, GitError
+from integrator.gitops import Git, GitError, safe_rev
 
 log = logging.getLogger(__name__)
 
@@ -30,13 +30,6 @@ ORIGIN = "origin"
 INTEGRATION_BRANCH = "integrator/integration"
 #: `git merge-tree --write-tree` (a merge without a worktree) exists since git 2.38.
 MERGE_TREE_SINCE = (2, 38)
-
-
-def _rev(value: str) -> str:
-    """Refuse a revision git would read as an option (shas and names come from the service)."""
-    if not value or value.startswith("-"):
-        raise ValueError(f"not a revision: {value!r}")
-    return value
 
 
 class MergeMethod(StrEnum):
@@ -80,26 +73,14 @@ class WorkspaceGit(Git):
         out = self._run(
             "cat-file",
             "--batch-check=%(objectname)",
-            input="".join(f"{_rev(rev)}\n" for rev in revs),
+            input="".join(f"{safe_rev(rev)}\n" for rev in revs),
         ).stdout.splitlines()
         return [None if line.endswith(" missing") else line for line in out]
 
-    def merge_tree(self, ours: str, theirs: str) -> tuple[str, tuple[str, ...]]:
-        """(tree, conflicting paths) of merging `theirs` into `ours`, without a worktree."""
-        proc = self._run(
-            "merge-tree", "--write-tree", "--name-only", "--no-messages", "-z",
-            _rev(ours), _rev(theirs), check=False,
-        )  # fmt: skip
-        if proc.returncode not in (0, 1):
-            raise GitError(proc.args, proc.returncode, proc.stdout, proc.stderr)
-        tree, *rest = proc.stdout.split("\0")
-        paths = itertools.takewhile(bool, rest) if proc.returncode == 1 else ()
-        return tree, tuple(dict.fromkeys(paths))
-
     def commit_tree(self, tree: str, parents: list[str], message: str) -> str:
         """A commit of `tree` with `parents` (first parent first) and `message`."""
-        flags = [arg for parent in parents for arg in ("-p", _rev(parent))]
-        return self._run("commit-tree", _rev(tree), *flags, input=message).stdout.strip()
+        flags = [arg for parent in parents for arg in ("-p", safe_rev(parent))]
+        return self._run("commit-tree", safe_rev(tree), *flags, input=message).stdout.strip()
 
     def version(self) -> tuple[int, ...]:
         """git's version as numbers, e.g. (2, 39, 5)."""

@@ -16,9 +16,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from integrator.checks import CheckResult
-from integrator.landing import PushFacts, Verdict
-from integrator.workspace import Merged, MergeMethod
+from integrator.worker.checks import CheckResult
+from integrator.worker.landing import PushFacts, Verdict
+from integrator.worker.workspace import Merged, MergeMethod
 
 #: Modes in which the worker predicts and never pushes.
 PREDICTING_MODES = frozenset({"shadow", "off"})

@@ -31,7 +31,7 @@ from enum import StrEnum
 from typing import Any
 
 from integrator.gitops import Git, GitError, GitTimeout, PushResult
-from integrator.service_client import LeaseLost, ServiceClient, code_of, message_of, refused
+from integrator.worker.service_client import LeaseLost, ServiceClient, code_of, message_of, refused
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ class Verdict(StrEnum):
 
 @dataclass(frozen=True)
 class PushFacts:
-    """What one registered push did, for `integrator.trial.judge` to decide on."""
+    """What one registered push did, for `integrator.worker.trial.judge` to decide on."""
 
     verdict: Verdict
     #: The integration commit that was (to be) pushed.

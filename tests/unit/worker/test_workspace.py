@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from integrator.workspace import Fetched, Merged, MergeMethod, Workspace, WorkspaceBusy
+from integrator.worker.workspace import Fetched, Merged, MergeMethod, Workspace, WorkspaceBusy
 from tests.gitrepos import Canonical, git
 
 

@@ -27,8 +27,8 @@ from typing import Any
 
 import httpx
 
-from integrator.service_client import message_of
 from integrator.settings import Settings
+from integrator.worker.service_client import message_of
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from integrator.gitops import Git, GitError, PushResult
-from integrator.landing import PushFacts, Verdict, push_commit, read_push, remote_lines
+from integrator.worker.landing import PushFacts, Verdict, push_commit, read_push, remote_lines
 from tests.gitrepos import Canonical, git
 
 NONCE = "n0nce-" + "x" * 37

@@ -6,16 +6,16 @@ import subprocess
 
 import pytest
 
-from integrator.checks import CheckResult
-from integrator.landing import PushFacts, Verdict
-from integrator.trial import (
+from integrator.worker.checks import CheckResult
+from integrator.worker.landing import PushFacts, Verdict
+from integrator.worker.trial import (
     NO_PUSH_OPTIONS,
     Handed,
     Trial,
     judge,
     merge_message,
 )
-from integrator.workspace import Merged, MergeMethod
+from integrator.worker.workspace import Merged, MergeMethod
 
 BASE = "b" * 40
 SHA = "c" * 40
@@ -181,7 +181,7 @@ def test_the_merge_message_ends_with_the_three_trailers_git_parses(method: Merge
 
 def test_a_merge_that_changes_nothing_but_is_not_on_main_for_the_service_is_a_clean_merge() -> None:
     """The service's refusal of already_integrated turns an empty merge into would_integrate."""
-    from integrator.trial import not_on_main
+    from integrator.worker.trial import not_on_main
 
     empty = Merged(ok=True, conflicts=(), output="", empty=True)
     decision = not_on_main(handed(), trial(merge=empty))
@@ -193,7 +193,7 @@ def test_a_merge_that_changes_nothing_but_is_not_on_main_for_the_service_is_a_cl
 
 def test_a_sha_on_main_for_the_worker_but_not_for_the_service_is_given_back_and_stops() -> None:
     """Two views of main disagree: nothing is claimed, the worker stops with what to check."""
-    from integrator.trial import not_on_main
+    from integrator.worker.trial import not_on_main
 
     decision = not_on_main(handed(), trial(already_on_main=BASE))
     assert (decision.outcome, decision.stop) == ("requeue", True)
@@ -204,7 +204,7 @@ def test_in_cutover_an_empty_merge_the_service_cannot_find_on_main_goes_back_for
     None
 ):
     """Nothing to push and nothing proven: requeue, stop, and name the close command."""
-    from integrator.trial import not_on_main
+    from integrator.worker.trial import not_on_main
 
     empty = Merged(ok=True, conflicts=(), output="", empty=True)
     decision = not_on_main(handed("cutover"), trial(merge=empty))

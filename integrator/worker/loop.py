@@ -14,7 +14,7 @@ The loop, and why it is shaped this way:
    that changes nothing is `already_integrated` too. A trailer on main is never taken as
    proof (anyone can write one): the service checks every `already_integrated` against main
    itself, and when it does not find the content there the merge is reported for what it is.
-5. In cutover, a clean merge is pushed by `integrator.landing`: registered, then *that same
+5. In cutover, a clean merge is pushed by `integrator.worker.landing`: registered, then *that same
    commit* pushed (the tested sha is the landed sha). A try that did not land is retried a
    bounded number of times with a fresh registration; when main moved meanwhile, the candidate
    is merged and checked again first. In shadow and `off` nothing is ever pushed.
@@ -22,7 +22,7 @@ The loop, and why it is shaped this way:
    last successful renewal was *sent* less than the renew deadline ago. The service's fence
    (and, for the push, the hook's check of the registration) is what stops a holder that
    stalls after asking.
-7. Report what `integrator.trial.judge` decides.
+7. Report what `integrator.worker.trial.judge` decides.
 
 SIGTERM (or SIGINT): kill a running check's process group, give the candidate back
 (`requeue`), release the lease, exit 0. `--once` drains until the queue answers 204.
@@ -42,11 +42,12 @@ from typing import Any
 
 import httpx
 
-from integrator.checks import CheckRunner
 from integrator.gitops import GitError
-from integrator.landing import Lander, Verdict
-from integrator.lease_client import LeaseClientError, LeaseKeeper
-from integrator.service_client import (
+from integrator.settings import Settings
+from integrator.worker.checks import CheckRunner
+from integrator.worker.landing import Lander, Verdict
+from integrator.worker.lease_client import LeaseClientError, LeaseKeeper
+from integrator.worker.service_client import (
     EXIT_BAD_INPUT,
     EXIT_OK,
     EXIT_REFUSED,
@@ -58,8 +59,7 @@ from integrator.service_client import (
     message_of,
     refused,
 )
-from integrator.settings import Settings
-from integrator.trial import (
+from integrator.worker.trial import (
     PREDICTING_MODES,
     Decision,
     Handed,
@@ -69,7 +69,7 @@ from integrator.trial import (
     not_on_main,
     requeue,
 )
-from integrator.workspace import MergeMethod, Workspace, WorkspaceBusy
+from integrator.worker.workspace import MergeMethod, Workspace, WorkspaceBusy
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ import threading
 import time
 from pathlib import Path
 
-from integrator.checks import TAIL_BYTES, CheckRunner, check_environment
+from integrator.worker.checks import TAIL_BYTES, CheckRunner, check_environment
 from tests.worker_support import process_gone, wait_for
 
 
