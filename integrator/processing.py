@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
-from integrator import lease, modes, on_main, registrations
+from integrator import lease, modes, on_main, reconcile, registrations
 from integrator.admission import CanonicalRepo, check, record, supersede_if_replaced
 from integrator.errors import IntegratorError, NotOnMain, RepositoryUnreadable, TransitionRefused
 from integrator.gitops import GitError
@@ -56,14 +56,9 @@ class Handout:
 
 
 def requeue_stale(session: Session, settings: Settings, epoch: int) -> list[int]:
-    """in_progress of an ended epoch → queued, keeping its position (never lost), or
-    superseded when a newer finalize_ready replaced it meanwhile."""
-    returned = []
-    for candidate in stale_in_progress(session, settings.repository_name, epoch):
-        if return_stale(session, candidate):
-            supersede_if_replaced(session, candidate)
-            returned.append(candidate.id)
-    return returned
+    """Whatever an ended epoch left in_progress goes back to the queue (`return_to_queue`)."""
+    stale = stale_in_progress(session, settings.repository_name, epoch)
+    return [candidate.id for candidate in stale if reconcile.return_to_queue(session, candidate)]
 
 
 def take_next(
@@ -74,16 +69,16 @@ def take_next(
     First, earlier epochs' registrations are resolved against the canonical ref (landed:
     the candidate is recorded integrated once; not landed: failed, and the candidate goes
     back to the head of the queue). When the ref cannot be read nothing is handed out."""
-    lease.fence(session, settings, epoch, token)
+    fenced = lease.fence(session, settings, epoch, token)
     registrations.expire_due(session, settings)
     try:
-        resolved = registrations.reconcile(session, settings, repo, epoch, by)
+        resolved = reconcile.resolve(session, settings, repo, fenced, by)
     except GitError as exc:
         log.warning("cannot resolve earlier registrations against git: %s; retrying later", exc)
         return None
-    if resolved.landed or resolved.failed or resolved.integrated:
+    if resolved:
         log.info("earlier registrations resolved: %s", resolved)
-    requeued = tuple(requeue_stale(session, settings, epoch))
+    requeued = (*resolved.requeued, *requeue_stale(session, settings, epoch))
     mode = modes.current(session).mode
     current = handed_to(session, settings.repository_name, epoch)
     if current is not None:  # a retry whose first answer was lost: the same handout again
@@ -236,7 +231,7 @@ def _landed(
 ) -> Registration:  # fmt: skip
     registration_id = required(outcome.registration_id, "registration_id")
     try:
-        return registrations.confirm_landed(
+        return reconcile.confirm_landed(
             session, repo, candidate, epoch, registration_id,
             main_sha=outcome.main_sha, attempt=outcome.attempt, by=by,
         )  # fmt: skip

@@ -7,12 +7,12 @@ hashed; it buys exactly that update. States and their events:
     registered → authorized → landed | failed       (registration_authorized, _landed, _failed)
     registered → void | expired                      (registration_voided, _expired)
     authorized → in_doubt  (its epoch ended)         (registration_in_doubt)
-    in_doubt | authorized of an ended epoch → landed | failed, by reconciliation
+    in_doubt | authorized of a silent epoch → landed | failed   (`integrator.reconcile`)
 
 Every change of status is one conditional UPDATE whose row count says whether it happened,
 so two requests racing for one registration cannot both move it. Times are integer ms of
-the SQL clock, as for the lease. Writes made by the holder (create, fail, reconcile) run
-after `lease.fence` in the caller's transaction and take the fenced lease state as proof.
+the SQL clock, as for the lease. Writes made by the holder (create, fail) run after
+`lease.fence` in the caller's transaction and take the fenced lease state as proof.
 """
 
 from __future__ import annotations
@@ -25,22 +25,12 @@ from typing import TYPE_CHECKING, Any, cast
 from sqlalchemy import Table, and_, exists, select, update
 from sqlalchemy.orm import Session
 
-from integrator import modes, on_main
-from integrator.admission import CanonicalRepo
+from integrator import modes
 from integrator.db import now_ms
-from integrator.errors import (
-    Detail,
-    InvalidInput,
-    NotFound,
-    NotInCutover,
-    NotOnMain,
-    RepositoryUnreadable,
-    TransitionRefused,
-)
+from integrator.errors import Detail, InvalidInput, NotFound, NotInCutover, TransitionRefused
 from integrator.events import record_system_event
 from integrator.gitops import is_zero_sha
 from integrator.models import Candidate, Lease, Registration, utcnow
-from integrator.outcomes import complete
 from integrator.policy import RegistrationFacts, Update
 from integrator.queue import Status, get_candidate
 from integrator.settings import Settings
@@ -51,7 +41,7 @@ if TYPE_CHECKING:
 REGISTRATIONS = cast(Table, Registration.__table__)
 #: A registration that can still authorize an update.
 OPEN = ("registered", "authorized")
-#: Authorized before its epoch ended, or never resolved: the next holder looks at main.
+#: Authorized before its epoch went silent, or never resolved: resolved against the ref.
 UNRESOLVED = ("in_doubt", "authorized")
 #: state → what it becomes when its epoch ends
 RETIRED = {"registered": "void", "authorized": "in_doubt"}
@@ -65,19 +55,11 @@ class Issued:
     nonce: str = field(repr=False)
 
 
-@dataclass(frozen=True)
-class Reconciled:
-    landed: tuple[int, ...] = ()
-    failed: tuple[int, ...] = ()
-    #: Candidates recorded as integrated from a registration that landed.
-    integrated: tuple[int, ...] = ()
-
-
 def hash_nonce(nonce: str) -> str:
     return hashlib.sha256(nonce.encode()).hexdigest()
 
 
-def _event(session: Session, kind: str, row: Any, by: str | None = None, **extra: Any) -> None:
+def record(session: Session, kind: str, row: Any, by: str | None = None, **extra: Any) -> None:
     fields = {"registration_id": row.id, "candidate_id": row.candidate_id, "epoch": row.epoch,
               **extra}  # fmt: skip
     record_system_event(
@@ -85,7 +67,7 @@ def _event(session: Session, kind: str, row: Any, by: str | None = None, **extra
     )
 
 
-def _moved(session: Session, *where: Any, status: str) -> list[Any]:
+def move(session: Session, *where: Any, status: str) -> list[Any]:
     """One conditional UPDATE to `status`; the rows it moved."""
     c = REGISTRATIONS.c
     statement = (
@@ -178,9 +160,9 @@ def create(
     if refusal is not None:
         raise refusal
     c = REGISTRATIONS.c
-    for row in _moved(session, c.candidate_id == candidate.id, c.epoch == fenced.epoch,
+    for row in move(session, c.candidate_id == candidate.id, c.epoch == fenced.epoch,
                       c.status == "registered", status="void"):  # fmt: skip
-        _event(session, "voided", row, by, reason="replaced by a new registration")
+        record(session, "voided", row, by, reason="replaced by a new registration")
     nonce = secrets.token_urlsafe(32)
     registration = Registration(
         repository=settings.repository_name, ref=ref, old=old, new=new,
@@ -190,7 +172,7 @@ def create(
     )  # fmt: skip
     session.add(registration)
     session.flush()
-    _event(session, "created", registration, by, ref=ref, old=old, new=new, attempt=attempt,
+    record(session, "created", registration, by, ref=ref, old=old, new=new, attempt=attempt,
            expires_at_ms=registration.expires_at_ms)  # fmt: skip
     return Issued(registration, nonce)
 
@@ -214,7 +196,7 @@ def fail(
     """The holder gives up a registration of its epoch whose push was refused or did not
     land (registered or authorized → failed), before registering afresh."""
     c = REGISTRATIONS.c
-    moved = _moved(session, c.id == registration_id, c.epoch == fenced.epoch,
+    moved = move(session, c.id == registration_id, c.epoch == fenced.epoch,
                    c.status.in_(OPEN), status="failed")  # fmt: skip
     registration = get(session, registration_id)
     if not moved:
@@ -223,7 +205,7 @@ def fail(
             f"{registration.epoch}); only a registered or authorized one of epoch "
             f"{fenced.epoch} can be failed"
         )
-    _event(session, "failed", moved[0], by, reason=reason)
+    record(session, "failed", moved[0], by, reason=reason)
     session.refresh(registration)
     return registration
 
@@ -231,10 +213,10 @@ def fail(
 def expire_due(session: Session, settings: Settings) -> int:
     """Registered ones past their expiry can no longer authorize anything: expired."""
     c = REGISTRATIONS.c
-    moved = _moved(session, c.repository == settings.repository_name, c.status == "registered",
+    moved = move(session, c.repository == settings.repository_name, c.status == "registered",
                    c.expires_at_ms <= now_ms(session, settings), status="expired")  # fmt: skip
     for row in moved:
-        _event(session, "expired", row)
+        record(session, "expired", row)
     return len(moved)
 
 
@@ -267,141 +249,22 @@ def authorize(
         c.id == registration.id, c.repository == repository, c.ref == update.resolved_ref,
         c.old == update.old, c.new == update.new, c.expires_at_ms > now, lease_live,
     )  # fmt: skip
-    moved = _moved(session, same, c.status == "registered", status="authorized")
+    moved = move(session, same, c.status == "registered", status="authorized")
     if moved:
-        _event(session, "authorized", moved[0], by, ref=update.resolved_ref, new=update.new)
+        record(session, "authorized", moved[0], by, ref=update.resolved_ref, new=update.new)
         return True
-    return bool(_moved(session, same, c.status == "authorized", status="authorized"))
+    return bool(move(session, same, c.status == "authorized", status="authorized"))
 
 
 def land(session: Session, repository: str, update: Update, by: str | None) -> list[int]:
     """A protected ref moved old → new: the authorized registration of that update landed."""
     c = REGISTRATIONS.c
-    moved = _moved(session, c.repository == repository, c.ref == update.resolved_ref,
+    moved = move(session, c.repository == repository, c.ref == update.resolved_ref,
                    c.old == update.old, c.new == update.new, c.status == "authorized",
                    status="landed")  # fmt: skip
     for row in moved:
-        _event(session, "landed", row, by, ref=row.ref, new=row.new, by_report=True)
+        record(session, "landed", row, by, ref=row.ref, new=row.new, by_report=True)
     return [row.id for row in moved]
-
-
-# ---- outcomes and reconciliation -------------------------------------------------------------
-
-
-def _explained(repo: CanonicalRepo, ref: str, registered: set[tuple[str, str]]) -> set[str]:
-    """Commits of `ref` in the canonical repository that these `(new, attempt)` explain.
-    Raises GitError when the repository cannot be read (unknown is not "absent")."""
-    if repo.mirror is None:
-        raise RepositoryUnreadable(
-            "no canonical repository is configured (INTEGRATOR_REPO): the service cannot "
-            f"read {ref} to tell whether a registered update landed"
-        )
-    git = repo.mirror.git()
-    tip = git.rev_parse(ref)
-    return set(on_main.explained_commits(git, tip, registered)) if tip else set()
-
-
-def confirm_landed(
-    session: Session,
-    repo: CanonicalRepo,
-    candidate: Candidate,
-    epoch: int,
-    registration_id: int,
-    *,
-    main_sha: str | None,
-    attempt: str | None,
-    by: str,
-) -> Registration:
-    """The registration behind an `integrated` outcome: this candidate's and epoch's, and
-    landed — or authorized with its commit on the canonical ref, then landed here."""
-    registration = get(session, registration_id)
-    if (registration.candidate_id, registration.epoch) != (candidate.id, epoch):
-        raise TransitionRefused(
-            f"registration {registration_id} belongs to candidate {registration.candidate_id} "
-            f"(epoch {registration.epoch}), not to candidate {candidate.id} of epoch {epoch}"
-        )
-    for name, sent, kept in (("main_sha", main_sha, registration.new),
-                             ("attempt", attempt, registration.attempt)):  # fmt: skip
-        if sent is not None and sent != kept:
-            message = f"{name} {sent} is not the registration's ({kept})"
-            raise InvalidInput(message, details=[Detail(name, "registration", message)])
-    if registration.status == "landed":
-        return registration
-    if registration.status != "authorized":
-        raise TransitionRefused(
-            f"registration {registration_id} is {registration.status}: its update never "
-            "reached the ref; report blocked, or register again and push"
-        )
-    pair = {(registration.new, registration.attempt)}
-    if registration.new not in _explained(repo, registration.ref, pair):
-        raise NotOnMain(
-            f"registration {registration_id} was authorized but {registration.new[:12]} is not "
-            f"on {registration.ref} as the service reads it; confirm the push landed "
-            "(`git ls-remote`), else fail the registration and register again"
-        )
-    c = REGISTRATIONS.c
-    for row in _moved(session, c.id == registration.id, c.status == "authorized",
-                      status="landed"):  # fmt: skip
-        _event(session, "landed", row, by, ref=row.ref, new=row.new, by_report=False)
-    session.refresh(registration)
-    return registration
-
-
-def reconcile(
-    session: Session, settings: Settings, repo: CanonicalRepo, epoch: int, by: str
-) -> Reconciled:
-    """Resolve earlier epochs' registrations against the canonical ref before anything is
-    handed out: each in_doubt or authorized one becomes landed (its commit on the ref is
-    explained by it) or failed; a landed one's candidate still in_progress of an ended
-    epoch is recorded as integrated, once. Failed ones' candidates go back to the queue
-    with `requeue_stale`. Raises GitError when the repository cannot be read."""
-    c = REGISTRATIONS.c
-    name = settings.repository_name
-    unresolved = list(session.scalars(
-        select(Registration)
-        .where(Registration.repository == name, Registration.epoch < epoch,
-               Registration.status.in_(UNRESOLVED))
-        .order_by(Registration.id)
-    ))  # fmt: skip
-    landed_earlier = list(session.scalars(
-        select(Registration)
-        .join(Candidate, Candidate.id == Registration.candidate_id)
-        .where(Registration.repository == name, Registration.epoch < epoch,
-               Registration.status == "landed", Candidate.status == Status.in_progress.value,
-               Candidate.epoch == Registration.epoch)
-        .order_by(Registration.id)
-    ))  # fmt: skip
-    landed: list[int] = []
-    failed: list[int] = []
-    integrated: list[int] = []
-    refs = {r.ref for r in unresolved}
-    explained = {
-        ref: _explained(repo, ref, {(r.new, r.attempt) for r in unresolved if r.ref == ref})
-        for ref in sorted(refs)
-    }
-    for registration in unresolved:
-        after = decide_reconciled(registration, explained[registration.ref])
-        moved = _moved(session, c.id == registration.id, c.status == registration.status,
-                       status=after)  # fmt: skip
-        if not moved:
-            continue
-        _event(session, after, moved[0], by, reconciled=True, previous=registration.status,
-               by_epoch=epoch)  # fmt: skip
-        (landed if after == "landed" else failed).append(registration.id)
-        session.refresh(registration)
-        if after == "landed":
-            landed_earlier.append(registration)
-    for registration in landed_earlier:
-        candidate = session.get(Candidate, registration.candidate_id)
-        if candidate is None or candidate.status != Status.in_progress:
-            continue
-        if candidate.epoch != registration.epoch:
-            continue
-        complete(session, settings, candidate, registration.new, by,
-                 f"reconciled: registration {registration.id} of epoch {registration.epoch} "
-                 "landed")  # fmt: skip
-        integrated.append(candidate.id)
-    return Reconciled(tuple(landed), tuple(failed), tuple(integrated))
 
 
 # ---- epochs and modes end --------------------------------------------------------------------
@@ -414,10 +277,10 @@ def retire_earlier_epochs(session: Session, repository: str, epoch: int) -> dict
     c = REGISTRATIONS.c
     counts: dict[str, int] = {}
     for before, after in RETIRED.items():
-        changed = _moved(session, c.repository == repository, c.status == before,
+        changed = move(session, c.repository == repository, c.status == before,
                          c.epoch < epoch, status=after)  # fmt: skip
         for row in changed:
-            _event(session, "voided" if after == "void" else "in_doubt", row, by_epoch=epoch)
+            record(session, "voided" if after == "void" else "in_doubt", row, by_epoch=epoch)
         counts[after] = len(changed)
     return counts
 
@@ -425,7 +288,7 @@ def retire_earlier_epochs(session: Session, repository: str, epoch: int) -> dict
 def void_open(session: Session, repository: str, reason: str) -> int:
     """Leaving cutover: every open registration (registered or authorized) becomes void."""
     c = REGISTRATIONS.c
-    voided = _moved(session, c.repository == repository, c.status.in_(OPEN), status="void")
+    voided = move(session, c.repository == repository, c.status.in_(OPEN), status="void")
     for row in voided:
-        _event(session, "voided", row, reason=reason)
+        record(session, "voided", row, reason=reason)
     return len(voided)
