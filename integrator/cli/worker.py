@@ -62,9 +62,12 @@ def worker(
     ] = 5.0,
     log_level: Annotated[str, typer.Option(help="Logging level.")] = "info",
 ) -> None:
-    """Take the lease and work the queue: merge each candidate in a private clone, run the
-    check, record the outcome. In shadow it is a prediction and main is never pushed; in
-    cutover the tested commit is pushed to main as a registered update."""
+    """Take the lease and work the queue: merge, check, record; in cutover, land on main.
+
+    Each candidate is merged in a private clone and checked. In shadow the outcome is a
+    prediction and main is never pushed; in cutover the tested commit is pushed to main as
+    a registered update.
+    """
     settings = get_settings()
     source = repo or settings.repo
     if not source:

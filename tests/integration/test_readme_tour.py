@@ -78,6 +78,11 @@ def test_the_readme_tour_runs_as_written_from_shadow_to_cutover_and_back(tmp_pat
         "evidence complete",
         "mode cutover",
         "[remote rejected] main -> main",
+        "candidate farewell is queued at position 2",
+        "integrated   farewell",
+        "in_progress -> integrated",
+        "Integrator-Candidate: 2",
+        "Integrator-Attempt: ",
         "integrated   greeting",
     ]
     position = 0
