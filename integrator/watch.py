@@ -3,10 +3,14 @@
 A daemon thread per service process fetches the canonical repository every
 `INTEGRATOR_MAIN_WATCH_INTERVAL_SECONDS`, re-evaluates the waiting candidates
 that wait on git (a condition unmet, or unknown because git could not be read
-at their last check) and scores the shadow predictions whose content landed
-on main — also when no hook reported the push (a host without post-receive, a
-report lost on the way). Both record each change once, so several replicas
-watching together do no harm.
+at their last check), resolves the registrations of a holder that went silent
+against the real main (`integrator.reconcile`: a landed push is recorded
+integrated, one that never landed fails once its epoch is over and its
+candidate goes back to the queue) and scores the shadow predictions whose
+content landed on main — also when no hook reported the push (a host without
+post-receive, a report lost on the way). Each records each change once, claimed
+by one conditional statement per item, so several replicas watching together
+do no harm.
 """
 
 from __future__ import annotations
@@ -16,8 +20,9 @@ import threading
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from integrator import scoring
+from integrator import reconcile, scoring
 from integrator.admission import CanonicalRepo, reevaluate_waiting_on_git
+from integrator.gitops import GitError
 from integrator.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -53,7 +58,18 @@ class MainWatcher:
                 )
             if queued:
                 log.info("queued %d waiting candidates after reading the repository", queued)
+            self._reconcile(session)
             return len(scoring.score_predictions(session, self.settings, self.repo, by=WATCHER))
+
+    def _reconcile(self, session: Session) -> None:
+        try:
+            with session.begin():
+                resolved = reconcile.resolve_silent(session, self.settings, self.repo, WATCHER)
+        except GitError as exc:
+            log.warning("cannot resolve silent registrations against git: %s; next round", exc)
+            return
+        if resolved:
+            log.info("registrations of a silent holder resolved against main: %s", resolved)
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
