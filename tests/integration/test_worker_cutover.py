@@ -217,3 +217,26 @@ def test_a_hook_that_gives_up_after_the_service_authorized_is_retried_with_the_s
     assert first.attempt == second.attempt and first.old == second.old == start
     assert world.candidate(candidate)["status"] == "integrated"
     assert len(world.events("integration_completed")) == 1
+
+
+def test_at_cutover_the_shadow_predictions_land_in_position_order_none_twice(
+    world: WorkerWorld,
+) -> None:
+    """Predicted in shadow, then cutover: every prediction is processed for real, FIFO, once."""
+    ids = [world.ready(slug) for slug in ("one", "two", "three")]
+    start = world.canonical.head()
+    shadow = world.run_worker("--once")
+    assert shadow.returncode == 0, shadow.stderr
+    assert [world.candidate(i)["status"] for i in ids] == ["predicted"] * 3
+    assert world.canonical.head() == start  # shadow never pushes main
+
+    world.cutover()
+    assert [world.candidate(i)["status"] for i in ids] == ["queued"] * 3
+    real = world.run_worker("--once")
+
+    assert real.returncode == 0, real.stderr
+    landed = first_parents(world, start)
+    assert [trailers(world, c)["Integrator-Candidate"] for c in landed] == [str(i) for i in ids]
+    assert [world.candidate(i)["status"] for i in ids] == ["integrated"] * 3
+    completed = world.events("integration_completed")
+    assert sorted(e.fields["slug"] for e in completed) == ["one", "three", "two"]
