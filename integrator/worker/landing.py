@@ -13,9 +13,14 @@ Why each step is shaped this way:
   `old` can never both land.
 - Right after the self-fence check and just before `git push` is the one place a stale holder
   can be caught only by the server: the test-only pause point sits exactly there.
-- The push's own answer (`--porcelain`) is confirmed by `git ls-remote`: a push that timed out
-  may have landed, and one that says it did must be visible. A try that did not land is
-  `failed` at the service before another registration is made.
+- The push's own answer (`--porcelain`) decides when it names this commit and main as updated
+  (or already there): git prints that line only after the server moved the ref from the `old`
+  our lease named to this commit, under its lock, so it is the server's word that main went
+  `old → new` (reading main again could only see a later move, not undo ours; the service still
+  checks the registration against main before recording `integrated`). Every other answer —
+  a timeout that may have landed, a transport error, a refusal, a lost compare-and-swap — is
+  confirmed by `git ls-remote`. A try that did not land is `failed` at the service before
+  another registration is made.
 """
 
 from __future__ import annotations
@@ -48,7 +53,7 @@ PAUSED_LINE = "PAUSED-BEFORE-PUSH"
 class Verdict(StrEnum):
     """What became of one push of an integration commit."""
 
-    #: main is at the commit (confirmed by ls-remote).
+    #: main is at the commit (the push's own answer proved it, or ls-remote confirmed it).
     landed = "landed"
     #: Our hook refused it on the service's verdict (or a hook chained before ours did).
     refused = "refused"
@@ -68,7 +73,8 @@ class PushFacts:
     #: The integration commit that was (to be) pushed.
     new: str
     registration_id: int | None = None
-    #: main as `git ls-remote` saw it after the push (None: not read).
+    #: main after the push: as its own answer proved it, else as `git ls-remote` saw it (None:
+    #: not read).
     main: str | None = None
     #: The server's `remote:` lines, without the prefix.
     remote_lines: tuple[str, ...] = ()
@@ -85,13 +91,24 @@ def remote_lines(stderr: str) -> tuple[str, ...]:
     )
 
 
-def _status_line(stdout: str, ref: str) -> tuple[str, str] | None:
-    """(flag, summary) of `ref` in `git push --porcelain` output."""
+#: Status flags of `git push --porcelain` for a ref that now holds what was pushed.
+UPDATED = (" ", "+", "=")
+
+
+def _status_line(stdout: str, ref: str) -> tuple[str, str, str] | None:
+    """(flag, source, summary) of `ref` in `git push --porcelain` output."""
     for line in stdout.splitlines():
         parts = line.split("\t")
         if len(parts) >= 3 and parts[1].endswith(f":{ref}"):
-            return parts[0] or " ", parts[2]
+            return parts[0] or " ", parts[1].removesuffix(f":{ref}"), parts[2]
     return None
+
+
+def proves_landed(result: PushResult, ref: str, new: str) -> bool:
+    """The push's own status line says the server holds `new` at `ref` (updated, forced or
+    already up to date): no need to read the ref back."""
+    status = _status_line(result.stdout, ref)
+    return status is not None and status[0] in UPDATED and status[1] == new
 
 
 def read_push(result: PushResult, ref: str) -> tuple[Verdict, str]:
@@ -108,8 +125,8 @@ def read_push(result: PushResult, ref: str) -> tuple[Verdict, str]:
     if status is None:
         tail = " ".join(result.stderr.strip().splitlines()[-2:]) or "no answer"
         return Verdict.retry, f"the push did not reach the server: {tail}"
-    flag, summary = status
-    if flag in (" ", "+", "="):
+    flag, _, summary = status
+    if flag in UPDATED:
         return Verdict.landed, f"the server accepted the update ({summary})"
     if "[remote rejected]" in summary and "hook declined" in summary:
         if any(line.startswith(HOOK_FALLBACK) for line in lines):
@@ -127,7 +144,8 @@ def pause_before_push() -> None:
 
 
 def push_commit(git: Git, ref: str, old: str, new: str, nonce: str, registration: int) -> PushFacts:
-    """Push `new` onto `ref` at `old` with the nonce as a push option, and confirm by ls-remote."""
+    """Push `new` onto `ref` at `old` with the nonce as a push option; unless git's answer
+    proves the server holds `new` at `ref`, read the ref back with ls-remote."""
     option = {
         "GIT_CONFIG_COUNT": "1",
         "GIT_CONFIG_KEY_0": "push.pushOption",
@@ -141,6 +159,8 @@ def push_commit(git: Git, ref: str, old: str, new: str, nonce: str, registration
     else:
         verdict, detail = read_push(result, ref)
         lines = remote_lines(result.stderr)
+        if verdict is Verdict.landed and proves_landed(result, ref, new):
+            return PushFacts(verdict, new, registration, new, lines, detail)
     if verdict is Verdict.unsupported:
         return PushFacts(verdict, new, registration, None, lines, detail)
     main = _main(git, ref, trust_push=verdict is Verdict.landed)
