@@ -107,19 +107,31 @@ def run_worker(settings: Settings, url: str, token: str, repo: Repo, workspace: 
     return time.perf_counter() - started
 
 
-def run_baseline(repo: Repo, clone: Path, shas: list[str], push: bool = False) -> float:
-    """The shell loop over `shas`, from a clone reset to main (the reset is not timed)."""
+def run_baseline(repo: Repo, clone: Path, base: str, shas: list[str], push: bool = False) -> float:
+    """The shell loop over `shas`, from a clone reset to `base` (the reset is not timed).
+
+    `base` is main as it was before the worker's run: after it, main already contains the
+    shas, and a loop started there would only say "Already up to date" and push nothing. The
+    loop is checked to have made (and pushed) one merge per sha.
+    """
     if not clone.exists():
         git("clone", "-q", str(repo.bare), str(clone), cwd=repo.root)
     git("fetch", "-q", "origin", cwd=clone)
-    git("reset", "-q", "--hard", "origin/main", cwd=clone)
-    then = " && git push -q -f origin HEAD:refs/heads/bench-baseline" if push else ""
+    git("reset", "-q", "--hard", base, cwd=clone)
+    target = "refs/heads/bench-baseline"
+    then = f" && git push -q -f origin HEAD:{target}" if push else ""
     script = "".join(
         f"git fetch -q origin && git merge -q --no-ff -m merge {sha}{then}\n" for sha in shas
     )
     started = time.perf_counter()
     subprocess.run(["sh", "-e", "-c", script], cwd=clone, env={**os.environ, **GIT_ENV}, check=True)
-    return time.perf_counter() - started
+    elapsed = time.perf_counter() - started
+    head = git("rev-parse", "HEAD", cwd=clone)
+    merges = int(git("rev-list", "--count", "--first-parent", f"{base}..{head}", cwd=clone))
+    pushed = git("rev-parse", target, cwd=repo.bare) if push else head
+    if merges != len(shas) or pushed != head:
+        raise RuntimeError(f"the baseline made {merges} merges of {len(shas)} (pushed: {pushed})")
+    return elapsed
 
 
 def guard(settings: Settings, url: str, http: httpx.Client, repo: Repo) -> None:
@@ -138,7 +150,8 @@ def run_backend(
     """Per-candidate seconds of each round: (worker, baseline).
 
     The baseline runs before and after the worker in every round (machines here are noisy;
-    interleaving keeps a slow minute from landing on one side only).
+    interleaving keeps a slow minute from landing on one side only), both times from main as
+    it was before the worker's run.
     """
     worker_each: list[float] = []
     baseline_each: list[float] = []
@@ -154,13 +167,15 @@ def run_backend(
                 guard(settings, url, http, repo)
             workspace = root / "worker"
             run_worker(settings, url, integrator, repo, workspace)  # first clone, not measured
+            baseline = root / "baseline"
             for _ in range(rounds):
                 empty = run_worker(settings, url, integrator, repo, workspace)
                 shas = make_ready(http, reporter, repo, n)
-                baseline_each.append(run_baseline(repo, root / "baseline", shas, cutover) / n)
+                base = git("rev-parse", "main", cwd=repo.bare)
+                baseline_each.append(run_baseline(repo, baseline, base, shas, cutover) / n)
                 full = run_worker(settings, url, integrator, repo, workspace)
                 worker_each.append((full - empty) / n)
-                baseline_each.append(run_baseline(repo, root / "baseline", shas, cutover) / n)
+                baseline_each.append(run_baseline(repo, baseline, base, shas, cutover) / n)
     return worker_each, baseline_each
 
 
