@@ -167,7 +167,7 @@ def test_an_unreachable_server_cannot_be_confirmed_and_raises(server: Server) ->
     ],
 )  # fmt: skip
 def test_reading_gits_answer(stdout: str, stderr: str, verdict: Verdict) -> None:
-    """Up to date counts as landed (git names this commit on main); a chained hook's no is a refusal."""
+    """Up to date counts as landed (git names this commit on main); a hook's no is a refusal."""
     assert read_push(PushResult(False, stdout, stderr), MAIN)[0] is verdict
 
 
