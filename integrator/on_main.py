@@ -68,5 +68,9 @@ def explained_commits(git: Git, main: str, registered: set[tuple[str, str]]) -> 
     or a registered `new` without its attempt, explains nothing."""
     if not registered:  # shadow never registers: no git call
         return []
-    history = git.first_parent_trailer(main, "Integrator-Attempt", TRAILER_WINDOW)
+    # One registration whose commit is main's tip (the worker's outcome arriving before
+    # post-receive's report): a commit stands once in the first-parent history, so the tip
+    # alone decides — one commit read instead of the whole window.
+    window = 1 if {new for new, _ in registered} == {main} else TRAILER_WINDOW
+    history = git.first_parent_trailer(main, "Integrator-Attempt", window)
     return [commit for commit, attempt in history if (commit, attempt) in registered]
