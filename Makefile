@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install run test test-stress lint fmt bench clean
+.PHONY: install run test test-stress lint fmt bench clean system-packages
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -41,6 +41,24 @@ lint: $(STAMP)
 fmt: $(STAMP)
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
+
+# The real git hosts the host tests start themselves (sshd + Gitolite, lighttpd + git
+# http-backend). Idempotent; as root or through sudo. A temporary policy-rc.d (exit 101) keeps
+# every package from starting a system service on its default port; it is removed afterwards
+# (one that was already there is left alone).
+SYSTEM_PACKAGES ?= openssh-server gitolite3 lighttpd
+system-packages:
+	@missing=$$(for p in $(SYSTEM_PACKAGES); do \
+		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	if [ -z "$$missing" ]; then echo "system packages present: $(SYSTEM_PACKAGES)"; exit 0; fi; \
+	sudo=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+	if [ ! -e /usr/sbin/policy-rc.d ]; then \
+		trap "$$sudo rm -f /usr/sbin/policy-rc.d" EXIT; \
+		printf '#!/bin/sh\nexit 101\n' | $$sudo tee /usr/sbin/policy-rc.d >/dev/null; \
+		$$sudo chmod 0755 /usr/sbin/policy-rc.d; \
+	fi; \
+	$$sudo env DEBIAN_FRONTEND=noninteractive apt-get update -q \
+	&& $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing
 
 BENCH ?=
 bench: $(STAMP)
