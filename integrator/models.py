@@ -205,3 +205,66 @@ class Registration(Base):
     expires_at_ms: Mapped[int] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Followup(Base):
+    """The one open follow-up of a blocked episode of a slug, linked to its candidate.
+
+    `open_slug` is the slug while the follow-up is open and NULL once it is resolved or
+    closed: the unique constraint then admits one open follow-up per slug and any number
+    of finished ones, on every dialect.
+    """
+
+    __tablename__ = "followups"
+    __table_args__ = (
+        UniqueConstraint("repository", "open_slug"),
+        Index("ix_followups_slug", "repository", "slug"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    repository: Mapped[str] = mapped_column(String(200))
+    slug: Mapped[str] = mapped_column(String(200))
+    open_slug: Mapped[str | None] = mapped_column(String(200))
+    candidate_id: Mapped[int] = mapped_column(ForeignKey("candidates.id"))
+    status: Mapped[str] = mapped_column(String(16))
+    #: How many times the episode blocked (the first block and every re-block).
+    blocks: Mapped[int] = mapped_column(Integer, default=1)
+    attempt: Mapped[str | None] = mapped_column(String(64))
+    conflict_evidence: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    diagnostics: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    next_action: Mapped[str] = mapped_column(Text)
+    blocked_at: Mapped[datetime] = mapped_column(default=utcnow)
+    opened_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    resolved_at: Mapped[datetime | None] = mapped_column(default=None)
+    resolution: Mapped[str | None] = mapped_column(String(32))
+    resolved_by: Mapped[str | None] = mapped_column(String(200))
+    reason: Mapped[str | None] = mapped_column(Text)
+
+
+class WebhookDelivery(Base):
+    """One item of the webhook outbox, written in the transaction of what it reports.
+
+    A replica claims a due item with one conditional UPDATE (`claimed_until_ms`), so two
+    never post it at once; `delivery_id` stays the same over retries for the receiver to
+    dedupe on. Times are integer ms of the SQL clock, like the lease's.
+    """
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        UniqueConstraint("delivery_id"),
+        Index("ix_webhook_deliveries_due", "status", "next_attempt_at_ms"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    delivery_id: Mapped[str] = mapped_column(String(64))
+    repository: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at_ms: Mapped[int] = mapped_column(BigInteger)
+    claimed_until_ms: Mapped[int | None] = mapped_column(BigInteger)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    delivered_at: Mapped[datetime | None] = mapped_column(default=None)

@@ -58,6 +58,10 @@ class Settings(BaseSettings):
     #: How often each service process reads canonical main itself (0: only when told).
     main_watch_interval_seconds: float = Field(default=60.0, ge=0)
     hook_silent_after_seconds: float = Field(default=86400.0, gt=0)
+    #: Where blocked / followup_resolved / integrated are posted (none: no webhook).
+    webhook_url: str | None = None
+    #: The HMAC-SHA256 key of the deliveries' signature header.
+    webhook_secret: str | None = Field(default=None, repr=False)
 
     @model_validator(mode="before")
     @classmethod
