@@ -62,6 +62,15 @@ class Settings(BaseSettings):
     webhook_url: str | None = None
     #: The HMAC-SHA256 key of the deliveries' signature header.
     webhook_secret: str | None = Field(default=None, repr=False)
+    #: How long one delivery may take (connect, send, first byte of the answer).
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0)
+    #: Tries of one delivery before it is marked failed.
+    webhook_max_attempts: int = Field(default=16, ge=1)
+    #: How often each service process looks for due deliveries.
+    webhook_poll_seconds: float = Field(default=1.0, gt=0)
+    #: The wait after a first failed try; it doubles at each failure, up to the maximum.
+    webhook_retry_base_seconds: float = Field(default=1.0, gt=0)
+    webhook_retry_max_seconds: float = Field(default=3600.0, gt=0)
 
     @model_validator(mode="before")
     @classmethod
@@ -95,6 +104,21 @@ class Settings(BaseSettings):
             raise ValueError(f"{value!r} is not a URL ({exc}): {hint}") from None
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"{value!r} is not an http(s) URL: {hint}")
+        return value
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _webhook_http_url(cls, value: str | None) -> str | None:
+        hint = "give the receiver's http(s) URL, e.g. https://hooks.example.com/integrator"
+        if not value:
+            return None  # an empty variable means no webhook
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 - parsing the port is the check
+        except ValueError as exc:
+            raise ValueError(f"not a URL ({exc}): {hint}") from None
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"not an http(s) URL: {hint}")
         return value
 
     @field_validator("protected_refs")
