@@ -19,6 +19,7 @@ from integrator.api import (
     processing,
     registrations,
     tokens,
+    webhooks,
     whoami,
 )
 from integrator.api import lease as lease_api
@@ -27,6 +28,7 @@ from integrator.api.metrics import Metrics, instrument
 from integrator.db import make_engine, make_sessionmaker
 from integrator.settings import Settings, get_settings
 from integrator.watch import start_watching
+from integrator.webhooks import start_sending
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -39,9 +41,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.sessions = make_sessionmaker(engine)
         lease.ensure_configured(app.state.sessions, settings)
         watcher = start_watching(app.state.sessions, settings, app.state.repo)
+        sender = start_sending(app.state.sessions, settings)
         try:
             yield
         finally:
+            if sender is not None:
+                sender.stop()
             if watcher is not None:
                 watcher.stop()
             engine.dispose()
@@ -68,4 +73,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(modes.router)
     app.include_router(lease_api.router)
     app.include_router(registrations.router)
+    app.include_router(webhooks.router)
     return app
