@@ -31,6 +31,7 @@ from typing import Any
 
 import httpx
 
+from integrator import hosting
 from integrator.errors import IntegratorError
 
 MARKER = "# integrator-hook"
@@ -148,6 +149,10 @@ def install(
     if not ok:
         raise HookInstallError(f"--python {python} is unusable by the repository owner: {detail}")
     targets = hook_paths(git_dir, layout)
+    if layout == "gitolite":
+        conflicts = hosting.gitolite_conflicts(git_dir, tuple(targets))
+        if conflicts:
+            raise HookInstallError("; ".join(conflicts))
     moves = _plan_moves(targets, chain_existing)
     scripts = {name: _render_hook(hook_sources() / name, python) for name in targets}
 
@@ -284,6 +289,12 @@ def check(repo: Path) -> list[CheckItem]:
     items.append(
         CheckItem("push options", advertised == "true", f"{ADVERTISE}={advertised or 'unset'}")
     )
+    if layout == "gitolite":
+        names = tuple(hook_paths(git_dir, layout))
+        found = hosting.gitolite_items(git_dir, str(config.get("repository")), names)
+        items.extend(CheckItem(*item) for item in found)
+    if config.get("identity_source") == "http":
+        items.extend(CheckItem(*item) for item in hosting.http_items(git_dir))
     if config.get("url"):
         items.extend(_check_service(str(config["url"]), Path(str(config.get("token_file")))))
     return items
