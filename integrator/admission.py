@@ -16,6 +16,7 @@ from pathlib import Path
 from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session
 
+from integrator import followups
 from integrator.gitops import GitError, Mirror
 from integrator.models import Candidate, Event
 from integrator.queue import ACTIVE, Status, create, enqueue, transition
@@ -240,6 +241,7 @@ def supersede(
         reason=f"superseded by candidate {successor.id} ({successor.sha[:12]})",
         actor=actor,
     )
+    followups.move_to_successor(session, previous, successor, actor)
 
 
 def supersede_if_replaced(session: Session, candidate: Candidate) -> None:

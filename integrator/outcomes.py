@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy.orm import Session
 
-from integrator import events, modes
+from integrator import events, followups, modes, webhooks
 from integrator.errors import Detail, InvalidInput, TransitionRefused
 from integrator.models import Candidate
 from integrator.queue import Status
@@ -110,6 +110,8 @@ def complete(
         actor=by,
     )
     move(session, candidate, Status.integrated, reason=reason, actor=by)
+    followups.on_integrated(session, settings, candidate, by)
+    webhooks.enqueue(session, settings, "integrated", {"candidate_id": candidate.id, **fields})
 
 
 def block(
@@ -136,6 +138,7 @@ def block(
         actor=by,
     )
     move(session, candidate, Status.blocked, reason=outcome.diagnostics[0], actor=by)
+    followups.on_blocked(session, settings, candidate, fields, by)
 
 
 def predict(

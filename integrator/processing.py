@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
-from integrator import lease, modes, on_main, reconcile, registrations
+from integrator import followups, lease, modes, on_main, reconcile, registrations
 from integrator.admission import CanonicalRepo, check, record, supersede_if_replaced
 from integrator.errors import IntegratorError, NotOnMain, RepositoryUnreadable, TransitionRefused
 from integrator.gitops import GitError
@@ -215,6 +215,7 @@ def close(session: Session, settings: Settings, slug: str, *, reason: str, by: s
         if not return_stale(session, candidate):
             raise TransitionRefused(f"candidate {candidate.id} moved meanwhile; try again")
     move(session, candidate, Status.closed, reason=reason, actor=by)
+    followups.on_candidate_closed(session, settings, candidate, by, reason)
     return candidate
 
 

@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from integrator import __version__, lease
 from integrator.admission import CanonicalRepo
 from integrator.api import (
+    blocked,
     candidates,
     events,
     guard,
@@ -67,6 +68,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(tokens.router)
     app.include_router(events.router)
     app.include_router(candidates.router)
+    app.include_router(blocked.router)
     app.include_router(processing.router)
     app.include_router(predictions.router)
     app.include_router(guard.router)

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel
 
-from integrator import events, processing, queue, scoring
+from integrator import events, followups, processing, queue, scoring
 from integrator.admission import reevaluate_all
 from integrator.api.deps import (
     Caller,
@@ -19,7 +19,16 @@ from integrator.api.deps import (
     require,
 )
 from integrator.api.events import Repo
-from integrator.api.schemas import CandidateOut, Cursor, EventOut, Id, Page, Reason, Slug
+from integrator.api.schemas import (
+    CandidateOut,
+    Cursor,
+    EventOut,
+    FollowupOut,
+    Id,
+    Page,
+    Reason,
+    Slug,
+)
 from integrator.errors import NotFound
 from integrator.tokens import Role
 
@@ -60,10 +69,12 @@ def get_candidate(candidate_id: Id, session: ReadSessionDep, _caller: Reader) ->
 
 
 class SlugStory(BaseModel):
-    """The newest candidate of a slug, every candidate it had, and its events."""
+    """The newest candidate of a slug, every candidate it had, its follow-up (the open one,
+    else the latest) and its events."""
 
     candidate: CandidateOut
     candidates: list[CandidateOut]
+    followup: FollowupOut | None
     history: list[EventOut]
 
 
@@ -75,9 +86,11 @@ def show_slug(
     if not rows:
         raise NotFound(f"no candidate for slug {slug!r}")
     history = events.list_events(session, events.EventFilter(slug=slug, limit=1000))
+    followup = followups.latest_for(session, settings.repository_name, slug)
     return SlugStory(
         candidate=CandidateOut.of(rows[-1]),
         candidates=[CandidateOut.of(r) for r in rows],
+        followup=FollowupOut.of(followup) if followup else None,
         history=[EventOut.of(e) for e in history],
     )
 

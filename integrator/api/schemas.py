@@ -14,7 +14,7 @@ from pydantic import AfterValidator, AwareDatetime, BaseModel, StringConstraints
 
 from integrator import events
 from integrator.messages import explain_unmet
-from integrator.models import Candidate, Event
+from integrator.models import Candidate, Event, Followup
 
 T = TypeVar("T")
 
@@ -97,6 +97,33 @@ class CandidateOut(BaseModel):
             created_at=row.created_at,
             updated_at=row.updated_at,
         )
+
+
+class FollowupOut(BaseModel):
+    """A blocked episode of a slug: the candidate it follows, the last block's evidence and
+    next action, and how it ended."""
+
+    id: int
+    repository: str
+    slug: str
+    candidate_id: int
+    status: str
+    blocks: int
+    attempt: str | None
+    conflict_evidence: list[dict[str, Any]]
+    diagnostics: list[str]
+    next_action: str
+    blocked_at: datetime
+    opened_at: datetime
+    updated_at: datetime
+    resolved_at: datetime | None
+    resolution: str | None
+    resolved_by: str | None
+    reason: str | None
+
+    @classmethod
+    def of(cls, row: Followup) -> FollowupOut:
+        return cls.model_validate(row, from_attributes=True)
 
 
 class Page(BaseModel, Generic[T]):

@@ -16,6 +16,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from typer._click.exceptions import NoArgsIsHelpError, UsageError
 from typer.exceptions import TyperException
 
+from integrator.cli.blocked import blocked_app, resume
 from integrator.cli.client import (
     EXIT_BAD_INPUT,
     EXIT_REFUSED,
@@ -47,6 +48,8 @@ app.add_typer(tokens_app, name="tokens")
 app.add_typer(lease_app, name="lease")
 app.add_typer(events_app, name="events")
 app.add_typer(queue_app, name="queue")
+app.add_typer(blocked_app, name="blocked")
+app.command()(resume)
 app.command()(submit)
 app.add_typer(mode_app, name="mode")
 app.add_typer(hooks_app, name="hooks")

@@ -19,6 +19,27 @@ def candidate_line(c: dict[str, Any]) -> str:
     return f"{position:>5}  {c['status']:<11}  {c['slug']}  {c['branch']}@{c['sha'][:12]}"
 
 
+def followup_lines(f: dict[str, Any]) -> list[str]:
+    """A follow-up as its author reads it: what blocked, the evidence, what to do."""
+    lines = [
+        f"follow-up {f['id']} ({f['status']}): {f['slug']}, candidate {f['candidate_id']}, "
+        f"blocked {f['blocks']} time(s), last at {f['blocked_at']}"
+    ]
+    lines += [f"  why: {line}" for line in f["diagnostics"]]
+    for item in f["conflict_evidence"]:
+        shown = {k: v for k, v in item.items() if k not in ("kind", "output_tail") and v}
+        lines.append(f"  {item['kind']}: " + ", ".join(f"{k}={v}" for k, v in shown.items()))
+        if item.get("output_tail"):
+            tail = str(item["output_tail"]).rstrip().splitlines()[-5:]
+            lines += [f"    | {line}" for line in tail]
+    if f["status"] == "open":
+        lines.append(f"  next: {f['next_action']}")
+    else:
+        ended = f"{f['resolution']} by {f['resolved_by']} at {f['resolved_at']}"
+        lines.append(f"  {ended}: {f['reason']}")
+    return lines
+
+
 @queue_app.command("list")
 def list_(
     status: Annotated[list[str] | None, typer.Option(help="Only this status (repeatable).")] = None,
@@ -51,6 +72,8 @@ def show(
         typer.echo(f"checked against main {candidate['main_sha_checked'][:12]}")
     for reason in candidate["why"]:
         typer.echo(f"  waiting: {reason}")
+    if body["followup"]:
+        typer.echo("\n".join(followup_lines(body["followup"])))
     typer.echo("history:")
     for event in body["history"]:
         fields = event["fields"]
