@@ -188,7 +188,9 @@ def install(
     _write(token_path, token.strip() + "\n", 0o600)
     _write(config_path, json.dumps(config, indent=2) + "\n", 0o600)
     _git(git_dir, "config", "--local", ADVERTISE, "true", check=True)
-    written = [config_dir, config_path, token_path, state_dir]
+    # git config rewrites the file: as root it would become root's (unreadable to the git user
+    # under a 0077 umask such as Gitolite's)
+    written = [git_dir / "config", config_dir, config_path, token_path, state_dir]
     written += _place_hooks(targets, scripts, moves)
     if os.geteuid() == 0:  # the hooks run as the owner: what they read must be the owner's
         for path in written:
