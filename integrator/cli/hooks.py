@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from integrator import hookinstall
+from integrator import hookinstall, hosting
 from integrator.cli.client import EXIT_BAD_INPUT, EXIT_REFUSED, fail, print_json
 from integrator.settings import get_settings
 
@@ -91,6 +91,9 @@ def install(
     for moved, original in result.chained:
         typer.echo(f"kept {original} as {moved}, run before ours")
     typer.echo(f"configuration {result.config_path} (repository {result.repository})")
+    if layout == "gitolite":
+        for line in hosting.gitolite_advice(result.git_dir, result.repository):
+            typer.echo(f"gitolite: push options are advertised by this repository's config; {line}")
 
 
 @hooks_app.command("check")
