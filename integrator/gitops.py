@@ -111,6 +111,57 @@ class MergeResult:
 
 
 @dataclass(frozen=True)
+class Conflict:
+    """One conflicting path of a merge, with the kinds of conflict git reported on it
+    (`content`, `binary`, `add/add`, `modify/delete`, `rename/delete`, `rename/rename`,
+    `file/directory`, …; none when git said nothing about it) and git's own lines."""
+
+    path: str
+    kinds: tuple[str, ...] = ()
+    messages: tuple[str, ...] = ()
+
+
+def _kind(type_: str, message: str) -> str | None:
+    """The kind of one of merge-tree's messages: the label of its `CONFLICT (…):` line (the
+    more specific, e.g. add/add), else of its stable type; None when it is no conflict."""
+    for text in (message, type_):
+        label = re.match(r"CONFLICT \(([^)]*)\)", text)
+        if label:
+            return "content" if label[1] == "contents" else label[1]
+    return None
+
+
+def conflicts_of(paths: Sequence[str], messages: Sequence[str]) -> tuple[Conflict, ...]:
+    """Every conflicting path with the kinds of `merge-tree -z`'s messages that name it.
+
+    The messages are records of `<count> NUL <path>… NUL <type> NUL <message> NUL`; a binary
+    file gets `binary` (its `content` message says nothing more).
+    """
+    kinds: dict[str, list[str]] = {path: [] for path in paths}
+    texts: dict[str, list[str]] = {path: [] for path in paths}
+    at = 0
+    while at < len(messages) and messages[at].isdigit():
+        count = int(messages[at])
+        named = messages[at + 1 : at + 1 + count]
+        type_, message = [*messages[at + 1 + count : at + 3 + count], "", ""][:2]
+        at += count + 3
+        kind = _kind(type_, message)
+        if kind is None:
+            continue
+        for path in named:
+            if path in kinds:
+                kinds[path].append(kind)
+                texts[path].append(message.strip())
+    found = []
+    for path in paths:
+        seen = list(dict.fromkeys(kinds[path]))
+        if "binary" in seen and "content" in seen:
+            seen.remove("content")
+        found.append(Conflict(path, tuple(seen), tuple(dict.fromkeys(texts[path]))))
+    return tuple(found)
+
+
+@dataclass(frozen=True)
 class PushResult:
     """Outcome of a push: a rejection is an answer for the caller to judge, not an error."""
 
@@ -320,15 +371,23 @@ class Git:
     def merge_tree(self, ours: str, theirs: str) -> tuple[str, tuple[str, ...]]:
         """(tree, conflicting paths) of merging `theirs` into `ours`, without a worktree
         (`git merge-tree --write-tree`, git >= 2.38): the worker's merge and scoring's replay."""
+        tree, conflicts = self.merge_tree_conflicts(ours, theirs)
+        return tree, tuple(conflict.path for conflict in conflicts)
+
+    def merge_tree_conflicts(self, ours: str, theirs: str) -> tuple[str, tuple[Conflict, ...]]:
+        """(tree, every conflicting path with what git says about it) of merging `theirs`
+        into `ours` without a worktree; no conflict on a clean merge."""
         proc = self._run(
-            "merge-tree", "--write-tree", "--name-only", "--no-messages", "-z",
+            "merge-tree", "--write-tree", "--name-only", "-z",
             safe_rev(ours), safe_rev(theirs), check=False,
         )  # fmt: skip
         if proc.returncode not in (0, 1):
             raise GitError(proc.args, proc.returncode, proc.stdout, proc.stderr)
         tree, *rest = proc.stdout.split("\0")
-        paths = itertools.takewhile(bool, rest) if proc.returncode == 1 else ()
-        return tree, tuple(dict.fromkeys(paths))
+        if proc.returncode == 0:
+            return tree, ()
+        paths = tuple(dict.fromkeys(itertools.takewhile(bool, rest)))
+        return tree, conflicts_of(paths, rest[len(paths) + 1 :])
 
     def patch_id(self, rev_range_or_sha: str) -> str | None:
         """``git patch-id --stable`` of the change a commit or a range introduces.
@@ -397,8 +456,8 @@ class Git:
         return self._failed(proc, conflicts)
 
     def _conflicts(self) -> tuple[str, ...]:
-        out = self._run("diff", "--name-only", "--diff-filter=U", check=False).stdout
-        return tuple(out.splitlines())
+        out = self._run("diff", "--name-only", "-z", "--diff-filter=U", check=False).stdout
+        return tuple(path for path in out.split("\0") if path)
 
     @staticmethod
     def _failed(proc: subprocess.CompletedProcess[str], conflicts: tuple[str, ...]) -> MergeResult:

@@ -59,6 +59,8 @@ class CheckResult:
     cancelled: bool
     output_tail: str
     seconds: float
+    #: The limit it ran under (seconds).
+    timeout: float | None = None
 
     @property
     def ok(self) -> bool:
@@ -149,4 +151,5 @@ class CheckRunner:
             cancelled=self._cancelled and not timed_out,
             output_tail=tail,
             seconds=time.monotonic() - started,
+            timeout=self.timeout,
         )

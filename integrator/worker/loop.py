@@ -61,6 +61,7 @@ from integrator.worker.service_client import (
 )
 from integrator.worker.trial import (
     PREDICTING_MODES,
+    PUSH_RETRIES,
     Decision,
     Handed,
     Trial,
@@ -77,8 +78,6 @@ __all__ = ["Worker", "WorkerExit", "WorkerOptions", "default_holder"]
 
 #: The service's answer to an `already_integrated` it cannot confirm on main.
 NOT_ON_MAIN = "content_not_on_main"
-#: Registered tries after the first that did not land (transport, hook deadline, main moved).
-PUSH_RETRIES = 3
 
 
 def default_holder() -> str:

@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from integrator.worker import evidence
 from integrator.worker.checks import CheckResult
 from integrator.worker.landing import PushFacts, Verdict
 from integrator.worker.workspace import Merged, MergeMethod
@@ -31,6 +32,9 @@ NO_PUSH_OPTIONS = (
 )
 
 TRAILERS = ("Integrator-Candidate", "Integrator-Epoch", "Integrator-Attempt")
+
+#: Registered tries after the first that did not land (transport, hook deadline, main moved).
+PUSH_RETRIES = 3
 
 
 @dataclass(frozen=True)
@@ -131,56 +135,14 @@ def requeue(reason: str, *, stop: bool = False) -> Decision:
     return Decision(outcome="requeue", reason=reason[:2000], stop=stop)
 
 
-def _resubmit(handed: Handed) -> str:
-    return f"`integrator submit --slug {handed.slug} --branch {handed.branch}`"
-
-
-def _conflict(handed: Handed, trial: Trial, conflicts: tuple[str, ...]) -> Decision:
-    shown = ", ".join(conflicts[:10]) + (
-        f" and {len(conflicts) - 10} more" if conflicts[10:] else ""
-    )
+def _would_block(trial: Trial, found: evidence.Blocked) -> Decision:
     return Decision(
         outcome="would_block",
         attempt=trial.attempt,
         main_sha=trial.base,
-        conflict_evidence=[{"kind": "conflict", "path": path} for path in conflicts],
-        diagnostics=[
-            f"{handed.branch} at {handed.sha[:12]} conflicts with main at {trial.base[:12]} "
-            f"in {len(conflicts)} file(s): {shown}"
-        ],
-        next_action=(
-            f"merge main into {handed.branch}, resolve {shown}, push the branch, then run "
-            f"{_resubmit(handed)}"
-        ),
-    )
-
-
-def _check_failed(handed: Handed, trial: Trial, check: CheckResult) -> Decision:
-    how = (
-        "timed out (its process group was killed)"
-        if check.timed_out
-        else f"failed with exit code {check.exit_code}"
-    )
-    evidence: dict[str, Any] = {
-        "kind": "check",
-        "command": check.command,
-        "output_tail": check.output_tail,
-    }
-    if check.exit_code is not None:
-        evidence["exit_code"] = check.exit_code
-    return Decision(
-        outcome="would_block",
-        attempt=trial.attempt,
-        main_sha=trial.base,
-        conflict_evidence=[evidence],
-        diagnostics=[
-            f"check `{check.command}` {how} after {check.seconds:.1f}s on {handed.branch} at "
-            f"{handed.sha[:12]} merged onto main at {trial.base[:12]}"
-        ],
-        next_action=(
-            f"run `{check.command}` on {handed.branch} merged with main, fix it, push the "
-            f"branch, then run {_resubmit(handed)}"
-        ),
+        conflict_evidence=found.evidence,
+        diagnostics=found.diagnostics,
+        next_action=found.next_action,
     )
 
 
@@ -204,9 +166,9 @@ def judge(handed: Handed, trial: Trial) -> Decision:
     if merge is None:
         raise ValueError("a trial without a merge must have found the content on main")
     if not merge.ok:
-        failed = _conflict(handed, trial, merge.conflicts)
+        failed = _would_block(trial, evidence.conflicted(handed, trial.base, merge.conflicts))
     elif trial.check is not None and not trial.check.ok:
-        failed = _check_failed(handed, trial, trial.check)
+        failed = _would_block(trial, evidence.check_failed(handed, trial.base, trial.check))
     else:
         return _clean(handed, trial)
     return failed if handed.mode in PREDICTING_MODES else _as_real(failed)
@@ -273,26 +235,5 @@ def _pushed(handed: Handed, trial: Trial, push: PushFacts) -> Decision:
         return requeue(NO_PUSH_OPTIONS, stop=True)
     if push.verdict is Verdict.withdrawn:
         return requeue(f"the service left cutover before the push of main: {push.detail}")
-    evidence: dict[str, Any] = {"kind": "push", "refusal": push.detail[:2000]}
-    if push.remote_lines:
-        evidence["output_tail"] = "\n".join(push.remote_lines)[-4000:]
-    if push.verdict is Verdict.refused:
-        what = f"the git server refused the push of {new} onto main at {base}: {push.detail}"
-        action = (
-            f"read the refusal; fix what it names on {handed.branch} (or ask an operator to "
-            f"fix the server's hooks), push the branch, then run {_resubmit(handed)}"
-        )
-    else:
-        what = f"the push of {new} onto main kept failing; the last try: {push.detail}"
-        action = (
-            "check that the canonical repository is reachable and its hooks answer "
-            f"(`integrator hooks check <repository>` on the server), then run {_resubmit(handed)}"
-        )
-    return Decision(
-        outcome="blocked",
-        attempt=trial.attempt,
-        main_sha=trial.base,
-        conflict_evidence=[evidence],
-        diagnostics=[what[:2000]],
-        next_action=action,
-    )
+    found = evidence.push_failed(handed, trial.base, push, tries=PUSH_RETRIES + 1)
+    return _as_real(_would_block(trial, found))

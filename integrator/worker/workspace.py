@@ -22,7 +22,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import IO
 
-from integrator.gitops import Git, GitError, safe_rev
+from integrator.gitops import Conflict, Git, GitError, safe_rev
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,8 @@ class Merged:
     """A merge attempt; `empty` when merging would leave main's tree as it is."""
 
     ok: bool
-    conflicts: tuple[str, ...]
+    #: Every conflicting path (what git said about it, when it says: git >= 2.38).
+    conflicts: tuple[Conflict, ...]
     output: str
     empty: bool = False
     #: The integration commit, when one was made.
@@ -194,7 +195,7 @@ class Workspace:
         """
         if not self._merge_tree:
             return self._merge_in_worktree(base, sha, message, method)
-        tree, conflicts = self.git.merge_tree(base.main, sha)
+        tree, conflicts = self.git.merge_tree_conflicts(base.main, sha)
         if conflicts:
             return Merged(ok=False, conflicts=conflicts, output="")
         if tree == base.tree:
@@ -228,7 +229,8 @@ class Workspace:
                 return Merged(ok=True, conflicts=(), output=exc.stdout, empty=True)
             raise
         if not result.ok:
-            return Merged(ok=False, conflicts=result.conflicts, output=result.output)
+            found = tuple(Conflict(path) for path in result.conflicts)
+            return Merged(ok=False, conflicts=found, output=result.output)
         self._dirty = True
         head, tree = self.git.resolve("HEAD^{commit}", "HEAD^{tree}")
         if tree == base.tree:

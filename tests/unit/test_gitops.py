@@ -17,6 +17,7 @@ from integrator.gitops import (
     Mirror,
     is_zero_sha,
 )
+from tests.conflict_repos import CONFLICTS, conflicting_sides
 
 IDENTITY = {
     "GIT_AUTHOR_NAME": "Ada",
@@ -395,3 +396,47 @@ def test_refs_containing_answers_for_several_refs_in_one_pass(repos: Repos) -> N
     assert git.refs_containing(on_feat, main, "refs/heads/missing") == set()
     assert git.refs_containing("e" * 40, main, feat) is None
     assert git.heads(main, feat, "refs/heads/missing") == {main: repos.base, feat: on_feat}
+
+
+def test_merge_tree_names_every_conflicting_path_with_the_kind_git_reports(repos: Repos) -> None:
+    """Content, binary, modify/delete, rename/delete and rename/rename conflicts, paths with a
+    space, non-ASCII and non-UTF-8 names: each path once, with its kind and git's words."""
+    ours, theirs = conflicting_sides(repos.work, "side")
+    tree, conflicts = repos.git.merge_tree_conflicts(ours, theirs)
+    assert SHA_RE.fullmatch(tree)
+    assert {c.path: c.kinds for c in conflicts} == {
+        path: (kind,) for path, kind in CONFLICTS.items()
+    }
+    assert [c.path for c in conflicts] == list(CONFLICTS)
+    (renamed,) = [c for c in conflicts if c.path == "renamed-on-branch.txt"]
+    assert renamed.messages == (
+        f"CONFLICT (rename/delete): renamed-on-branch.txt.orig renamed to "
+        f"renamed-on-branch.txt in {theirs}, but deleted in {ours}.",
+    )
+    assert repos.git.merge_tree(ours, theirs) == (tree, tuple(CONFLICTS))
+
+
+def test_a_clean_merge_tree_has_no_conflicts(repos: Repos) -> None:
+    """Auto-merging messages of a clean merge are not conflicts."""
+    left = repos.branch("left", ("a", "1\n2\n3\n"))
+    sh(repos.work, "checkout", "-q", "-B", "right", left)
+    commit(repos.work, "a", "1\n2\n3\nright\n")
+    right = sh(repos.work, "rev-parse", "HEAD")
+    sh(repos.work, "checkout", "-q", "-B", "left2", left)
+    commit(repos.work, "a", "left\n1\n2\n3\n")
+    tree, conflicts = repos.git.merge_tree_conflicts(sh(repos.work, "rev-parse", "HEAD"), right)
+    assert conflicts == () and SHA_RE.fullmatch(tree)
+
+
+def test_a_conflicting_merge_in_a_worktree_names_non_ascii_paths_as_they_are(
+    repos: Repos,
+) -> None:
+    """The path older git takes: `é.txt`, not git's quoted `"\\303\\251.txt"`."""
+    ours = repos.branch("ours", ("é.txt", "ours\n"), ("sp ace", "ours\n"))
+    theirs = repos.branch("theirs", ("é.txt", "theirs\n"), ("sp ace", "theirs\n"))
+    git = repos.git
+    git.checkout_new_branch("integration", ours)
+    assert git.merge_no_ff(theirs, "Merge theirs").conflicts == ("sp ace", "é.txt")
+    git.checkout_new_branch("integration", ours)
+    assert git.merge_squash(theirs, "Squash theirs").conflicts == ("sp ace", "é.txt")
+    assert sh(repos.work, "status", "--porcelain") == ""

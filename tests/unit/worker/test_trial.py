@@ -6,10 +6,13 @@ import subprocess
 
 import pytest
 
+from integrator import events
+from integrator.gitops import Conflict
 from integrator.worker.checks import CheckResult
 from integrator.worker.landing import PushFacts, Verdict
 from integrator.worker.trial import (
     NO_PUSH_OPTIONS,
+    Decision,
     Handed,
     Trial,
     judge,
@@ -31,6 +34,20 @@ def clean_merge() -> Merged:
 
 def check(exit_code: int | None = 0, timed_out: bool = False) -> CheckResult:
     return CheckResult("make test", exit_code, timed_out, False, "last lines\n", 1.5)
+
+
+def assert_recordable(decision: Decision) -> None:
+    """The service's own validation of `integration_blocked` takes the decision as it is."""
+    events.validate_fields(
+        "integration_blocked",
+        {
+            "slug": "feat-7", "branch": "feat/seven", "sha": SHA, "attempt": "att-1",
+            "conflict_evidence": decision.conflict_evidence,
+            "diagnostics": decision.diagnostics,
+            "next_action": decision.next_action,
+            "blocked_at": "2026-01-01T00:00:00+00:00",
+        },
+    )  # fmt: skip
 
 
 def trial(**facts: object) -> Trial:
@@ -57,8 +74,8 @@ def test_off_mode_predicts_like_shadow() -> None:
 
 @pytest.mark.parametrize(("mode", "outcome"), [("shadow", "would_block"), ("cutover", "blocked")])
 def test_a_conflict_names_every_path_as_evidence(mode: str, outcome: str) -> None:
-    """One conflict evidence item per path; diagnostics and a next action to resume."""
-    merged = Merged(ok=False, conflicts=("a.txt", "b/c.py"), output="CONFLICT")
+    """One conflict evidence item per path; diagnostics and a next action to resubmit."""
+    merged = Merged(ok=False, conflicts=(Conflict("a.txt"), Conflict("b/c.py")), output="")
     decision = judge(handed(mode), trial(merge=merged))
     assert decision.outcome == outcome
     assert decision.conflict_evidence == [
@@ -66,24 +83,120 @@ def test_a_conflict_names_every_path_as_evidence(mode: str, outcome: str) -> Non
         {"kind": "conflict", "path": "b/c.py"},
     ]
     assert "a.txt, b/c.py" in decision.diagnostics[0]
-    assert decision.next_action and "integrator submit --slug feat-7" in decision.next_action
+    assert decision.next_action == (
+        "merge main into feat/seven, resolve a.txt, b/c.py, push the branch, then run "
+        "`integrator submit --slug feat-7 --branch feat/seven`"
+    )
+    assert_recordable(decision)
+
+
+def test_each_conflict_says_what_kind_git_found_with_the_sides_named_main_and_the_branch() -> None:
+    """The kind goes into the diagnostics (evidence items take no extra keys)."""
+    conflicts = (
+        Conflict(
+            "doc.bin",
+            ("binary",),
+            (f"warning: Cannot merge binary files: doc.bin ({BASE} vs. {SHA})",),
+        ),
+        Conflict(
+            "new.txt",
+            ("rename/delete",),
+            (
+                f"CONFLICT (rename/delete): old.txt renamed to new.txt in {SHA}, but deleted in "
+                f"{BASE}.",
+            ),
+        ),
+        Conflict("plain.txt"),
+    )
+    decision = judge(handed(), trial(merge=Merged(ok=False, conflicts=conflicts, output="")))
+    assert decision.diagnostics[1:] == [
+        "doc.bin: binary conflict — warning: Cannot merge binary files: doc.bin "
+        "(main vs. feat/seven)",
+        "new.txt: rename/delete conflict — old.txt renamed to new.txt in feat/seven, but "
+        "deleted in main.",
+    ]
+    assert [e["path"] for e in decision.conflict_evidence] == ["doc.bin", "new.txt", "plain.txt"]
+
+
+def test_paths_that_need_it_are_shell_quoted_in_the_summary_and_the_next_action() -> None:
+    """A path with a space reads as one path in `resolve …`; every path stays exact in the
+    evidence."""
+    conflicts = (Conflict("my notes.txt"), Conflict("naïve.py"))
+    decision = judge(handed(), trial(merge=Merged(ok=False, conflicts=conflicts, output="")))
+    assert "resolve 'my notes.txt', 'naïve.py', push" in (decision.next_action or "")
+    assert [e["path"] for e in decision.conflict_evidence] == ["my notes.txt", "naïve.py"]
+
+
+def test_bytes_git_could_not_decode_and_nul_are_shown_escaped_so_the_service_can_store_them() -> (
+    None
+):
+    """A Latin-1 file name (surrogate-escaped by the git adapter) and a NUL in a check's output
+    would be refused by the service's validation, and a refused outcome stops the worker."""
+    latin1 = b"caf\xe9.txt".decode("utf-8", "surrogateescape")
+    decision = judge(
+        handed(), trial(merge=Merged(ok=False, conflicts=(Conflict(latin1),), output=""))
+    )
+    assert decision.conflict_evidence == [{"kind": "conflict", "path": "caf\\xe9.txt"}]
+    assert_recordable(decision)
+    noisy = CheckResult("make test", 1, False, False, "binary\0junk\udcff\n", 0.1)
+    failed = judge(handed(), trial(merge=clean_merge(), check=noisy))
+    assert failed.conflict_evidence[0]["output_tail"] == "binary\\0junk\\xff\n"
+    assert_recordable(failed)
+
+
+def test_thousands_of_conflicting_paths_are_all_evidence_and_every_line_fits_the_service() -> None:
+    """Every path is an evidence item; no diagnostic or next action is over 2,000 characters,
+    however long or many the paths are."""
+    conflicts = tuple(
+        Conflict(f"{'deep/' * 100}{n}.txt", ("content",), ("Merge conflict in it",))
+        for n in range(3000)
+    )
+    decision = judge(handed(), trial(merge=Merged(ok=False, conflicts=conflicts, output="")))
+    assert len(decision.conflict_evidence) == 3000
+    assert decision.diagnostics[0].endswith(" and 2998 more")  # two 500-character paths fit
+    assert decision.diagnostics[-1] == "and 2950 more conflicting paths (all in the evidence)"
+    assert all(len(line) <= 2000 for line in [*decision.diagnostics, decision.next_action or ""])
+    assert_recordable(decision)
 
 
 def test_a_failed_check_is_evidence_with_its_command_exit_code_and_output_tail() -> None:
-    """kind check, the command, the exit code and the tail of its output."""
+    """kind check, the command, the exit code and the tail of its output; fix and resubmit."""
     decision = judge(handed(), trial(merge=clean_merge(), check=check(exit_code=2)))
     assert decision.outcome == "would_block"
     assert decision.conflict_evidence == [
         {"kind": "check", "command": "make test", "exit_code": 2, "output_tail": "last lines\n"}
     ]
     assert "exit code 2" in decision.diagnostics[0]
+    assert decision.next_action == (
+        "run `make test` on feat/seven merged with main, fix what fails, push the branch, then "
+        "run `integrator submit --slug feat-7 --branch feat/seven`"
+    )
+    assert_recordable(decision)
 
 
-def test_a_timed_out_check_has_no_exit_code_and_says_it_was_killed() -> None:
-    """A killed check did not exit: the evidence carries no exit code."""
-    decision = judge(handed(), trial(merge=clean_merge(), check=check(None, timed_out=True)))
-    assert "exit_code" not in decision.conflict_evidence[0]
-    assert "timed out" in decision.diagnostics[0]
+def test_a_check_killed_by_a_signal_names_the_signal() -> None:
+    """The exit code is what the process said (-11); the diagnostic names SIGSEGV."""
+    decision = judge(handed(), trial(merge=clean_merge(), check=check(exit_code=-11)))
+    assert decision.conflict_evidence[0]["exit_code"] == -11
+    assert "killed by signal 11 (SIGSEGV)" in decision.diagnostics[0]
+
+
+def test_a_timed_out_check_has_no_exit_code_names_its_timeout_and_is_resumed_not_resubmitted() -> (
+    None
+):
+    """A killed check did not exit: no exit code; the same sha goes back with `resume`."""
+    timed_out = CheckResult("make test", None, True, False, "last lines\n", 30.2, timeout=30)
+    decision = judge(handed(), trial(merge=clean_merge(), check=timed_out))
+    assert decision.conflict_evidence == [
+        {"kind": "check", "command": "make test", "output_tail": "last lines\n"}
+    ]
+    assert "timed out" in decision.diagnostics[0] and "within 30s" in decision.diagnostics[0]
+    assert "integrator submit" in decision.diagnostics[1]
+    assert decision.next_action is not None
+    assert decision.next_action.endswith(
+        "then run `integrator resume feat-7` to test the same sha again in its original turn"
+    )
+    assert_recordable(decision)
 
 
 @pytest.mark.parametrize("mode", ["shadow", "cutover"])
@@ -117,8 +230,9 @@ def test_a_landed_push_in_cutover_is_integrated_with_the_tested_commit_and_regis
     }
 
 
-def test_a_push_refused_by_the_hook_is_blocked_with_the_refusal_as_push_evidence() -> None:
-    """kind push: the refusal line and the server's remote: lines; a next action to resume."""
+def test_a_push_refused_by_the_integrators_hook_is_blocked_and_resumed_after_the_fix() -> None:
+    """kind push: the refusal line and the server's remote: lines; not the change's fault, so
+    the same sha is resumed once an operator fixed the server."""
     lines = ("integrator: refused main: nope", "integrator: no ref of this push was updated.")
     decision = judge(
         handed("cutover"),
@@ -128,17 +242,35 @@ def test_a_push_refused_by_the_hook_is_blocked_with_the_refusal_as_push_evidence
     assert decision.conflict_evidence == [
         {"kind": "push", "refusal": lines[0], "output_tail": "\n".join(lines)}
     ]
-    assert "refused the push" in decision.diagnostics[0]
-    assert decision.next_action and "integrator submit --slug feat-7" in decision.next_action
+    assert "hook refused the registered push" in decision.diagnostics[0]
+    assert decision.next_action is not None
+    assert "then run `integrator resume feat-7`" in decision.next_action
     assert not decision.stop
+    assert_recordable(decision)
+
+
+def test_a_push_refused_by_another_hook_names_the_refusal_and_is_fixed_on_the_branch() -> None:
+    """A hook chained before ours judged the content: fix it on the branch and resubmit."""
+    lines = ("size-check: refused: file too big",)
+    decision = judge(handed("cutover"), pushed(Verdict.refused, remote_lines=lines,
+                                               detail=lines[0]))  # fmt: skip
+    assert decision.conflict_evidence[0]["refusal"] == lines[0]
+    assert decision.next_action == (
+        "fix what the refusal names on feat/seven, push the branch, then run "
+        "`integrator submit --slug feat-7 --branch feat/seven`"
+    )
+    assert "integrator resume feat-7" in decision.diagnostics[1]
 
 
 def test_a_push_that_kept_failing_is_blocked_with_the_last_try_as_evidence() -> None:
-    """Exhausted retries block the candidate: the evidence says what the last try did."""
+    """Exhausted retries block the candidate: the evidence says what the last try did; the
+    infrastructure, not the change, is to fix, then the same sha is resumed."""
     decision = judge(handed("cutover"), pushed(Verdict.retry, detail="the push timed out"))
     assert decision.outcome == "blocked"
     assert decision.conflict_evidence == [{"kind": "push", "refusal": "the push timed out"}]
-    assert "kept failing" in decision.diagnostics[0]
+    assert "kept failing (4 tries)" in decision.diagnostics[0]
+    assert "then run `integrator resume feat-7`" in (decision.next_action or "")
+    assert_recordable(decision)
 
 
 def test_a_server_without_push_options_gives_the_candidate_back_and_stops_the_worker() -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from integrator.worker.workspace import Fetched, Merged, MergeMethod, Workspace, WorkspaceBusy
+from tests.conflict_repos import CONFLICTS, conflicting_sides
 from tests.gitrepos import Canonical, git
 
 
@@ -50,7 +51,8 @@ def test_both_merge_paths_make_the_same_tree_parents_and_conflicts(
         tree = git("rev-parse", f"{ok.sha}^{{tree}}", cwd=ws.clone_path)
         parents = git("show", "-s", "--format=%P", ok.sha, cwd=ws.clone_path).split()
         trailers = git("show", "-s", "--format=%(trailers:only)", ok.sha, cwd=ws.clone_path)
-        results[merge_tree] = (tree, parents, bad.ok, bad.conflicts, empty.empty, trailers)
+        paths = tuple(conflict.path for conflict in bad.conflicts)
+        results[merge_tree] = (tree, parents, bad.ok, paths, empty.empty, trailers)
         assert parents[0] == base.main
         ws.close()
     assert results[True] == results[False]
@@ -78,4 +80,26 @@ def test_a_commit_no_branch_advertises_any_more_is_fetched_by_its_sha(
     result, _ = merged(ws, recorded, MergeMethod.merge)
     assert result.ok and result.sha is not None
     assert git("show", "-s", "--format=%P", result.sha, cwd=ws.clone_path).split()[1] == recorded
+    ws.close()
+
+
+@pytest.mark.parametrize("merge_tree", [True, False])
+def test_every_conflicting_path_is_named_and_the_clone_is_left_clean(
+    canonical: Canonical, tmp_path: Path, merge_tree: bool
+) -> None:
+    """Both merge paths name every path of every kind of conflict, leave no merge in
+    progress, no stray file and a clean index; git >= 2.38 also says which kind."""
+    ours, theirs = conflicting_sides(canonical.work, "feat/conflicts")
+    git("push", "-q", "origin", "main", "feat/conflicts", cwd=canonical.work)
+    ws = workspace(canonical, tmp_path / "ws", merge_tree)
+    result, base = merged(ws, theirs, MergeMethod.merge)
+    assert base.main == ours and not result.ok
+    assert [c.path for c in result.conflicts] == list(CONFLICTS)
+    if merge_tree:
+        assert {c.path: c.kinds for c in result.conflicts} == {
+            path: (kind,) for path, kind in CONFLICTS.items()
+        }
+    assert not (ws.clone_path / ".git" / "MERGE_HEAD").exists()
+    assert git("status", "--porcelain", "--ignored", cwd=ws.clone_path) == ""
+    assert git("ls-files", "--unmerged", cwd=ws.clone_path) == ""
     ws.close()
