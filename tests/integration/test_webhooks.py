@@ -319,3 +319,47 @@ def test_a_receiver_that_hangs_or_fails_does_not_delay_the_next_integration(
         assert len(receiver.hits) == 1 and receiver.hits[0].ended is None  # still hanging
         assert receiver.hits[0].document["data"]["candidate_id"] == first
         assert [i["attempts"] for i in items] == [0, 1]  # newest first: the second waits
+
+
+@pytest.mark.parametrize("hook_world", [200], indirect=True)
+def test_a_block_its_resume_and_the_landing_are_posted_once_each_in_order(
+    hook_world: tuple[WorkerWorld, Receiver],
+) -> None:
+    """Through the real flow in cutover: a push refused by a server hook blocks the candidate
+    (`blocked`); after the hook is fixed the author resumes and the worker lands it
+    (`followup_resolved`, then `integrated`). One signed post per delivery, as counted."""
+    world, receiver = hook_world
+    candidate = world.ready("refused")
+    world.cutover()
+    hook = world.canonical.bare / "hooks" / "pre-receive"
+    guard = hook.read_text()
+    hook.write_text("#!/bin/sh\necho 'size-check: refused: file too big' >&2\nexit 1\n")
+    assert world.run_worker("--once").returncode == 0
+    assert world.candidate(candidate)["status"] == "blocked"
+    hook.write_text(guard)
+    resumed = world.post("/v1/slugs/refused/resume", {}, world.reporter)
+    assert resumed.status_code == 200, resumed.text
+    assert world.run_worker("--once").returncode == 0
+    assert world.candidate(candidate)["status"] == "integrated"
+
+    outbox = Outbox(world.service, world.tokens)
+    items = wait_for(lambda: outbox.settled(3), 30, "three deliveries")
+
+    assert [i["kind"] for i in reversed(items)] == ["blocked", "followup_resolved", "integrated"]
+    assert [i["attempts"] for i in items] == [1, 1, 1]
+    assert [h.delivery for h in receiver.hits] == [i["delivery_id"] for i in reversed(items)]
+    assert all(valid_signature(h) for h in receiver.hits)
+    blocked, resolved, integrated = (h.document for h in receiver.hits)
+    assert [h.headers["x-integrator-event"] for h in receiver.hits] == [
+        blocked["event"],
+        resolved["event"],
+        integrated["event"],
+    ]
+    assert blocked["data"]["candidate_id"] == candidate
+    assert blocked["data"]["slug"] == "refused"
+    assert "size-check: refused" in json.dumps(blocked["data"]["conflict_evidence"])
+    assert blocked["data"]["next_action"]
+    assert resolved["data"]["followup_id"] == blocked["data"]["followup_id"]
+    assert resolved["data"]["resolution"] == "integrated"
+    assert integrated["data"]["candidate_id"] == candidate
+    assert integrated["data"]["main_sha"] == world.canonical.head()
