@@ -312,8 +312,14 @@ class WebhookSender:
             error = exc
         with self.sessions() as session:
             if status_code is not None and 200 <= status_code < 300:
-                record_delivered(session, claimed)
-                log.info("webhook delivery %s (%s) delivered", claimed.delivery_id, claimed.kind)
+                recorded = record_delivered(session, claimed)
+                log.info(
+                    "webhook delivery %s (%s) delivered at try %d%s",
+                    claimed.delivery_id,
+                    claimed.kind,
+                    claimed.attempt,
+                    "" if recorded else " (a later try had claimed it: it may arrive twice)",
+                )
                 return
             text = describe_failure(status_code, error, self.settings.webhook_secret, self.url)
             status = record_failed(session, self.settings, claimed, text)

@@ -23,8 +23,17 @@ import httpx
 import pytest
 
 from integrator.cli.local import local_session
+from integrator.db import make_engine, make_sessionmaker
+from integrator.models import WebhookDelivery
 from integrator.settings import Settings
-from integrator.webhooks import enqueue
+from integrator.webhooks import (
+    CLAIM_MARGIN_SECONDS,
+    claim,
+    due_ids,
+    enqueue,
+    record_delivered,
+    record_failed,
+)
 from tests.support import ServiceProcess, TokenMaker, free_port
 from tests.worker_support import WorkerWorld, wait_for
 
@@ -363,3 +372,33 @@ def test_a_block_its_resume_and_the_landing_are_posted_once_each_in_order(
     assert resolved["data"]["resolution"] == "integrated"
     assert integrated["data"]["candidate_id"] == candidate
     assert integrated["data"]["main_sha"] == world.canonical.head()
+
+
+def test_a_claim_is_one_conditional_update_and_only_the_claim_that_posted_records(
+    settings: Settings,
+) -> None:
+    """Claimed once, an item is nobody else's until its claim expires (time moved by the SQL
+    clock's offset); the expired claim's late result then changes nothing."""
+    settings = settings.model_copy(update={"webhook_url": "http://127.0.0.1:9/hook", **FAST})
+    enqueue_integrated(settings, 5)
+    engine = make_engine(settings)
+    sessions = make_sessionmaker(engine)
+    try:
+        (item,) = due_ids(sessions, settings)
+        with sessions() as session:
+            first = claim(session, settings, item)
+            assert first is not None and first.attempt == 1
+            assert claim(session, settings, item) is None
+            assert due_ids(sessions, settings) == []
+        hold_ms = round((settings.webhook_timeout_seconds + CLAIM_MARGIN_SECONDS) * 1000)
+        later = settings.model_copy(update={"sql_clock_offset_ms": hold_ms + 1000})
+        with sessions() as session:
+            second = claim(session, later, item)
+            assert second is not None and second.attempt == 2
+            assert not record_delivered(session, first)  # the expired claim's late answer
+            assert record_failed(session, later, second, "HTTP 502") == "pending"
+            row = session.get_one(WebhookDelivery, item)
+            assert (row.status, row.attempts, row.last_error) == ("pending", 2, "HTTP 502")
+            assert row.claimed_until_ms is None
+    finally:
+        engine.dispose()
