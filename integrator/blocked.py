@@ -108,8 +108,6 @@ def _may_send_back(
             "which has ended; the next holder returns it to the queue by itself, or an "
             f"operator runs `integrator resume {candidate.slug}` now"
         )
-    if not return_stale(session, candidate):
-        raise TransitionRefused(f"{candidate.slug} moved meanwhile; try again")
 
 
 def _to_back(session: Session, candidate: Candidate, by: str) -> None:
