@@ -175,6 +175,8 @@ class BranchPushed(_Fields):
 class Evidence(_Fields):
     kind: Literal["conflict", "check", "push"]
     path: Prose | None = None
+    #: What kind of conflict, in git's words (content, binary, modify/delete, rename/delete…).
+    conflict: Prose | None = None
     command: Prose | None = None
     exit_code: BigInt | None = None
     output_tail: (

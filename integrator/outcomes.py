@@ -174,6 +174,7 @@ def predict(
             "main_sha": outcome.main_sha,
             "conflict_evidence": outcome.conflict_evidence,
             "diagnostics": outcome.diagnostics,
+            "next_action": outcome.next_action,
         },
         natural_key=prediction_key(candidate.id, epoch, attempt),
         slug=candidate.slug,
