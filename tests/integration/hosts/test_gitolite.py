@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from tests.integration.hosts.hosts import GitoliteHost
-from tests.integration.hosts.world import HostedRepo, remote
+from tests.integration.hosts.world import HostedRepo, files_containing, remote
 
 GITOLITE = ("--layout", "gitolite", "--identity-source", "gitolite")
 
@@ -86,3 +86,11 @@ def test_the_whole_rollout_through_gitolite(
     assert down.returncode == 0, down.stderr
     assert time.monotonic() - started < 20
     assert world.head() == late
+
+    # no log of the hosts, the service or the worker, and no row, holds a token
+    secrets = list(world.tokens.values())
+    skip = {world.path / "integrator" / "token", world.tmp_path / "hook.token"}
+    roots = [world.tmp_path, world.path, gitolite.home / ".gitolite" / "logs", gitolite.log]
+    assert files_containing(roots, secrets, skip) == []
+    rows = world.database_text()
+    assert rows and [i for i, s in enumerate(secrets) if s in rows] == []

@@ -120,10 +120,18 @@ class HostedRepo:
             check=False,
         )
 
+    def sync_main(self) -> None:
+        """The clone's main at the host's main (fetched only when the clone lacks it: every
+        round trip to a real host costs a connection and an authentication)."""
+        head = self.head()
+        argv = ["git", "cat-file", "-e", f"{head}^{{commit}}"]
+        if subprocess.run(argv, cwd=self.work, capture_output=True, check=False).returncode:
+            self.git("fetch", "-q", self.url, "+refs/heads/main:refs/remotes/origin/main")
+        self.git("checkout", "-q", "-B", "main", head)
+
     def commit_on_main(self, label: str) -> str:
         """A commit on top of the host's main, not pushed yet."""
-        self.git("fetch", "-q", self.url, "+refs/heads/main:refs/remotes/origin/main")
-        self.git("checkout", "-q", "-B", "main", "origin/main")
+        self.sync_main()
         (self.work / f"{label}.txt").write_text(label + "\n")
         self.git("add", f"{label}.txt")
         self.git("commit", "-q", "-m", f"direct change {label}")
@@ -133,8 +141,8 @@ class HostedRepo:
         self, name: str, user: str = "alice"
     ) -> tuple[str, subprocess.CompletedProcess[str]]:
         """A branch off the host's main with one commit, pushed by `user`."""
-        self.git("fetch", "-q", self.url, "+refs/heads/main:refs/remotes/origin/main")
-        self.git("checkout", "-q", "-B", name, "origin/main")
+        self.sync_main()
+        self.git("checkout", "-q", "-B", name, "main")
         (self.work / f"{name.replace('/', '_')}.txt").write_text(name + "\n")
         self.git("add", "-A")
         self.git("commit", "-q", "-m", f"work on {name}")
@@ -156,10 +164,17 @@ class HostedRepo:
         items: list[dict[str, Any]] = response.json()["items"]
         return items
 
-    def wait_events(self, type_name: str, count: int = 1, timeout: float = 20) -> list[Any]:
+    def wait_events(
+        self,
+        type_name: str,
+        count: int = 1,
+        timeout: float = 20,
+        where: Callable[[dict[str, Any]], bool] = lambda _fields: True,
+    ) -> list[Any]:
+        """The events of a type whose fields match `where`, once there are `count` of them."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            found = self.events(type_name)
+            found = [e for e in self.events(type_name) if where(e["fields"])]
             if len(found) >= count:
                 return found
             time.sleep(0.1)
@@ -230,7 +245,8 @@ def files_containing(roots: list[Path], secrets: list[str], skip: set[Path]) -> 
     """Every file under `roots` (but `skip`) that holds one of `secrets`, as `path: secret#`."""
     found = []
     for root in roots:
-        for path in sorted(p for p in root.rglob("*") if p.is_file() and not p.is_symlink()):
+        paths = [root] if root.is_file() else root.rglob("*")
+        for path in sorted(p for p in paths if p.is_file() and not p.is_symlink()):
             if any(path == s or s in path.parents for s in skip):
                 continue
             data = path.read_bytes()
