@@ -285,17 +285,17 @@ class WebhookSender:
         """Post every delivery that is due now; how many tries were made."""
         tries = 0
         while not self._stop.is_set():
-            ids = due_ids(self.sessions, self.settings)
-            if not ids:
-                return tries
-            for delivery in ids:
+            before = tries
+            for delivery in due_ids(self.sessions, self.settings):
                 if self._stop.is_set():
                     break
                 with self.sessions() as session:
                     claimed = claim(session, self.settings, delivery)
-                if claimed is not None:
+                if claimed is not None:  # else another replica has it
                     self._deliver(claimed)
                     tries += 1
+            if tries == before:
+                break  # nothing due that is not claimed already
         return tries
 
     def _deliver(self, claimed: Claimed) -> None:
