@@ -31,9 +31,8 @@ _RC_LOCAL_CODE = re.compile(r"^\s*LOCAL_CODE\s*=>\s*(['\"])(.*?)\1", re.M)
 Item = tuple[str, bool, str]
 
 
-def conf_lines(repository: str) -> str:
-    """What gitolite.conf needs for this repository (beside its access rules)."""
-    return f"repo {repository}\n    config {ADVERTISE} = true"
+#: What gitolite.conf needs under the repository's `repo` line (beside its access rules).
+CONF_LINE = f"config {ADVERTISE} = true"
 
 
 def gitolite_home(git_dir: Path) -> Path | None:
@@ -87,7 +86,9 @@ def _conf_sets_key(git_dir: Path) -> bool:
         compiled = (git_dir / "gl-conf").read_text(encoding="utf-8", errors="replace")
     except OSError:
         return False
-    return re.search(rf"'{re.escape(ADVERTISE)}'\s*=>\s*'true'", compiled, re.I) is not None
+    # %one_config = ('repo' => [[line, 'key', 'value'], ...])
+    pattern = rf"'{re.escape(ADVERTISE)}',\s*'true'"
+    return re.search(pattern, compiled, re.IGNORECASE) is not None
 
 
 def gitolite_conflicts(git_dir: Path, hook_names: tuple[str, ...]) -> list[str]:
@@ -125,8 +126,7 @@ def gitolite_advice(git_dir: Path, repository: str) -> list[str]:
     advice = []
     if not key_allowed(_rc_text(home)):
         advice.append(f"add to {home / RC_NAME} (inside %RC): {RC_LINE}")
-    conf = conf_lines(repository).replace("\n", " / ")
-    advice.append(f"add to gitolite.conf: {conf}")
+    advice.append(f"add to gitolite.conf under `repo {repository}`: {CONF_LINE}")
     return advice
 
 
