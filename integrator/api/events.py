@@ -15,7 +15,7 @@ from integrator.admission import CanonicalRepo, on_event
 from integrator.api.deps import Caller, Reader, ReadSessionDep, SessionDep, SettingsDep, require
 from integrator.api.schemas import CandidateOut, Cursor, EventOut, Name, Page, Slug, UtcTime
 from integrator.errors import Detail, Forbidden, InvalidInput
-from integrator.models import Candidate
+from integrator.models import Candidate, Event
 from integrator.tokens import Role
 
 router = APIRouter(prefix="/v1", tags=["events"])
@@ -83,21 +83,26 @@ def store(
         )
         if not appended.duplicate:
             on_event(session, repo, appended.event, caller.name)
-        candidate = None
-        if type_name == "finalize_ready":
-            candidate = session.scalar(
-                select(Candidate).where(
-                    Candidate.repository == repository,
-                    Candidate.slug == clean["slug"],
-                    Candidate.branch == clean["branch"],
-                    Candidate.sha == clean["sha"],
-                )
+        return _posted(session, repository, appended.event, duplicate=appended.duplicate)
+
+
+def _posted(session: Session, repository: str, event: Event, *, duplicate: bool) -> EventPosted:
+    """The answer to a stored event: a finalize_ready names the candidate it made."""
+    candidate = None
+    if event.type == "finalize_ready":
+        candidate = session.scalar(
+            select(Candidate).where(
+                Candidate.repository == repository,
+                Candidate.slug == event.fields["slug"],
+                Candidate.branch == event.fields["branch"],
+                Candidate.sha == event.fields["sha"],
             )
-        return EventPosted(
-            event=EventOut.of(appended.event),
-            duplicate=appended.duplicate,
-            candidate=CandidateOut.of(candidate) if candidate else None,
         )
+    return EventPosted(
+        event=EventOut.of(event),
+        duplicate=duplicate,
+        candidate=CandidateOut.of(candidate) if candidate else None,
+    )
 
 
 @router.post("/events", status_code=201)
@@ -151,6 +156,13 @@ def submit(
                 f"branch {body.branch!r} is not in the canonical repository: push it first",
                 details=[Detail("branch", "not_in_repository", "push the branch first")],
             )
+    with session.begin():  # submitted before (by anyone): the same answer, not a collision
+        key = events.natural_key("finalize_ready", {"slug": body.slug, "branch": body.branch,
+                                                    "sha": sha}, None)  # fmt: skip
+        earlier = events.find(session, "finalize_ready", key)
+        if earlier is not None:
+            response.status_code = 200
+            return _posted(session, settings.repository_name, earlier, duplicate=True)
     now = datetime.now(UTC).isoformat()
     fields = {
         "slug": body.slug,

@@ -56,6 +56,11 @@ def describe_posted(body: dict[str, Any]) -> str:
             line += f" at position {candidate['position']}"
         if candidate["why"]:
             line += " (" + "; ".join(candidate["why"]) + ")"
+        if body["duplicate"] and candidate["status"] == "blocked":
+            line += (
+                f": this commit was blocked; push a fix and submit the new head, or run "
+                f"`integrator resume {candidate['slug']}` to try the same commit again"
+            )
     return line
 
 

@@ -98,6 +98,9 @@ def test_a_conflict_blocks_with_evidence_the_queue_moves_on_and_the_fix_keeps_it
     assert "next: merge main into feat/alpha" in listed.stdout
     shown = json.loads(cli(world, "reader", "queue", "show", "alpha", "--json").stdout)
     assert shown["followup"]["id"] == followup["id"]
+    again = cli(world, "reporter", "submit", "--slug", "alpha", "--branch", "feat/alpha")
+    assert again.returncode == 0, again.stderr
+    assert "duplicate" in again.stdout and "`integrator resume alpha`" in again.stdout
 
     # Later work queues behind the blocked one's turn; the fix takes that turn back.
     later = world.ready("charlie")
