@@ -130,7 +130,7 @@ def check_failed(handed: Handed, base: str, check: CheckResult) -> Blocked:
         "of its output is in the evidence"
     )
     if check.timed_out:
-        limit = f"{check.timeout:g}s" if check.timeout is not None else "its"
+        limit = f"its {check.timeout:g}s" if check.timeout is not None else "its"
         return _blocked(
             [evidence],
             [

@@ -190,7 +190,10 @@ def test_a_timed_out_check_has_no_exit_code_names_its_timeout_and_is_resumed_not
     assert decision.conflict_evidence == [
         {"kind": "check", "command": "make test", "output_tail": "last lines\n"}
     ]
-    assert "timed out" in decision.diagnostics[0] and "within 30s" in decision.diagnostics[0]
+    assert (
+        "timed out" in decision.diagnostics[0]
+        and "within its 30s timeout" in decision.diagnostics[0]
+    )
     assert "integrator submit" in decision.diagnostics[1]
     assert decision.next_action is not None
     assert decision.next_action.endswith(
