@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from sqlalchemy.orm import Session
 
@@ -195,6 +196,14 @@ def set_aside(
         "commit and submit the branch again"
     )
     move(session, candidate, Status.blocked, reason=reason, actor=by)
+    action = (
+        f"an operator reads the service log for {failure}; once its cause is fixed, run "
+        f"`integrator resume {candidate.slug}` (or close it: `integrator queue close "
+        f"{candidate.slug} --reason …`)"
+    )
+    followups.on_blocked(session, settings, candidate, {"attempt": None,
+        "conflict_evidence": [], "diagnostics": [reason], "next_action": action,
+        "blocked_at": datetime.now(UTC).isoformat()}, by)  # fmt: skip
     supersede_if_replaced(session, candidate)
     return candidate
 

@@ -286,9 +286,11 @@ def test_an_outcome_the_service_cannot_record_sets_the_candidate_aside_instead_o
 
     assert failed.status_code == 500
     assert failed.json()["code"] == "outcome_not_recorded"
-    story = world.client.get("/v1/slugs/poison", headers=world.reporter).json()["candidate"]
-    assert story["status"] == "blocked"
-    assert "could not record" in story["reason"]
+    story = world.client.get("/v1/slugs/poison", headers=world.reporter).json()
+    assert story["candidate"]["status"] == "blocked"
+    assert "could not record" in story["candidate"]["reason"]
+    assert story["followup"]["status"] == "open"  # its author is told, like any block
+    assert "integrator resume poison" in story["followup"]["next_action"]
     assert holder.next().json()["slug"] == "after"
 
 
