@@ -48,7 +48,7 @@ def test_the_whole_rollout_through_gitolite(
     assert (fields["ref"], fields["old"], fields["new"]) == ("refs/heads/main", old, new)
 
     # cutover: alice's main push is refused with the remote: message, main unchanged
-    assert world.cli("cutover", "--force", "--reason", "hosts").returncode == 0
+    world.operate("cutover", force=True)
     before = world.head()
     world.commit_on_main("refused")
     refused = world.push("alice", "main")
@@ -73,7 +73,7 @@ def test_the_whole_rollout_through_gitolite(
     assert [(f["pusher"], f["identity_source"]) for f in bots] == [("integrator-bot", "gitolite")]
 
     # rollback restores shadow: alice may push main again
-    assert world.cli("rollback", "--reason", "hosts").returncode == 0
+    world.operate("rollback")
     again = world.commit_on_main("after-rollback")
     assert world.push("alice", "main").returncode == 0
     assert world.head() == again

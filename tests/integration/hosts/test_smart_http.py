@@ -51,7 +51,7 @@ def test_the_rollout_through_smart_http_leaks_no_password(
     assert (fields["ref"], fields["old"], fields["new"]) == ("refs/heads/main", old, new)
 
     # cutover: refused with the remote: message, main unchanged; a branch by another user passes
-    assert world.cli("cutover", "--force", "--reason", "hosts").returncode == 0
+    world.operate("cutover", force=True)
     before = world.head()
     world.commit_on_main("refused")
     refused = world.push("alice", "main")
@@ -64,8 +64,17 @@ def test_the_rollout_through_smart_http_leaks_no_password(
     [reported] = world.wait_events("branch_pushed", where=lambda f: f["branch"] == "feature/bot")
     assert reported["fields"]["pusher"] == "integrator-bot"
 
+    # the service down in cutover: main refused at once (fail closed), branches still pass
+    world.service.stop()
+    world.commit_on_main("closed")
+    started = time.monotonic()
+    closed = world.push("alice", "main")
+    assert closed.returncode != 0 and world.head() == before
+    assert time.monotonic() - started < 20
+    world.service.start()
+
     # rollback restores shadow
-    assert world.cli("rollback", "--reason", "hosts").returncode == 0
+    world.operate("rollback")
     again = world.commit_on_main("after-rollback")
     assert world.push("alice", "main").returncode == 0
     assert world.head() == again

@@ -154,6 +154,15 @@ class HostedRepo:
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         return run_cli(*args, env={**self.env, "INTEGRATOR_TOKEN": self.tokens["operator"]})
 
+    def operate(self, action: str, **body: Any) -> None:
+        """An operator's mode change through the API (`cutover` forced: no shadow history)."""
+        response = self.http.post(
+            f"{self.service.url}/v1/{action}",
+            json={"reason": "host test", **body},
+            headers={"Authorization": f"Bearer {self.tokens['operator']}"},
+        )
+        assert response.status_code == 200, response.text
+
     def events(self, type_name: str) -> list[dict[str, Any]]:
         response = self.http.get(
             f"{self.service.url}/v1/events",
