@@ -58,6 +58,15 @@ class Settings(BaseSettings):
     #: How often each service process reads canonical main itself (0: only when told).
     main_watch_interval_seconds: float = Field(default=60.0, ge=0)
     hook_silent_after_seconds: float = Field(default=86400.0, gt=0)
+    #: Liveness: work queued and no live lease holder for this long raises `no_holder`.
+    no_holder_after_seconds: float = Field(default=300.0, gt=0)
+    #: Liveness: a candidate in progress longer than this raises `check_overdue`; set it to
+    #: the worker's --check-timeout plus the few minutes a fetch, merge and push take.
+    check_timeout_seconds: float = Field(default=3900.0, gt=0)
+    #: Liveness: in cutover this long and a hook still saw another mode raises `cutover_pending`.
+    cutover_pending_after_seconds: float = Field(default=600.0, ge=0)
+    #: How often each service process evaluates the liveness conditions (0: only on request).
+    conditions_interval_seconds: float = Field(default=15.0, ge=0)
     #: Where blocked / followup_resolved / integrated are posted (none: no webhook).
     webhook_url: str | None = None
     #: The HMAC-SHA256 key of the deliveries' signature header.
