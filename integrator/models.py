@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
     Dialect,
     ForeignKey,
@@ -268,3 +269,20 @@ class WebhookDelivery(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     delivered_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class ConditionState(Base):
+    """Whether one liveness condition of a repository is active, and since when.
+
+    A transition is one conditional UPDATE (`WHERE active = <what the evaluation saw>`): with
+    several replicas evaluating at once, exactly one records it, with its event and delivery.
+    """
+
+    __tablename__ = "condition_states"
+
+    repository: Mapped[str] = mapped_column(String(200), primary_key=True)
+    code: Mapped[str] = mapped_column(String(32), primary_key=True)
+    active: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: When the condition's threshold was crossed (while active).
+    since: Mapped[datetime | None] = mapped_column(default=None)
+    changed_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -45,8 +45,11 @@ log = logging.getLogger(__name__)
 
 DELIVERIES = cast(Table, WebhookDelivery.__table__)
 
-#: What is posted: a candidate blocked, a follow-up resolved, a candidate integrated.
-KINDS = frozenset({"blocked", "followup_resolved", "integrated"})
+#: What is posted: a candidate blocked, a follow-up resolved, a candidate integrated, and a
+#: liveness condition raised or cleared.
+KINDS = frozenset(
+    {"blocked", "followup_resolved", "integrated", "condition_raised", "condition_cleared"}
+)
 Status = Literal["pending", "delivered", "failed"]
 PENDING: Status = "pending"
 DELIVERED: Status = "delivered"
