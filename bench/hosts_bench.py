@@ -126,6 +126,21 @@ def recorded_latency(settings_url: str, repository: str) -> list[float]:
         ]
 
 
+def hooks_revision() -> str:
+    """Which hooks were measured: the checkout's commit, and whether hooks/ differs from it."""
+    here = Path(__file__).resolve().parent.parent
+    head = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=here, capture_output=True, text=True
+    )
+    changed = subprocess.run(
+        ["git", "status", "--porcelain", "--", "hooks"], cwd=here, capture_output=True, text=True
+    )
+    if head.returncode != 0:
+        return "not a git checkout"
+    dirty = " (hooks/ has uncommitted changes)" if changed.stdout.strip() else ""
+    return f"{head.stdout.strip()}{dirty}"
+
+
 def report(results: dict[str, dict[str, list[float]]], latency: dict[str, list[float]]) -> None:
     print("| host | hooks | pushes | p50 ms | p99 ms | p50 ÷ no-op p50 |")
     print("|---|---|---|---|---|---|")
@@ -176,6 +191,7 @@ def main(argv: list[str]) -> None:
         web.stop()
         shutil.rmtree(root, ignore_errors=True)
     print(f"rounds: {rounds} (+{WARMUP} warm-up), settle {SETTLE}s, hooks run with {HOOK_PYTHON}")
+    print(f"hooks: {hooks_revision()}")
     report(results, latency)
 
 
