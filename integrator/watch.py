@@ -11,6 +11,10 @@ content landed on main — also when no hook reported the push (a host without
 post-receive, a report lost on the way). Each records each change once, claimed
 by one conditional statement per item, so several replicas watching together
 do no harm.
+
+A second daemon thread evaluates the liveness conditions every
+`INTEGRATOR_CONDITIONS_INTERVAL_SECONDS` (`integrator.conditions`: each transition is
+recorded once, whichever replica sees it first).
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import threading
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from integrator import reconcile, scoring
+from integrator import conditions, reconcile, scoring
 from integrator.admission import CanonicalRepo, reevaluate_waiting_on_git
 from integrator.gitops import GitError
 from integrator.settings import Settings
@@ -82,12 +86,57 @@ class MainWatcher:
                 log.info("scored %d shadow predictions that landed on main", scored)
 
 
+class ConditionWatcher:
+    """Evaluates the liveness conditions from a daemon thread, one look per interval."""
+
+    def __init__(self, sessions: sessionmaker[Session], settings: Settings) -> None:
+        self.sessions = sessions
+        self.settings = settings
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="conditions", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.settings.conditions_interval_seconds):
+            try:
+                transitions = conditions.evaluate(self.sessions, self.settings)
+            except Exception:  # keep evaluating: a failed round is retried at the next one
+                log.exception("evaluating the liveness conditions failed")
+                continue
+            for t in transitions:
+                if t.condition is not None:
+                    log.warning("condition %s raised: %s", t.code, t.condition.explanation)
+                else:
+                    log.info("condition %s cleared", t.code)
+
+
+class Watching:
+    """The service's background threads that read rather than answer; stopped together."""
+
+    def __init__(self, *threads: MainWatcher | ConditionWatcher) -> None:
+        self.threads = threads
+
+    def stop(self) -> None:
+        for thread in self.threads:
+            thread.stop()
+
+
 def start_watching(
     sessions: sessionmaker[Session], settings: Settings, repo: CanonicalRepo
-) -> MainWatcher | None:
-    """A watcher when there is a repository to watch and an interval to do it at."""
-    if not settings.repo or settings.main_watch_interval_seconds <= 0:
-        return None
-    watcher = MainWatcher(sessions, settings, repo)
-    watcher.start()
-    return watcher
+) -> Watching:
+    """The main watcher when there is a repository to watch and an interval to do it at; the
+    condition watcher when it has an interval."""
+    threads: list[MainWatcher | ConditionWatcher] = []
+    if settings.repo and settings.main_watch_interval_seconds > 0:
+        threads.append(MainWatcher(sessions, settings, repo))
+    if settings.conditions_interval_seconds > 0:
+        threads.append(ConditionWatcher(sessions, settings))
+    for thread in threads:
+        thread.start()
+    return Watching(*threads)

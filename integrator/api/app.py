@@ -19,6 +19,7 @@ from integrator.api import (
     predictions,
     processing,
     registrations,
+    status,
     tokens,
     webhooks,
     whoami,
@@ -76,4 +77,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(lease_api.router)
     app.include_router(registrations.router)
     app.include_router(webhooks.router)
+    app.include_router(status.router)
     return app
