@@ -76,7 +76,7 @@ def gather(session: Session, settings: Settings) -> Facts:
 
     return Facts(
         now=now,
-        mode=mode.mode,
+        mode=mode.mode.value,
         mode_changed_at=mode.changed_at,
         queued=queued[0],
         queued_since=queued[1],

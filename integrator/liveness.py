@@ -12,10 +12,13 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from integrator.policy import Mode
-from integrator.settings import Settings
+if TYPE_CHECKING:
+    from integrator.settings import Settings
+
+#: The modes the rules tell apart (the values of `integrator.policy.Mode`).
+OFF, CUTOVER = "off", "cutover"
 
 
 class Code(StrEnum):
@@ -95,7 +98,8 @@ class Facts:
     """Everything the rules read, taken at one SQL-clock instant `now`."""
 
     now: datetime
-    mode: Mode
+    #: The mode's value: off, shadow or cutover.
+    mode: str
     mode_changed_at: datetime | None = None
     queued: int = 0
     #: When the longest-queued candidate entered `queued`.
@@ -267,7 +271,7 @@ def hook_activity_slack(settings: Settings) -> timedelta:
 
 
 def hook_silent(facts: Facts, settings: Settings) -> ActiveCondition | None:
-    if facts.mode is Mode.off or facts.activity_at is None:
+    if facts.mode == OFF or facts.activity_at is None:
         return None
     last = facts.last_hook_call
     since = max(_after(last or facts.activity_at, settings.hook_silent_after_seconds),
@@ -297,9 +301,9 @@ def hook_silent(facts: Facts, settings: Settings) -> ActiveCondition | None:
 
 
 def cutover_pending(facts: Facts, settings: Settings) -> ActiveCondition | None:
-    if facts.mode is not Mode.cutover or facts.mode_changed_at is None:
+    if facts.mode != CUTOVER or facts.mode_changed_at is None:
         return None
-    pending = [h for h in facts.hooks if h.mode_seen != Mode.cutover.value]
+    pending = [h for h in facts.hooks if h.mode_seen != CUTOVER]
     since = _after(facts.mode_changed_at, settings.cutover_pending_after_seconds)
     if not pending or facts.now < since:
         return None

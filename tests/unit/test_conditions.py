@@ -22,7 +22,7 @@ from integrator.liveness import (
     no_holder,
     queue_stalled,
 )
-from integrator.modes import Mode
+from integrator.policy import Mode
 from integrator.settings import Settings, get_settings
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
