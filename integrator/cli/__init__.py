@@ -31,6 +31,7 @@ from integrator.cli.lease import lease_app
 from integrator.cli.local import db_app, serve, tokens_app
 from integrator.cli.modes import cutover, evidence, mode_app, rollback
 from integrator.cli.queue import queue_app
+from integrator.cli.status import status
 from integrator.cli.worker import worker
 from integrator.errors import IntegratorError
 from integrator.settings import get_settings
@@ -57,6 +58,7 @@ app.command()(cutover)
 app.command()(rollback)
 app.command()(evidence)
 app.command()(worker)
+app.command()(status)
 
 
 @app.command()
