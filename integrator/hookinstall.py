@@ -31,7 +31,7 @@ from typing import Any
 
 import httpx
 
-from integrator import hosting
+from integrator import hookbodies, hosting
 from integrator.errors import IntegratorError
 
 MARKER = "# integrator-hook"
@@ -154,7 +154,7 @@ def install(
         if conflicts:
             raise HookInstallError("; ".join(conflicts))
     moves = _plan_moves(targets, chain_existing)
-    scripts = {name: _render_hook(hook_sources() / name, python) for name in targets}
+    scripts = {name: _render_hook(hook_sources(), name, python) for name in targets}
 
     config_dir = git_dir / "integrator"
     config_path, token_path, state_dir = (config_dir / n for n in ("hook.json", "token", "state"))
@@ -191,7 +191,7 @@ def install(
     # git config rewrites the file: as root it would become root's (unreadable to the git user
     # under a 0077 umask such as Gitolite's)
     written = [git_dir / "config", config_dir, config_path, token_path, state_dir]
-    written += _place_hooks(targets, scripts, moves)
+    written += _place_hooks(targets, scripts, moves, config_dir, python)
     if os.geteuid() == 0:  # the hooks run as the owner: what they read must be the owner's
         for path in written:
             os.chown(path, owner.st_uid, owner.st_gid)
@@ -280,6 +280,9 @@ def check(repo: Path) -> list[CheckItem]:
         if isinstance(chain, str) and chain:
             runnable = os.access(chain, os.X_OK)
             items.append(CheckItem(f"{name} chain", runnable, f"{chain} runs before ours"))
+    names = tuple(hook_paths(git_dir, layout))
+    found = hookbodies.check_items(git_dir / "integrator", names, hook_sources(), owner.st_uid)
+    items.extend(CheckItem(*item) for item in found)
     for python in sorted(interpreters):
         ok, detail = interpreter_runs(python, owner.st_uid, owner.st_gid)
         items.append(CheckItem("interpreter", ok, f"{python}: {detail}"))
@@ -395,17 +398,28 @@ def _validate_deadline(deadline: float) -> None:
 
 
 def _place_hooks(
-    targets: dict[str, Path], scripts: dict[str, str], moves: dict[str, tuple[Path, Path]]
+    targets: dict[str, Path],
+    scripts: dict[str, tuple[str, str]],
+    moves: dict[str, tuple[Path, Path]],
+    config_dir: Path,
+    python: str,
 ) -> list[Path]:
-    """Move foreign hooks aside and write ours; the paths written (for chown)."""
-    written = []
+    """Write and compile the bodies, then move foreign hooks aside and write the launchers (a
+    launcher never runs without its body); the paths written (for chown)."""
+    bodies = [hookbodies.body_path(config_dir, hook) for hook in targets]
+    for hook, body in zip(targets, bodies, strict=True):
+        _write(body, scripts[hook][1], 0o600)
+    try:
+        written = [*bodies, *hookbodies.compile_bodies(python, bodies)]
+    except ValueError as exc:
+        raise HookInstallError(str(exc)) from exc
     for hook, target in targets.items():
         if not target.parent.is_dir():
             target.parent.mkdir(parents=True)
             written.append(target.parent)
         if hook in moves:
             os.replace(target, moves[hook][1])
-        _write(target, scripts[hook], 0o755)
+        _write(target, scripts[hook][0], 0o755)
         written.append(target)
     return written
 
@@ -428,15 +442,24 @@ def _plan_moves(targets: dict[str, Path], chain_existing: bool) -> dict[str, tup
     return moves
 
 
-def _render_hook(source: Path, python: str) -> str:
+def _render_hook(sources: Path, hook: str, python: str) -> tuple[str, str]:
+    """(launcher, body) of ``hook``: the launcher git runs, with the interpreter in its shebang,
+    and the shipped script it imports, unchanged."""
+    texts = []
+    for source in (sources / hookbodies.LAUNCHER, sources / hook):
+        try:
+            text = source.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise HookInstallError(f"hook script missing from this installation: {exc}") from exc
+        first, _, rest = text.partition("\n")
+        if not first.startswith("#!") or MARKER not in rest.split("\n", 1)[0]:
+            raise HookInstallError(f"{source} is not an integrator hook script")
+        texts.append(text)
+    launcher = f"#!{python} -IS\n" + texts[0].partition("\n")[2]
     try:
-        text = source.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise HookInstallError(f"hook script missing from this installation: {exc}") from exc
-    first, _, rest = text.partition("\n")
-    if not first.startswith("#!") or MARKER not in rest.split("\n", 1)[0]:
-        raise HookInstallError(f"{source} is not an integrator hook script")
-    return f"#!{python} -IS\n{rest}"
+        return hookbodies.render_launcher(launcher, hook), texts[1]
+    except ValueError as exc:
+        raise HookInstallError(f"{sources / hookbodies.LAUNCHER}: {exc}") from exc
 
 
 def _read_config(path: Path) -> dict[str, Any]:

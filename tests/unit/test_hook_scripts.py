@@ -1,10 +1,13 @@
-"""The hook scripts as source: Python 3.8, stdlib only, cheap imports, one shared core."""
+"""The hook scripts as source: Python 3.8, stdlib only, cheap imports, one shared core; their
+hand-written JSON agrees with the json module."""
 
 from __future__ import annotations
 
 import ast
+import contextlib
 import importlib.machinery
 import importlib.util
+import json
 import time
 from pathlib import Path
 from types import ModuleType
@@ -15,11 +18,15 @@ from hypothesis import strategies as st
 
 HOOKS = Path(__file__).resolve().parents[2] / "hooks"
 NAMES = ("pre-receive", "post-receive")
-#: Imported at the top of a hook: all cheap, all present on any Python >= 3.8.
-TOP_LEVEL = {"json", "os", "signal", "sys", "time"}
-#: Imported only on the path that needs them.
-#: (signal is at the top of pre-receive; post-receive needs it only in its reporting child.)
-LAZY = {"socket", "subprocess", "ssl", "threading", "datetime", "traceback", "fcntl", "signal"}
+#: Every script git may run: the hooks and the launcher install puts in their place.
+SCRIPTS = (*NAMES, "launcher")
+#: Imported at the top of a script: all cheap, all present on any Python >= 3.8.
+TOP_LEVEL = {"os", "sys", "time"}
+#: Imported only on the path that needs them, or as the fallback of a C core (`_signal`,
+#: `_socket`) on an interpreter without it. Never json (re, enum, collections: ~8 ms a push),
+#: except by the launcher when the hook's body is unusable.
+LAZY = {"_signal", "signal", "_socket", "socket", "subprocess", "ssl", "threading"}
+LAZY |= {"datetime", "traceback", "fcntl"}
 #: Names of stdlib functions and methods that appeared after 3.8.
 NEWER_ATTRIBUTES = {
     "removeprefix",
@@ -65,13 +72,13 @@ def functions(module: ast.Module) -> dict[str, ast.FunctionDef]:
     return {node.name: node for node in module.body if isinstance(node, ast.FunctionDef)}
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", SCRIPTS)
 def test_hook_parses_as_python_3_8(name: str) -> None:
     """The git server may only have Python 3.8: the grammar must be 3.8's."""
     tree(name)
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", SCRIPTS)
 def test_hook_uses_no_stdlib_api_newer_than_3_8(name: str) -> None:
     """No 3.9+ methods or modules, no dict union, no builtin generics, no annotations at all."""
     problems = []
@@ -101,7 +108,7 @@ def test_hook_uses_no_stdlib_api_newer_than_3_8(name: str) -> None:
     assert problems == []
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", SCRIPTS)
 def test_hook_imports_only_cheap_stdlib_modules_and_never_the_package(name: str) -> None:
     """Every push pays for the imports: a short list at the top, the rest only when needed."""
     module = tree(name)
@@ -114,11 +121,11 @@ def test_hook_imports_only_cheap_stdlib_modules_and_never_the_package(name: str)
         if isinstance(node, ast.ImportFrom) and node.module:
             lazy.add(node.module)
     assert top <= TOP_LEVEL
-    assert lazy <= LAZY
+    assert lazy <= LAZY | ({"json", "time"} if name == "launcher" else set())
     assert "urllib.request" not in source(name) and "import integrator" not in source(name)
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", SCRIPTS)
 def test_hook_starts_with_an_absolute_interpreter_and_one_flag_group(name: str) -> None:
     """`-IS` as one group (Linux passes `-I -S` as a single argument), then the marker line."""
     first, second = source(name).splitlines()[:2]
@@ -139,9 +146,9 @@ def test_hook_states_its_contract_and_has_main_die_and_version(name: str) -> Non
 def test_code_shared_by_both_hooks_is_identical() -> None:
     """The core both hooks carry (input, config, identity, HTTP) must not drift apart."""
     pre, post = functions(tree("pre-receive")), functions(tree("post-receive"))
-    shared = (set(pre) & set(post)) - {"main", "die"}
+    shared = (set(pre) & set(post)) - {"main", "die", "run"}
     core = {"parse_updates", "symref_target", "ref_chain", "guarded_names", "resolve_name"}
-    assert core | {"run_git", "load_config", "identity", "post_json"} <= shared
+    assert core | {"run_git", "load_config", "identity", "post_json", "to_json"} <= shared
     drifted = [n for n in sorted(shared) if ast.dump(pre[n]) != ast.dump(post[n])]
     assert drifted == []
 
@@ -266,3 +273,71 @@ def test_deadline_outside_its_range_falls_back_to_the_default(
 ) -> None:
     """A damaged hook.json cannot make the hook wait forever."""
     assert PRE.deadline_seconds({"deadline_seconds": value}) == expected
+
+
+JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@given(JSON_VALUES)
+def test_the_hooks_write_json_as_the_json_module_does(value: object) -> None:
+    """Same text as json.dumps (ASCII, escapes, surrogate pairs, floats), and it reads back."""
+    text = PRE.to_json(value)
+
+    assert text == json.dumps(value)
+    assert PRE.from_json(text) == value
+    assert PRE.from_json(json.dumps(value, indent=2, ensure_ascii=False)) == value
+
+
+def standard_json(text: str) -> object:
+    """json.loads without its extensions (NaN, Infinity), which the hooks never read."""
+
+    def refuse(constant: str) -> object:
+        raise ValueError(constant)
+
+    return json.loads(text, parse_constant=refuse)
+
+
+@given(st.text(max_size=60) | st.sampled_from(['{"a": [1, 2.5e3, -0, "\\u00e9\\ud83d\\ude00"]}']))
+def test_the_hooks_read_what_the_json_module_reads_and_fail_only_with_value_error(
+    text: str,
+) -> None:
+    """A document json.loads reads gives the same value. Anything else is a ValueError or, for
+    a few malformed numbers and raw control characters, read leniently: never another error."""
+    try:
+        expected = standard_json(text)
+    except ValueError:
+        with contextlib.suppress(ValueError):
+            PRE.from_json(text)
+        return
+    assert PRE.from_json(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "{",
+        '{"a" 1}',
+        "[1,]",
+        "[1 2]",
+        '"open',
+        '"\\x"',
+        '"\\u+123"',
+        '"\\u12"',
+        "+1",
+        "nul",
+        "{} {}",
+    ],
+)
+def test_broken_json_is_a_value_error(text: str) -> None:
+    """What the hooks read from disk or the service fails as json.loads fails: ValueError."""
+    with pytest.raises(ValueError):
+        PRE.from_json(text)

@@ -44,7 +44,45 @@ def items_by_name(items: list[hookinstall.CheckItem]) -> dict[str, hookinstall.C
 def test_hook_sources_are_the_checkout_hooks_when_not_installed_from_a_wheel() -> None:
     """Without the wheel's integrator/_hooks, the scripts come from the checkout's hooks/."""
     assert hookinstall.hook_sources() == REPO_ROOT / "hooks"
-    assert (hookinstall.hook_sources() / "pre-receive").is_file()
+    for name in ("pre-receive", "post-receive", "launcher"):
+        assert (hookinstall.hook_sources() / name).is_file()
+
+
+def test_install_puts_a_launcher_in_place_and_the_compiled_body_beside_the_configuration(
+    repo: ServerRepo,
+) -> None:
+    """git runs the launcher; the shipped script is the body, private, compiled by the hooks'
+    own interpreter into a cache its loader checks against the body."""
+    result = repo.install(layout="ghes")
+
+    config_dir = repo.bare / "integrator"
+    (hook,) = result.hooks
+    assert 'HOOK = "pre-receive"' in hook.read_text() and len(hook.read_text()) < 5000
+    body = config_dir / "pre_receive.py"
+    assert body.read_text() == (hookinstall.hook_sources() / "pre-receive").read_text()
+    assert mode_of(body) == 0o600
+    assert not (config_dir / "post_receive.py").exists()  # GHES runs no post-receive
+    (compiled,) = (config_dir / "__pycache__").glob("pre_receive.cpython-*.pyc")
+    assert int.from_bytes(compiled.read_bytes()[4:8], "little") == 0b11  # hash-based, checked
+    items = items_by_name(hookinstall.check(repo.bare))
+    assert items["pre-receive body"].ok, items["pre-receive body"].detail
+
+
+def test_check_finds_a_missing_body_and_one_that_is_not_the_shipped_script(
+    installed: ServerRepo,
+) -> None:
+    """Each body is checked on its own; reinstalling is the fix."""
+    config_dir = installed.bare / "integrator"
+    (config_dir / "pre_receive.py").unlink()
+    (config_dir / "post_receive.py").write_text("# an older hook\n")
+
+    items = items_by_name(hookinstall.check(installed.bare))
+
+    assert not items["pre-receive body"].ok and "No such file" in items["pre-receive body"].detail
+    post = items["post-receive body"]
+    assert not post.ok and "differs from this installation's post-receive" in post.detail
+    installed.install()
+    assert all(item.ok for item in hookinstall.check(installed.bare))
 
 
 def test_install_writes_hooks_configuration_token_and_state_privately(repo: ServerRepo) -> None:
@@ -279,7 +317,7 @@ def test_uninstall_restores_chained_hooks_and_the_push_options_setting(repo: Ser
     assert foreign.read_text() == "#!/bin/sh\nexit 0\n"
     assert not (repo.bare / "hooks" / "pre-receive").exists()
     assert not (repo.bare / "hooks" / "post-receive.integrator-orig").exists()
-    assert not (repo.bare / "integrator").exists()
+    assert not (repo.bare / "integrator").exists()  # the bodies and their compiled cache too
     assert git("config", "--get", "receive.advertisePushOptions", cwd=repo.bare, check=False) == ""
 
 
@@ -331,7 +369,10 @@ def nobody_repo(open_dir: Path, fake: FakeService) -> ServerRepo:
 def test_hooks_run_as_the_repository_owner_with_files_it_owns(nobody_repo: ServerRepo) -> None:
     """Installed by root, the files belong to the owner, and its pushes are checked."""
     result = nobody_repo.install()
-    for path in (result.config_path, result.token_path, result.state_dir, *result.hooks):
+    config_dir = nobody_repo.bare / "integrator"
+    compiled = [config_dir / "__pycache__", *(config_dir / "__pycache__").iterdir()]
+    bodies = [config_dir / "pre_receive.py", config_dir / "post_receive.py", *compiled]
+    for path in (result.config_path, result.token_path, result.state_dir, *result.hooks, *bodies):
         assert path.stat().st_uid == NOBODY, path
     new = nobody_repo.commit("second")
 
@@ -342,6 +383,16 @@ def test_hooks_run_as_the_repository_owner_with_files_it_owns(nobody_repo: Serve
     assert nobody_repo.service.received("/v1/push-checks")[0].body["pusher"] == "alice"
     assert (nobody_repo.state_dir / "last.json").stat().st_uid == NOBODY
     assert all(item.ok for item in hookinstall.check(nobody_repo.bare))
+
+
+def test_check_finds_a_compiled_cache_the_owner_cannot_refresh(nobody_repo: ServerRepo) -> None:
+    """A cache left to root (say, compiled by hand) would keep an edited body from compiling."""
+    nobody_repo.install()
+    os.chown(nobody_repo.bare / "integrator" / "__pycache__", 0, 0)
+
+    found = items_by_name(hookinstall.check(nobody_repo.bare))["pre-receive body"]
+
+    assert not found.ok and "is not the repository owner's" in found.detail
 
 
 def test_install_refuses_an_interpreter_the_owner_cannot_execute(
