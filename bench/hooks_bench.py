@@ -25,7 +25,9 @@ separates git's own push cost from ours. For post-receive that is the parent's t
 pusher waits for nothing else.
 
 `--before=REV` adds a fourth repository whose hooks are `hooks/*` at git revision REV, installed
-the same way and interleaved with the rest: a before/after comparison in one run.
+the same way and interleaved with the rest: a before/after comparison in one run. A revision
+with a launcher is installed as install places it (launcher, bodies compiled beside the
+configuration); an older one's scripts replace the launchers, as it installed them.
 
     make bench BENCH=hooks            # or: python -m bench hooks --rounds=30 --before=HEAD~1
 """
@@ -39,6 +41,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from unittest import mock
 
 from bench.common import GIT_ENV, make_token, percentile, service, temp_database
 from integrator import hookinstall
@@ -92,20 +95,28 @@ class World:
             hook = self.bare["noop"] / "hooks" / name
             hook.write_text(NOOP)
             hook.chmod(0o755)
-        for variant in ("ours", BEFORE) if before else ("ours",):
-            hookinstall.install(
-                self.bare[variant],
-                url=url,
-                token=token,
-                repository="bench",
-                python=PYTHON,
-                identity_source="plain",
-            )
-        if before:  # the same install, then the scripts of that revision (same shebang)
-            checkout = Path(hookinstall.__file__).resolve().parent.parent
-            for name in ("pre-receive", "post-receive"):
-                script = git("show", f"{before}:hooks/{name}", cwd=checkout)
-                (self.bare[BEFORE] / "hooks" / name).write_text(script + "\n")
+        options = {"url": url, "token": token, "repository": "bench", "python": PYTHON}
+        hookinstall.install(self.bare["ours"], identity_source="plain", **options)
+        if before:
+            self.install_before(before, options)
+
+    def install_before(self, before: str, options: dict[str, str]) -> None:
+        """The hooks of revision `before`, installed the way that revision installs them."""
+        checkout = Path(hookinstall.__file__).resolve().parent.parent
+        listed = git("ls-tree", "--name-only", before, "hooks/", cwd=checkout).split()
+        names = [n for n in ("pre-receive", "post-receive", "launcher") if f"hooks/{n}" in listed]
+        sources = self.root / "hooks-before"
+        sources.mkdir()
+        for name in names:
+            (sources / name).write_text(git("show", f"{before}:hooks/{name}", cwd=checkout) + "\n")
+        bare = self.bare[BEFORE]
+        if "launcher" in names:
+            with mock.patch.object(hookinstall, "hook_sources", return_value=sources):
+                hookinstall.install(bare, identity_source="plain", **options)
+            return
+        hookinstall.install(bare, identity_source="plain", **options)
+        for name in ("pre-receive", "post-receive"):  # then, the scripts were the hooks
+            (bare / "hooks" / name).write_text((sources / name).read_text())
 
     def commit(self, branch: str) -> str:
         """A new commit on `branch` in the work clone (a new file: the push carries objects)."""
