@@ -1,18 +1,18 @@
 """`integrator …`: operators', developers' and scripts' command line.
 
-Commands go through the HTTP API except `serve`, `db`, `tokens` and
-`hooks install/uninstall`. Every failure is one readable line and an exit code.
+Commands go through the HTTP API except `serve`, `db`, `tokens`, `hooks` and `worker`.
+Only those import the server side (SQLAlchemy, Alembic, FastAPI, uvicorn), inside their
+own bodies: a call that speaks HTTP starts at the speed of a small HTTP client.
+Every failure is one readable line and an exit code.
 """
 
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, TypeGuard
 
 import typer
 from pydantic import ValidationError
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from typer._click.exceptions import NoArgsIsHelpError, UsageError
 from typer.exceptions import TyperException
 
@@ -36,6 +36,9 @@ from integrator.cli.worker import worker
 from integrator.errors import IntegratorError
 from integrator.settings import get_settings
 
+if TYPE_CHECKING:
+    from sqlalchemy.exc import DBAPIError
+
 app = typer.Typer(
     name="integrator",
     help="Hand canonical main to a single integrator bot, safely.",
@@ -43,6 +46,29 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"integrator {version('integrator')}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _options(
+    _version: Annotated[
+        bool,
+        typer.Option(
+            "--version", help="Print the version and exit.", is_eager=True, callback=_print_version
+        ),
+    ] = False,
+) -> None:
+    pass
+
+
+# The commands. Each module imports what its commands need when they run.
 app.command()(serve)
 app.add_typer(db_app, name="db")
 app.add_typer(tokens_app, name="tokens")
@@ -78,8 +104,19 @@ def _settings_message(error: ValidationError) -> str:
     return f"invalid configuration: {name}: {first['msg'].removeprefix('Value error, ')}"
 
 
+def _database_unavailable(error: Exception) -> TypeGuard[DBAPIError]:
+    """SQLAlchemy's "cannot connect" errors; only a command that loaded it can raise them."""
+    if "sqlalchemy" not in sys.modules:
+        return False
+    from sqlalchemy.exc import InterfaceError, OperationalError
+
+    return isinstance(error, OperationalError | InterfaceError)
+
+
 def _database_message(error: DBAPIError) -> str:
     """Which database, without its password, and the driver's first line."""
+    from sqlalchemy.engine import make_url
+
     url = make_url(get_settings().database_url).render_as_string(hide_password=True)
     reason = str(error.orig).strip().splitlines()[0] if error.orig else type(error).__name__
     hint = "is it running, and is INTEGRATOR_DATABASE_URL right?"
@@ -110,11 +147,13 @@ def main(argv: list[str] | None = None) -> int:
     except ValidationError as exc:
         typer.echo(f"integrator: {_settings_message(exc)}", err=True)
         return EXIT_BAD_INPUT
-    except (OperationalError, InterfaceError) as exc:
-        typer.echo(f"integrator: {_database_message(exc)}", err=True)
-        return EXIT_UNAVAILABLE
     except OSError as exc:
         typer.echo(f"integrator: {exc}", err=True)
+        return EXIT_UNAVAILABLE
+    except Exception as exc:
+        if not _database_unavailable(exc):
+            raise
+        typer.echo(f"integrator: {_database_message(exc)}", err=True)
         return EXIT_UNAVAILABLE
     return result if isinstance(result, int) else 0
 

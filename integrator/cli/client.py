@@ -18,6 +18,12 @@ from integrator.settings import Settings
 
 EXIT_OK, EXIT_REFUSED, EXIT_BAD_INPUT, EXIT_UNAVAILABLE = 0, 1, 2, 3
 
+#: The 401 of a call made without a token says which variable to set, and how to get one.
+MISSING_TOKEN = (
+    "no token: set INTEGRATOR_TOKEN to a token whose role may do this "
+    "(an operator creates one with `integrator tokens create --role ROLE --name NAME`)"
+)
+
 
 def fail(code: int, message: str) -> NoReturn:
     """Print one readable line to stderr and exit with `code`."""
@@ -63,6 +69,7 @@ class ApiClient:
 
     def __init__(self, url: str, token: str | None, timeout: float = 30.0) -> None:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._has_token = bool(token)
         self._http = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=timeout)
         self.url = url
 
@@ -86,6 +93,8 @@ class ApiClient:
             fail(EXIT_UNAVAILABLE, f"service unreachable at {self.url}: {type(exc).__name__}")
         if response.is_success or response.status_code in ok:
             return response
+        if response.status_code == 401 and not self._has_token:
+            fail(EXIT_REFUSED, MISSING_TOKEN)
         fail(exit_code_for_status(response.status_code), describe_error(response))
 
     def get(self, path: str, **params: Any) -> Any:

@@ -2,6 +2,7 @@
 
 The token reaches `install` through `--token-file` (or `-` for stdin): argv is
 visible to every user of the machine, so `--token` is accepted with a warning.
+Each command imports the installer when it runs, not when the CLI starts.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from typing import Annotated
 
 import typer
 
-from integrator import hookinstall, hosting
 from integrator.cli.client import EXIT_BAD_INPUT, EXIT_REFUSED, fail, print_json
 from integrator.settings import get_settings
 
@@ -72,6 +72,8 @@ def install(
     ] = False,
 ) -> None:
     """Install the pre-receive and post-receive hooks into a bare repository."""
+    from integrator import hookinstall, hosting
+
     settings = get_settings()
     result = hookinstall.install(
         repo,
@@ -101,6 +103,8 @@ def check(
     repo: RepoArg, as_json: Annotated[bool, typer.Option("--json", help="JSON.")] = False
 ) -> None:
     """Installed, executable, interpreter runnable, configured, service reachable, token valid."""
+    from integrator import hookinstall
+
     items = hookinstall.check(repo)
     if as_json:
         rows = [{"name": i.name, "ok": i.ok, "detail": i.detail} for i in items]
@@ -120,5 +124,7 @@ def uninstall(
     ] = False,
 ) -> None:
     """Remove our hooks and restore what install replaced."""
+    from integrator import hookinstall
+
     hookinstall.uninstall(repo, discard_spool=discard_spool)
     typer.echo(f"uninstalled from {repo}")

@@ -1,4 +1,8 @@
-"""Commands that work on the database directly: serve, db, tokens."""
+"""Commands that work on the database directly: serve, db, tokens.
+
+Each imports the database layer (SQLAlchemy, Alembic) and the server inside its own
+body: the other commands only speak HTTP and must start without them.
+"""
 
 from __future__ import annotations
 
@@ -7,17 +11,15 @@ import errno
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from sqlalchemy.orm import Session
 
-from integrator import migrate, tokens
 from integrator.cli.client import EXIT_BAD_INPUT, fail, print_json
-from integrator.db import make_engine, make_sessionmaker, normalise_url, sqlite_path
-from integrator.errors import DatabaseMissing
-from integrator.logs import EscapeControlCharacters
 from integrator.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 db_app = typer.Typer(help="Database schema (Alembic).", no_args_is_help=True)
 tokens_app = typer.Typer(
@@ -30,6 +32,10 @@ JsonFlag = Annotated[bool, typer.Option("--json", help="Print the JSON body.")]
 @contextmanager
 def local_session(settings: Settings) -> Iterator[Session]:
     """A transaction on the configured database; a missing or unmigrated one is refused."""
+    from integrator import migrate
+    from integrator.db import make_engine, make_sessionmaker
+    from integrator.errors import DatabaseMissing
+
     engine = make_engine(settings)
     try:
         if migrate.current_revision(engine) is None:
@@ -45,6 +51,8 @@ def local_session(settings: Settings) -> Iterator[Session]:
 def log_config(level: str) -> dict[str, Any]:
     """uvicorn's logging, every handler escaping, and the service's own loggers on it."""
     from uvicorn.config import LOGGING_CONFIG
+
+    from integrator.logs import EscapeControlCharacters
 
     config = copy.deepcopy(LOGGING_CONFIG)
     config["filters"] = {"escape": {"()": EscapeControlCharacters}}
@@ -107,7 +115,9 @@ def serve(
     """Serve the API (and, at first start on SQLite, create the database)."""
     import uvicorn
 
+    from integrator import migrate
     from integrator.api.app import create_app
+    from integrator.db import normalise_url, sqlite_path
 
     settings = get_settings()
     sock = listen(host, port)
@@ -128,6 +138,9 @@ def serve(
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Apply every migration up to head (creates a missing SQLite file)."""
+    from integrator import migrate
+    from integrator.db import make_engine
+
     settings = get_settings()
     migrate.upgrade(settings)
     engine = make_engine(settings)
@@ -144,6 +157,8 @@ def tokens_create(
     as_json: JsonFlag = False,
 ) -> None:
     """Create a token and print it once; only its hash is stored."""
+    from integrator import tokens
+
     with local_session(get_settings()) as session:
         _, token = tokens.create_token(session, name=name, role=role)
     if as_json:
@@ -155,6 +170,8 @@ def tokens_create(
 @tokens_app.command("list")
 def tokens_list(as_json: JsonFlag = False) -> None:
     """List tokens (never their secrets)."""
+    from integrator import tokens
+
     with local_session(get_settings()) as session:
         items = [
             {
@@ -168,6 +185,9 @@ def tokens_list(as_json: JsonFlag = False) -> None:
     if as_json:
         print_json({"items": items, "next_cursor": None})
         return
+    typer.echo("NAME\tROLE\tSTATE")
+    if not items:
+        typer.echo("no tokens yet: `integrator tokens create --role ROLE --name NAME` makes one")
     for item in items:
         state = f"revoked {item['revoked_at']}" if item["revoked_at"] else "active"
         typer.echo(f"{item['name']}\t{item['role']}\t{state}")
@@ -176,6 +196,8 @@ def tokens_list(as_json: JsonFlag = False) -> None:
 @tokens_app.command("revoke")
 def tokens_revoke(name: Annotated[str, typer.Argument(help="The token's name.")]) -> None:
     """Revoke a token at once."""
+    from integrator import tokens
+
     with local_session(get_settings()) as session:
         tokens.revoke_token(session, name)
     typer.echo(f"revoked {name}")

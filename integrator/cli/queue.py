@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
-from integrator.cli.client import ApiClient, print_json
+from integrator.cli.client import EXIT_REFUSED, ApiClient, fail, print_json
 from integrator.settings import get_settings
 
 queue_app = typer.Typer(help="The merge queue.", no_args_is_help=True)
@@ -14,9 +14,16 @@ queue_app = typer.Typer(help="The merge queue.", no_args_is_help=True)
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print the API's JSON body.")]
 
 
+#: `queue list`'s header; each candidate line has the same columns.
+CANDIDATE_HEADER = f"{'POS':>5}  {'ID':>6}  {'STATUS':<11}  SLUG  BRANCH@COMMIT"
+
+
 def candidate_line(c: dict[str, Any]) -> str:
     position = "-" if c["position"] is None else str(c["position"])
-    return f"{position:>5}  {c['status']:<11}  {c['slug']}  {c['branch']}@{c['sha'][:12]}"
+    return (
+        f"{position:>5}  {c['id']:>6}  {c['status']:<11}  {c['slug']}  "
+        f"{c['branch']}@{c['sha'][:12]}"
+    )
 
 
 def followup_lines(f: dict[str, Any]) -> list[str]:
@@ -52,21 +59,46 @@ def list_(
     if as_json:
         print_json(body)
         return
+    typer.echo(CANDIDATE_HEADER)
+    if not body["items"]:
+        typer.echo("no candidates" if status or all_ else "the queue is empty")
     for candidate in body["items"]:
         typer.echo(candidate_line(candidate))
 
 
+def slug_story(client: ApiClient, name: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The story of slug `name`, else (all digits) of the slug of candidate `name`.
+
+    A slug may itself be all digits (`1234`): the slug wins, the id is the fallback.
+    Returns the story and, when found by id, that candidate (it may not be the newest)."""
+    if not name.isdecimal():
+        return client.get(f"/v1/slugs/{name}"), None
+    response = client.request("GET", f"/v1/slugs/{name}", ok=(404,))
+    if response.status_code != 404:
+        return response.json(), None
+    found = client.request("GET", f"/v1/candidates/{name}", ok=(404, 422))
+    if not found.is_success:
+        fail(EXIT_REFUSED, f"no candidate with slug or id {name!r}")
+    candidate = found.json()
+    return client.get(f"/v1/slugs/{candidate['slug']}"), candidate
+
+
 @queue_app.command("show")
 def show(
-    slug: Annotated[str, typer.Argument(help="The slug.")],
+    slug: Annotated[
+        str, typer.Argument(metavar="SLUG|ID", help="The slug, or the ID `queue list` prints.")
+    ],
     as_json: JsonFlag = False,
 ) -> None:
     """The newest candidate of a slug, why it waits, and its history."""
-    body = ApiClient.from_settings(get_settings()).get(f"/v1/slugs/{slug}")
+    body, asked = slug_story(ApiClient.from_settings(get_settings()), slug)
     if as_json:
         print_json(body)
         return
     candidate = body["candidate"]
+    if asked and asked["id"] != candidate["id"]:
+        typer.echo(f"candidate {asked['id']}: {candidate_line(asked).strip()}")
+        typer.echo(f"newest candidate of {asked['slug']}:")
     typer.echo(candidate_line(candidate))
     if candidate["main_sha_checked"]:
         typer.echo(f"checked against main {candidate['main_sha_checked'][:12]}")

@@ -1,4 +1,7 @@
-"""`integrator worker`: run the integrator bot."""
+"""`integrator worker`: run the integrator bot.
+
+The bot's loop is imported when the command runs, not when the CLI starts.
+"""
 
 from __future__ import annotations
 
@@ -12,13 +15,13 @@ from typing import Annotated
 import typer
 
 from integrator.cli.client import EXIT_BAD_INPUT, fail
-from integrator.logs import EscapeControlCharacters
 from integrator.settings import get_settings
-from integrator.worker.loop import Worker, WorkerExit, WorkerOptions, default_holder
 from integrator.worker.workspace import MergeMethod
 
 
 def _configure_logging(level: str) -> None:
+    from integrator.logs import EscapeControlCharacters
+
     logging.basicConfig(
         stream=sys.stderr,
         level=level.upper(),
@@ -68,6 +71,8 @@ def worker(
     prediction and main is never pushed; in cutover the tested commit is pushed to main as
     a registered update.
     """
+    from integrator.worker.loop import Worker, WorkerExit, WorkerOptions, default_holder
+
     settings = get_settings()
     source = repo or settings.repo
     if not source:
