@@ -249,6 +249,23 @@ def hooks_seen(session: Session) -> list[dict[str, Any]]:
     ]
 
 
+def hook_warnings(hooks: list[dict[str, Any]]) -> list[str]:
+    """What a cutover leaves open: a hook that has not seen cutover yet still lets main
+    through when it cannot reach the service (it decides from the last mode it saw)."""
+    if not hooks:
+        return [
+            "no hook has ever called the service: pushes to main are not checked at all; "
+            "install the hooks (`integrator hooks install REPO.git`)"
+        ]
+    return [
+        f"hook {h['instance']} of {h['repository']} last saw {h['mode_seen']}: until its next "
+        "push it still lets main through when the service is unreachable; push to the "
+        "repository (any branch) so that it learns cutover"
+        for h in hooks
+        if h["pending"]
+    ]
+
+
 def evidence(session: Session, settings: Settings, repo: CanonicalRepo) -> Evidence:
     items = [
         shadow_has_run(session, settings),

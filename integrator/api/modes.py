@@ -76,6 +76,9 @@ class CutoverOut(BaseModel):
     mode: ModeOut
     forced: bool
     evidence: EvidenceOut
+    #: Hooks that have not seen cutover yet (or none at all): they still allow main when
+    #: the service is unreachable.
+    warnings: list[str]
 
 
 class RollbackOut(BaseModel):
@@ -119,10 +122,12 @@ def post_cutover(
             session, settings, repo, by=caller.name, reason=body.reason, force=body.force
         )
         view = modes.current(session)
+        hooks_now = cutover.hooks_seen(session)
     return CutoverOut(
         mode=ModeOut.of(view),
         forced=body.force and not found.complete,
         evidence=EvidenceOut.of(found),
+        warnings=cutover.hook_warnings(hooks_now),
     )
 
 

@@ -94,6 +94,8 @@ def cutover(
         return
     forced = " (forced: evidence incomplete)" if body["forced"] else ""
     typer.echo(f"{_mode_line(body['mode'])}{forced}")
+    for warning in body.get("warnings", []):
+        typer.echo(f"warning: {warning}", err=True)
 
 
 def rollback(
