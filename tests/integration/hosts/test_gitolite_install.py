@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from integrator import hookinstall
-from tests.integration.hosts.hosts import HOOK_PYTHON, GitoliteHost
+from tests.integration.hosts.hosts import HOOK_PYTHON, GitoliteHost, chown_tree
 from tests.support import REPO_ROOT, run_cli
 
 RC_LINE = "GIT_CONFIG_KEYS => 'receive\\.advertisePushOptions',"
@@ -114,3 +114,31 @@ def test_check_says_when_a_repository_is_not_gitolites(tmp_path: Path) -> None:
     installed = install(repo, {**env, "HOOK_TOKEN_FILE": str(token)})
     assert installed.returncode == 0, installed.stderr
     assert check_lines(repo, env)["gitolite"].startswith("[FAIL] gitolite: no .gitolite.rc")
+
+
+def test_install_refuses_a_repository_with_gitolite_repo_specific_pre_receive(
+    stock_gitolite: GitoliteHost, cli_env: dict[str, str]
+) -> None:
+    """`option hook.pre-receive` makes Gitolite link its multi-hook driver as hooks/pre-receive on
+    every compile: ours would not survive it."""
+    rc = stock_gitolite.rc.read_text()
+    local = '# LOCAL_CODE                =>  "$rc{GL_ADMIN_BASE}/local",'
+    assert local in rc and "    ENABLE => [\n" in rc
+    rc = rc.replace(local, local.lstrip("# "))
+    stock_gitolite.rc.write_text(
+        rc.replace("    ENABLE => [\n", "    ENABLE => [\n'repo-specific-hooks',\n")
+    )
+    scripts = stock_gitolite.home / ".gitolite" / "local" / "hooks" / "repo-specific"
+    scripts.mkdir(parents=True)
+    (scripts / "audit").write_text("#!/bin/sh\ncat >/dev/null\n")
+    (scripts / "audit").chmod(0o755)
+    chown_tree(stock_gitolite.home / ".gitolite" / "local", stock_gitolite.user)
+    repo = stock_gitolite.add_repo("specific", "option hook.pre-receive = audit")
+    assert os.readlink(repo / "hooks" / "pre-receive").endswith("multi-hook-driver")
+
+    refused = install(repo, cli_env)
+
+    assert refused.returncode != 0
+    assert "gitolite.conf sets `option hook.pre-receive` for this repository" in refused.stderr
+    assert os.readlink(repo / "hooks" / "pre-receive").endswith("multi-hook-driver")
+    assert not (repo / "integrator").exists()

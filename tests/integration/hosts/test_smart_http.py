@@ -6,10 +6,14 @@ logged, recorded or trusted."""
 from __future__ import annotations
 
 import base64
+import subprocess
 import time
+from pathlib import Path
 
-from tests.integration.hosts.hosts import HttpHost
+from integrator import hookinstall
+from tests.integration.hosts.hosts import HOOK_PYTHON, HttpHost
 from tests.integration.hosts.world import HostedRepo, files_containing, remote
+from tests.support import REPO_ROOT
 
 HTTP = ("--identity-source", "http")
 #: Headers a client may send to pass for someone else: the web server turns them into HTTP_*.
@@ -100,3 +104,21 @@ def test_the_rollout_through_smart_http_leaks_no_password(
     rows = world.database_text()
     assert rows and [i for i, s in enumerate(secrets) if s in rows] == []
     assert "mallory" not in rows
+
+
+def receive_pack_line(repo: Path) -> str:
+    [item] = [i for i in hookinstall.check(repo) if i.name == "http receive-pack"]
+    return f"[{'ok' if item.ok else 'FAIL'}] {item.detail}"
+
+
+def test_check_fails_when_http_backend_would_refuse_every_push(tmp_path: Path) -> None:
+    """`http.receivepack=false`: git http-backend refuses pushes before any hook runs."""
+    repo = tmp_path / "web.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(repo)], check=True, cwd=REPO_ROOT)
+    hookinstall.install(
+        repo, url="http://127.0.0.1:9", token="t", repository="web", python=HOOK_PYTHON,
+        identity_source="http",
+    )  # fmt: skip
+    assert receive_pack_line(repo).startswith("[ok]")
+    subprocess.run(["git", f"--git-dir={repo}", "config", "http.receivepack", "false"], check=True)
+    assert receive_pack_line(repo).startswith("[FAIL] http.receivepack=false")
