@@ -59,8 +59,8 @@ def _queue_lines(queue: dict[str, Any]) -> list[str]:
     if queue["turns"]:
         median = queue["turn_seconds_median"]
         basis = (
-            f"a turn takes about {human_duration(median)} (median of the last "
-            f"{queue['turns_sampled']})"
+            f"a turn takes about {human_duration(median)}, the median of the last "
+            f"{queue['turns_sampled']}"
             if median is not None
             else "no recent turns to estimate from"
         )
