@@ -12,7 +12,6 @@ import sys
 from typing import TYPE_CHECKING, Annotated, TypeGuard
 
 import typer
-from pydantic import ValidationError
 from typer._click.exceptions import NoArgsIsHelpError, UsageError
 from typer.exceptions import TyperException
 
@@ -34,9 +33,9 @@ from integrator.cli.queue import queue_app
 from integrator.cli.status import status
 from integrator.cli.worker import worker
 from integrator.errors import IntegratorError
-from integrator.settings import get_settings
 
 if TYPE_CHECKING:
+    from pydantic import ValidationError
     from sqlalchemy.exc import DBAPIError
 
 app = typer.Typer(
@@ -90,11 +89,23 @@ app.command()(status)
 @app.command()
 def whoami(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Show the name and role of INTEGRATOR_TOKEN."""
-    body = ApiClient.from_settings(get_settings()).get("/v1/whoami")
+    body = ApiClient.from_environment().get("/v1/whoami")
     if as_json:
         print_json(body)
     else:
         typer.echo(f"{body['name']} ({body['role']})")
+
+
+# Errors of libraries that only some commands load: recognised without importing them first.
+
+
+def _invalid_settings(error: Exception) -> TypeGuard[ValidationError]:
+    """pydantic's validation error: only a command that built `Settings` can raise it."""
+    if "pydantic_core" not in sys.modules:
+        return False
+    from pydantic import ValidationError
+
+    return isinstance(error, ValidationError)
 
 
 def _settings_message(error: ValidationError) -> str:
@@ -116,6 +127,8 @@ def _database_unavailable(error: Exception) -> TypeGuard[DBAPIError]:
 def _database_message(error: DBAPIError) -> str:
     """Which database, without its password, and the driver's first line."""
     from sqlalchemy.engine import make_url
+
+    from integrator.settings import get_settings
 
     url = make_url(get_settings().database_url).render_as_string(hide_password=True)
     reason = str(error.orig).strip().splitlines()[0] if error.orig else type(error).__name__
@@ -144,17 +157,17 @@ def main(argv: list[str] | None = None) -> int:
     except IntegratorError as exc:
         typer.echo(f"integrator: {exc.message}", err=True)
         return exit_code_for_error(exc)
-    except ValidationError as exc:
-        typer.echo(f"integrator: {_settings_message(exc)}", err=True)
-        return EXIT_BAD_INPUT
     except OSError as exc:
         typer.echo(f"integrator: {exc}", err=True)
         return EXIT_UNAVAILABLE
     except Exception as exc:
-        if not _database_unavailable(exc):
-            raise
-        typer.echo(f"integrator: {_database_message(exc)}", err=True)
-        return EXIT_UNAVAILABLE
+        if _invalid_settings(exc):
+            typer.echo(f"integrator: {_settings_message(exc)}", err=True)
+            return EXIT_BAD_INPUT
+        if _database_unavailable(exc):
+            typer.echo(f"integrator: {_database_message(exc)}", err=True)
+            return EXIT_UNAVAILABLE
+        raise
     return result if isinstance(result, int) else 0
 
 

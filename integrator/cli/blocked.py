@@ -8,7 +8,6 @@ import typer
 
 from integrator.cli.client import EXIT_REFUSED, ApiClient, fail, print_json
 from integrator.cli.queue import JsonFlag, candidate_line, followup_lines
-from integrator.settings import get_settings
 
 blocked_app = typer.Typer(help="Blocked candidates and their follow-ups.", no_args_is_help=True)
 
@@ -21,9 +20,7 @@ def list_(
 ) -> None:
     """Open follow-ups of blocked candidates: evidence and the next action."""
     status = ["open", "resolved", "closed"] if all_ else None
-    body = ApiClient.from_settings(get_settings()).get(
-        "/v1/followups", status=status, slug=slug, limit=1000
-    )
+    body = ApiClient.from_environment().get("/v1/followups", status=status, slug=slug, limit=1000)
     if as_json:
         print_json(body)
         return
@@ -40,7 +37,7 @@ def close(
     as_json: JsonFlag = False,
 ) -> None:
     """Close a slug's open follow-up (operators); the candidate stays as it is."""
-    client = ApiClient.from_settings(get_settings())
+    client = ApiClient.from_environment()
     found = client.get("/v1/followups", slug=slug, status="open")["items"]
     if not found:
         fail(EXIT_REFUSED, f"{slug} has no open follow-up")
@@ -56,9 +53,7 @@ def resume(
     as_json: JsonFlag = False,
 ) -> None:
     """Re-check a blocked slug and queue it again in its original turn."""
-    body = ApiClient.from_settings(get_settings()).post(
-        f"/v1/slugs/{slug}/resume", {"to_back": to_back}
-    )
+    body = ApiClient.from_environment().post(f"/v1/slugs/{slug}/resume", {"to_back": to_back})
     if as_json:
         print_json(body)
         return

@@ -7,14 +7,18 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
+from urllib.parse import urlsplit
 
 import httpx
 import typer
 
 from integrator.errors import IntegratorError
-from integrator.settings import Settings
+
+if TYPE_CHECKING:
+    from integrator.settings import Settings
 
 EXIT_OK, EXIT_REFUSED, EXIT_BAD_INPUT, EXIT_UNAVAILABLE = 0, 1, 2, 3
 
@@ -44,6 +48,37 @@ def exit_code_for_error(error: IntegratorError) -> int:
     from integrator.api.errors import status_for  # the one status table
 
     return exit_code_for_status(status_for(error))
+
+
+#: The service URL when INTEGRATOR_URL is unset: `Settings.url`'s default (a test holds them equal).
+DEFAULT_URL = "http://127.0.0.1:8000"
+_CONNECTION_VARIABLES = ("INTEGRATOR_URL", "INTEGRATOR_TOKEN")
+
+
+def _plain_http_url(value: str) -> bool:
+    """An http(s) URL with a host and a readable port: what `Settings` accepts for `url`."""
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - parsing the port is the check
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
+def connection_from_environment() -> tuple[str, str | None]:
+    """The service URL and the caller's token, as `Settings` reads them, without building it.
+
+    Building `Settings` imports and runs pydantic: more start-up time than the HTTP client
+    itself. Anything unusual (a URL that is not plainly http(s), a variable spelled in
+    another case) goes through `Settings`, whose validation says what is wrong."""
+    spelled = {name for name in os.environ if name.upper() in _CONNECTION_VARIABLES}
+    url = os.environ.get("INTEGRATOR_URL", DEFAULT_URL)
+    if spelled <= set(_CONNECTION_VARIABLES) and _plain_http_url(url):
+        return url, os.environ.get("INTEGRATOR_TOKEN")
+    from integrator.settings import get_settings
+
+    settings = get_settings()
+    return settings.url, settings.token
 
 
 def describe_error(response: httpx.Response) -> str:
@@ -76,6 +111,11 @@ class ApiClient:
     @classmethod
     def from_settings(cls, settings: Settings) -> ApiClient:
         return cls(settings.url, settings.token)
+
+    @classmethod
+    def from_environment(cls) -> ApiClient:
+        """INTEGRATOR_URL and INTEGRATOR_TOKEN: what a command that only speaks HTTP needs."""
+        return cls(*connection_from_environment())
 
     def request(
         self,

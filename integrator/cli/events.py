@@ -9,7 +9,6 @@ from typing import Annotated, Any
 import typer
 
 from integrator.cli.client import EXIT_BAD_INPUT, ApiClient, fail, print_json
-from integrator.settings import get_settings
 
 events_app = typer.Typer(help="Canonical events: emit and list.", no_args_is_help=True)
 
@@ -91,7 +90,7 @@ def emit(
     envelope["fields"] = fields
     if idempotency_key:
         envelope["idempotency_key"] = idempotency_key
-    body = ApiClient.from_settings(get_settings()).post("/v1/events", envelope)
+    body = ApiClient.from_environment().post("/v1/events", envelope)
     print_json(body) if as_json else typer.echo(describe_posted(body))
 
 
@@ -104,7 +103,7 @@ def list_(
     as_json: JsonFlag = False,
 ) -> None:
     """List events in server order."""
-    client = ApiClient.from_settings(get_settings())
+    client = ApiClient.from_environment()
     body = client.get("/v1/events", type=type_name, slug=slug, branch=branch, limit=limit)
     if as_json:
         print_json(body)
@@ -126,6 +125,6 @@ def submit(
     as_json: JsonFlag = False,
 ) -> None:
     """Ask for a branch to be integrated: finalize_ready for its head."""
-    client = ApiClient.from_settings(get_settings())
+    client = ApiClient.from_environment()
     body = client.post("/v1/submit", {"slug": slug, "branch": branch, "sha": sha})
     print_json(body) if as_json else typer.echo(describe_posted(body))

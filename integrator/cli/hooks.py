@@ -14,7 +14,6 @@ from typing import Annotated
 import typer
 
 from integrator.cli.client import EXIT_BAD_INPUT, EXIT_REFUSED, fail, print_json
-from integrator.settings import get_settings
 
 hooks_app = typer.Typer(help="Install and check the server-side hooks.", no_args_is_help=True)
 
@@ -73,6 +72,7 @@ def install(
 ) -> None:
     """Install the pre-receive and post-receive hooks into a bare repository."""
     from integrator import hookinstall, hosting
+    from integrator.settings import get_settings
 
     settings = get_settings()
     result = hookinstall.install(

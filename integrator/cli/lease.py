@@ -11,7 +11,6 @@ from typing import Annotated, Any
 import typer
 
 from integrator.cli.client import EXIT_BAD_INPUT, ApiClient, fail, print_json
-from integrator.settings import get_settings
 
 lease_app = typer.Typer(help="The integrator lease: who holds it, and ending it.")
 
@@ -35,7 +34,7 @@ def _describe(body: dict[str, Any]) -> str:
 @lease_app.command("status")
 def status(as_json: JsonFlag = False) -> None:
     """Show the lease's holder, epoch and expiry (never its token)."""
-    body = ApiClient.from_settings(get_settings()).get("/v1/lease")
+    body = ApiClient.from_environment().get("/v1/lease")
     if as_json:
         print_json(body)
     else:
@@ -61,9 +60,7 @@ def release(
         )
     if not reason or not reason.strip():
         fail(EXIT_BAD_INPUT, "--reason is required with --force: it is recorded with the event")
-    body = ApiClient.from_settings(get_settings()).post(
-        "/v1/lease/force-release", {"reason": reason}
-    )
+    body = ApiClient.from_environment().post("/v1/lease/force-release", {"reason": reason})
     if as_json:
         print_json(body)
         return

@@ -16,10 +16,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from integrator.cli.client import EXIT_BAD_INPUT, fail, print_json
-from integrator.settings import Settings, get_settings
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
+
+    from integrator.settings import Settings
 
 db_app = typer.Typer(help="Database schema (Alembic).", no_args_is_help=True)
 tokens_app = typer.Typer(
@@ -27,6 +28,13 @@ tokens_app = typer.Typer(
 )
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print the JSON body.")]
+
+
+def _settings() -> Settings:
+    """Every setting, validated: these commands use the database and the server's options."""
+    from integrator.settings import get_settings
+
+    return get_settings()
 
 
 @contextmanager
@@ -119,7 +127,7 @@ def serve(
     from integrator.api.app import create_app
     from integrator.db import normalise_url, sqlite_path
 
-    settings = get_settings()
+    settings = _settings()
     sock = listen(host, port)
     path = sqlite_path(normalise_url(settings.database_url))
     if path is not None and not path.exists():
@@ -141,7 +149,7 @@ def db_upgrade() -> None:
     from integrator import migrate
     from integrator.db import make_engine
 
-    settings = get_settings()
+    settings = _settings()
     migrate.upgrade(settings)
     engine = make_engine(settings)
     try:
@@ -159,7 +167,7 @@ def tokens_create(
     """Create a token and print it once; only its hash is stored."""
     from integrator import tokens
 
-    with local_session(get_settings()) as session:
+    with local_session(_settings()) as session:
         _, token = tokens.create_token(session, name=name, role=role)
     if as_json:
         print_json({"token": token})
@@ -172,7 +180,7 @@ def tokens_list(as_json: JsonFlag = False) -> None:
     """List tokens (never their secrets)."""
     from integrator import tokens
 
-    with local_session(get_settings()) as session:
+    with local_session(_settings()) as session:
         items = [
             {
                 "name": t.name,
@@ -198,6 +206,6 @@ def tokens_revoke(name: Annotated[str, typer.Argument(help="The token's name.")]
     """Revoke a token at once."""
     from integrator import tokens
 
-    with local_session(get_settings()) as session:
+    with local_session(_settings()) as session:
         tokens.revoke_token(session, name)
     typer.echo(f"revoked {name}")

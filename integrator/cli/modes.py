@@ -7,7 +7,6 @@ from typing import Annotated, Any
 import typer
 
 from integrator.cli.client import EXIT_REFUSED, ApiClient, describe_error, print_json
-from integrator.settings import get_settings
 
 mode_app = typer.Typer(help="Show or set the guard's mode.", invoke_without_command=True)
 
@@ -16,7 +15,7 @@ ReasonOpt = Annotated[str, typer.Option("--reason", help="Why (recorded with the
 
 
 def _client() -> ApiClient:
-    return ApiClient.from_settings(get_settings())
+    return ApiClient.from_environment()
 
 
 def _mode_line(body: dict[str, Any]) -> str:

@@ -7,7 +7,6 @@ from typing import Annotated, Any
 import typer
 
 from integrator.cli.client import EXIT_REFUSED, ApiClient, fail, print_json
-from integrator.settings import get_settings
 
 queue_app = typer.Typer(help="The merge queue.", no_args_is_help=True)
 
@@ -54,7 +53,7 @@ def list_(
     as_json: JsonFlag = False,
 ) -> None:
     """Candidates in queue order."""
-    client = ApiClient.from_settings(get_settings())
+    client = ApiClient.from_environment()
     body = client.get("/v1/candidates", status=status, all=all_ or None, limit=1000)
     if as_json:
         print_json(body)
@@ -91,7 +90,7 @@ def show(
     as_json: JsonFlag = False,
 ) -> None:
     """The newest candidate of a slug, why it waits, and its history."""
-    body, asked = slug_story(ApiClient.from_settings(get_settings()), slug)
+    body, asked = slug_story(ApiClient.from_environment(), slug)
     if as_json:
         print_json(body)
         return
@@ -124,7 +123,5 @@ def close(
     as_json: JsonFlag = False,
 ) -> None:
     """Close the slug's newest open candidate (operators)."""
-    body = ApiClient.from_settings(get_settings()).post(
-        f"/v1/slugs/{slug}/close", {"reason": reason}
-    )
+    body = ApiClient.from_environment().post(f"/v1/slugs/{slug}/close", {"reason": reason})
     print_json(body) if as_json else typer.echo(f"closed: {candidate_line(body)}")

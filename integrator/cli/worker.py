@@ -15,7 +15,6 @@ from typing import Annotated
 import typer
 
 from integrator.cli.client import EXIT_BAD_INPUT, fail
-from integrator.settings import get_settings
 from integrator.worker.workspace import MergeMethod
 
 
@@ -71,6 +70,7 @@ def worker(
     prediction and main is never pushed; in cutover the tested commit is pushed to main as
     a registered update.
     """
+    from integrator.settings import get_settings
     from integrator.worker.loop import Worker, WorkerExit, WorkerOptions, default_holder
 
     settings = get_settings()
