@@ -8,6 +8,7 @@ import contextlib
 import importlib.machinery
 import importlib.util
 import json
+import socket
 import time
 from pathlib import Path
 from types import ModuleType
@@ -25,7 +26,7 @@ TOP_LEVEL = {"os", "sys", "time"}
 #: Imported only on the path that needs them, or as the fallback of a C core (`_signal`,
 #: `_socket`) on an interpreter without it. Never json (re, enum, collections: ~8 ms a push),
 #: except by the launcher when the hook's body is unusable.
-LAZY = {"_signal", "signal", "_socket", "socket", "subprocess", "ssl", "threading"}
+LAZY = {"_signal", "signal", "_socket", "socket", "subprocess", "ssl", "_thread"}
 LAZY |= {"datetime", "traceback", "fcntl"}
 #: Names of stdlib functions and methods that appeared after 3.8.
 NEWER_ATTRIBUTES = {
@@ -254,6 +255,29 @@ def test_service_address_is_split_into_host_and_port(
 ) -> None:
     """IPv6 literals keep their colons; the scheme's port is the default."""
     assert PRE.split_host(hostport, 443) == expected
+
+
+def test_a_service_named_by_host_name_is_resolved_in_a_thread_and_connected() -> None:
+    """`localhost` is not numeric: it is resolved off the main thread, then connected."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+
+        client = PRE.connect("localhost", server.getsockname()[1], time.monotonic() + 5)
+
+        accepted, _ = server.accept()
+        accepted.close()
+        client.close()
+
+
+def test_a_host_name_that_does_not_resolve_is_unavailable_not_a_crash() -> None:
+    """No answer, or no such name: the service is unavailable, within the deadline."""
+    started = time.monotonic()
+
+    with pytest.raises(PRE.Unavailable, match="resolv"):
+        PRE.connect("no-such-host.invalid", 80, started + 3)
+
+    assert time.monotonic() - started < 5
 
 
 def test_process_start_is_counted_into_the_deadline() -> None:
