@@ -5,7 +5,10 @@ as; we chown when running as root):
 
 * the hooks (``hooks/pre-receive`` and ``hooks/post-receive``; ``hooks/<name>.d/integrator`` under
   Gitea, ``custom_hooks/<name>`` under GitLab, pre-receive only under GitHub Enterprise), mode
-  0755, with the shebang rewritten to ``#!<python> -IS`` and recognised later by their marker line;
+  0755, with the shebang rewritten to ``#!<python> -IS`` and recognised later by their marker line:
+  each is the shipped launcher, which imports the hook's body;
+* the bodies, ``$GIT_DIR/integrator/pre_receive.py`` and ``post_receive.py`` (0600: the shipped
+  hooks, unchanged), compiled into ``$GIT_DIR/integrator/__pycache__`` (``integrator.hookbodies``);
 * ``$GIT_DIR/integrator/hook.json`` (0600), ``$GIT_DIR/integrator/token`` (0600) and the state
   directory ``$GIT_DIR/integrator/state`` (0700: cached mode, spool, break-glass override);
 * ``receive.advertisePushOptions=true`` (the worker's registration nonce is a push option); the
