@@ -4,6 +4,7 @@ own key; the pusher is Gitolite's GL_USER, never anything the client says."""
 from __future__ import annotations
 
 import hashlib
+import re
 import time
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from tests.integration.hosts.hosts import GitoliteHost
 from tests.integration.hosts.world import HostedRepo, files_containing, remote
 
 GITOLITE = ("--layout", "gitolite", "--identity-source", "gitolite")
+NONCE = re.compile(r"integrator-push=\w")
 
 
 def digest(path: Path) -> str:
@@ -94,3 +96,7 @@ def test_the_whole_rollout_through_gitolite(
     assert files_containing(roots, secrets, skip) == []
     rows = world.database_text()
     assert rows and [i for i, s in enumerate(secrets) if s in rows] == []
+    # nor the worker's single-use nonce: no log shows a push option's value
+    logs = [world.tmp_path / "worker.log", world.tmp_path / "service.log", gitolite.log]
+    logs += sorted((gitolite.home / ".gitolite" / "logs").glob("*"))
+    assert [log for log in logs if NONCE.search(log.read_text(errors="replace"))] == []
