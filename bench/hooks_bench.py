@@ -22,7 +22,8 @@ each push the bench waits SETTLE seconds (untimed) so that post-receive's backgr
 not overlap the next push. Then the hook scripts alone: `pre-receive`/`post-receive` started as
 git starts them (stdin prepared, `GIT_DIR` set, service warm) against the no-op script, which
 separates git's own push cost from ours. For post-receive that is the parent's time only: the
-pusher waits for nothing else.
+pusher waits for nothing else. Last, the decision time the service records with each verdict
+(`latency_ms`: deciding only, not HTTP or recording), per variant.
 
 `--before=REV` adds a fourth repository whose hooks are `hooks/*` at git revision REV, installed
 the same way and interleaved with the rest: a before/after comparison in one run. A revision
@@ -43,9 +44,13 @@ from collections.abc import Callable
 from pathlib import Path
 from unittest import mock
 
+from sqlalchemy import select
+
 from bench.common import GIT_ENV, make_token, percentile, service, temp_database
 from integrator import hookinstall
-from integrator.settings import get_settings
+from integrator.cli.local import local_session
+from integrator.models import Event
+from integrator.settings import Settings, get_settings
 
 ROUNDS = 30
 WARMUP = 3
@@ -221,6 +226,18 @@ def script_rounds(world: World, rounds: int) -> dict[str, list[float]]:
     return samples
 
 
+def recorded_latencies(settings: Settings, world: World) -> dict[str, list[float]]:
+    """The service's recorded decision time (`latency_ms`) of each push check, per variant."""
+    variants = {str(world.bare[v].resolve()): v for v in world.variants if v in ("ours", BEFORE)}
+    found: dict[str, dict[str, float]] = {v: {} for v in variants.values()}
+    with local_session(settings) as session:
+        for fields in session.scalars(select(Event.fields).where(Event.type.like("push_%"))):
+            instance = str(fields.get("hook_instance", "")).partition(":")[2]
+            if instance in variants and isinstance(fields.get("latency_ms"), int | float):
+                found[variants[instance]][str(fields["push_id"])] = float(fields["latency_ms"])
+    return {variant: list(by_push.values()) for variant, by_push in found.items()}
+
+
 def ms(values: list[float], p: float) -> float:
     return percentile(values, p) * 1000
 
@@ -229,6 +246,7 @@ def report(
     variants: tuple[str, ...],
     pushes: dict[tuple[str, str], list[float]],
     scripts: dict[str, list[float]],
+    recorded: dict[str, list[float]],
 ) -> None:
     rounds = len(next(iter(pushes.values())))
     print(f"{rounds} rounds, variants interleaved round-robin; times in ms\n")
@@ -252,6 +270,12 @@ def report(
             f"| {name} | {ms(values, 50):.1f} | {ms(values, 90):.1f} | "
             f"{ms(values, 50) / ms(floor, 50):.2f} |"
         )
+    print("\n| service's recorded decision (latency_ms) | checks | p50 | p99 |")
+    print("|---|---|---|---|")
+    for variant, values in recorded.items():
+        if values:
+            p50, p99 = percentile(values, 50), percentile(values, 99)
+            print(f"| {LABELS[variant]} | {len(values)} | {p50:.1f} | {p99:.1f} |")
 
 
 def option(argv: list[str], name: str) -> str | None:
@@ -282,8 +306,9 @@ def main(argv: list[str]) -> None:
                 print(f"before: hooks/ at {before}")
             pushes = push_rounds(world, rounds)
             scripts = script_rounds(world, rounds)
+            recorded = recorded_latencies(settings, world)
             for variant in [v for v in variants if v in ("ours", BEFORE)]:
                 spool = world.bare[variant] / "integrator" / "state" / "spool"
                 if spool.exists() and any(spool.iterdir()):
                     raise SystemExit(f"{variant}: the hook spooled verdicts without the service")
-    report(variants, pushes, scripts)
+    report(variants, pushes, scripts, recorded)
