@@ -54,23 +54,37 @@ def missing_requirements() -> list[str]:
 
 
 def ensure_user(name: str, shell: str) -> pwd.struct_passwd:
-    """A system user with no home of its own and no password (created once; runs may race).
+    """A system user with no home of its own and no password, created once.
 
-    Its HOME in passwd is `/` (sshd changes into it); each host sets the HOME it uses.
+    Its HOME in passwd is `/` (sshd changes into it); each host sets the HOME it uses. Its
+    password field is `*`, not useradd's `!`: sshd without PAM refuses every key of a locked
+    account. Several test runs may get here at once: whoever loses the race for the password
+    files tries again.
     """
-    known = {entry.pw_name for entry in pwd.getpwall()}
-    if name not in known:
-        created = subprocess.run(
-            ["useradd", "--system", "--no-create-home", "--home-dir", "/", "--shell", shell, name],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if created.returncode not in (0, 9):  # 9: created meanwhile by another run
-            raise RuntimeError(f"useradd {name}: {created.stderr.strip()}")
-    # '*' instead of useradd's '!': sshd without PAM refuses every key of a locked account
-    subprocess.run(["usermod", "-d", "/", "-p", "*", name], capture_output=True, check=True)
-    return pwd.getpwnam(name)
+    for _attempt in range(40):
+        if _user_ready(name):
+            return pwd.getpwnam(name)
+        if name in {entry.pw_name for entry in pwd.getpwall()}:
+            argv = ["usermod", "-d", "/", "-p", "*", name]
+        else:
+            argv = ["useradd", "--system", "--no-create-home", "--home-dir", "/", "-p", "*"]
+            argv += ["--shell", shell, name]
+        if subprocess.run(argv, capture_output=True, check=False).returncode != 0:
+            time.sleep(0.25)
+    raise RuntimeError(f"could not create the host user {name}")
+
+
+def _user_ready(name: str) -> bool:
+    try:
+        if pwd.getpwnam(name).pw_dir != "/":
+            return False
+    except KeyError:
+        return False
+    for line in Path("/etc/shadow").read_text().splitlines():
+        fields = line.split(":")
+        if fields[0] == name:
+            return len(fields) > 1 and fields[1] == "*"
+    return False
 
 
 def as_user(user: pwd.struct_passwd, *argv: str, home: Path | None = None) -> list[str]:
