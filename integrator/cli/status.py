@@ -8,7 +8,6 @@ import typer
 
 from integrator.cli.client import EXIT_OK, EXIT_REFUSED, ApiClient, print_json
 from integrator.liveness import human_duration
-from integrator.settings import get_settings
 
 
 def _mode_line(mode: dict[str, Any]) -> str:
@@ -102,6 +101,6 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="Print the API's JSON body.")] = False,
 ) -> None:
     """Mode, lease, queue and turns, and every active condition; exit 1 if any is active."""
-    body = ApiClient.from_settings(get_settings()).get("/v1/status")
+    body = ApiClient.from_environment().get("/v1/status")
     print_json(body) if as_json else typer.echo(render(body))
     raise typer.Exit(EXIT_REFUSED if body["conditions"] else EXIT_OK)
