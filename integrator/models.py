@@ -90,6 +90,7 @@ class Event(Base):
         Index("ix_events_type_slug", "type", "slug"),
         Index("ix_events_branch_sha", "branch", "sha"),
         Index("ix_events_recorded_at", "recorded_at"),
+        Index("ix_events_type_recorded_at", "type", "recorded_at"),
     )
 
     seq: Mapped[int] = mapped_column(
