@@ -15,6 +15,7 @@ import typer
 from typer._click.exceptions import NoArgsIsHelpError, UsageError
 from typer.exceptions import TyperException
 
+from integrator.cli import plain_params
 from integrator.cli.blocked import blocked_app, resume
 from integrator.cli.client import (
     EXIT_BAD_INPUT,
@@ -138,6 +139,7 @@ def _database_message(error: DBAPIError) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the app and turn every failure into one line and an exit code."""
+    plain_params.install()
     try:
         result = app(args=argv, standalone_mode=False)
     except typer.Exit as exc:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import ssl
 import sys
 from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import urlsplit
@@ -99,13 +100,24 @@ def describe_error(response: httpx.Response) -> str:
     return line
 
 
+def _tls_for(url: str) -> ssl.SSLContext | bool:
+    """Verified TLS for https. A plain-http service, without a proxy, never does TLS: a context
+    that trusts no one (it would refuse any TLS) saves loading the CA bundle at each start."""
+    proxied = any(name.lower().endswith("_proxy") for name in os.environ)
+    if urlsplit(url).scheme == "https" or proxied:
+        return True
+    return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+
+
 class ApiClient:
     """Talks to the service with the caller's token; failures exit with the contract's codes."""
 
     def __init__(self, url: str, token: str | None, timeout: float = 30.0) -> None:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._has_token = bool(token)
-        self._http = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=timeout)
+        self._http = httpx.Client(
+            base_url=url.rstrip("/"), headers=headers, timeout=timeout, verify=_tls_for(url)
+        )
         self.url = url
 
     @classmethod
