@@ -38,9 +38,13 @@ def test_the_whole_rollout_through_gitolite(
     assert (world.path / "hooks" / "update").resolve() == common_update
     assert digest(common_update) == update_before
 
-    # shadow: alice's direct push to main lands and is recorded with Gitolite's identity
+    # shadow: alice's direct push to main lands and is recorded with Gitolite's identity,
+    # whatever identity variables her client sets and offers to send
     old, new = world.head(), world.commit_on_main("shadow")
-    pushed = world.push("alice", "main")
+    send = " -o SendEnv=GL_USER -o SendEnv=INTEGRATOR_PUSHER"
+    claims = {"GL_USER": "mallory", "INTEGRATOR_PUSHER": "mallory"}
+    ssh = gitolite.keys.ssh_command("alice") + send
+    pushed = world.push("alice", "main", env={**claims, "GIT_SSH_COMMAND": ssh})
     assert pushed.returncode == 0, pushed.stderr
     assert world.head() == new
     assert "after cutover this update of main would be refused" in remote(pushed)

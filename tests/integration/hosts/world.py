@@ -107,13 +107,18 @@ class HostedRepo:
         return proc.stdout.strip()
 
     def push(
-        self, user: str, *refspecs: str, headers: tuple[str, ...] = ()
+        self,
+        user: str,
+        *refspecs: str,
+        headers: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
     ) -> subprocess.CompletedProcess[str]:
-        """A real `git push` to the host, authenticated as `user`."""
+        """A real `git push` to the host, authenticated as `user` (`env`: what else the
+        client sets, e.g. to pass for someone else)."""
         return subprocess.run(
             ["git", "push", "--porcelain", self.url, *refspecs],
             cwd=self.work,
-            env=client_env(**self.credentials(user, *headers)),
+            env=client_env(**{**self.credentials(user, *headers), **(env or {})}),
             capture_output=True,
             text=True,
             timeout=120,
