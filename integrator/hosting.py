@@ -27,12 +27,11 @@ RC_LINE = "GIT_CONFIG_KEYS => 'receive\\.advertisePushOptions',"
 _RC_KEYS = re.compile(r"^\s*GIT_CONFIG_KEYS\s*=>\s*(['\"])(.*?)\1", re.M)
 _RC_LOCAL_CODE = re.compile(r"^\s*LOCAL_CODE\s*=>\s*(['\"])(.*?)\1", re.M)
 
-#: One line of ``hooks check``: name, ok, detail.
-Item = tuple[str, bool, str]
-
-
 #: What gitolite.conf needs under the repository's `repo` line (beside its access rules).
 CONF_LINE = f"config {ADVERTISE} = true"
+
+#: One line of ``hooks check``: name, ok, detail.
+Item = tuple[str, bool, str]
 
 
 def gitolite_home(git_dir: Path) -> Path | None:
@@ -100,8 +99,9 @@ def gitolite_conflicts(git_dir: Path, hook_names: tuple[str, ...]) -> list[str]:
             if (folder / name).exists():
                 problems.append(
                     f"Gitolite links {folder / name} into every repository on `gitolite setup`, "
-                    f"replacing our {name}: chain it instead (move it out of {folder}, install "
-                    "with --chain-existing in each repository)"
+                    f"replacing our {name}: to keep it, move it out of {folder} into each "
+                    f"repository's hooks/{name} (a file, not a link) and install with "
+                    "--chain-existing: it then runs before ours"
                 )
     try:
         compiled = (git_dir / "gl-conf").read_text(encoding="utf-8", errors="replace")
