@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from pathlib import PurePosixPath
-from typing import Annotated
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
@@ -80,6 +80,8 @@ class Settings(BaseSettings):
     #: The wait after a first failed try; it doubles at each failure, up to the maximum.
     webhook_retry_base_seconds: float = Field(default=1.0, gt=0)
     webhook_retry_max_seconds: float = Field(default=3600.0, gt=0)
+    #: The service's and the worker's log lines: `text` for people, `json` (one object a line).
+    log_format: Literal["text", "json"] = "text"
 
     @model_validator(mode="before")
     @classmethod
