@@ -96,8 +96,8 @@ def _conflict_line(handed: Handed, base: str, conflict: Conflict) -> str:
 
 
 def conflicted(handed: Handed, base: str, conflicts: tuple[Conflict, ...]) -> Blocked:
-    """A merge conflict: every path is an evidence item; the kind of each (the evidence holds
-    no more keys) is a diagnostic line of its own."""
+    """A merge conflict: every path is an evidence item with the kind git named (`conflict`),
+    and each kind is also a diagnostic line in git's words."""
     paths = [storable(conflict.path) for conflict in conflicts]
     shown = _paths(paths)
     lines = [
@@ -108,8 +108,12 @@ def conflicted(handed: Handed, base: str, conflicts: tuple[Conflict, ...]) -> Bl
     lines += [storable(_conflict_line(handed, base, c)) for c in described[:LISTED]]
     if described[LISTED:]:
         lines.append(f"and {len(described) - LISTED} more conflicting paths (all in the evidence)")
+    evidence = [
+        {"kind": "conflict", "path": path, **({"conflict": ", ".join(c.kinds)} if c.kinds else {})}
+        for path, c in zip(paths, conflicts, strict=True)
+    ]
     return _blocked(
-        [{"kind": "conflict", "path": path} for path in paths],
+        evidence,
         lines,
         f"merge main into {handed.branch}, resolve {shown}, push the branch, then run "
         f"{_resubmit(handed)}",

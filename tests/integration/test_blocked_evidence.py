@@ -199,6 +199,8 @@ def assert_conflict_evidence(fields: dict[str, Any]) -> None:
     kinds = {line.split(": ", 1)[0]: line.split(": ", 1)[1].split(" conflict")[0]
              for line in per_path}  # fmt: skip
     assert kinds == dict(zip(expected, CONFLICTS.values(), strict=True))
+    machine_readable = {e["path"]: e.get("conflict") for e in fields["conflict_evidence"]}
+    assert machine_readable == kinds  # the kind, also as data
     (renamed,) = [line for line in per_path if line.startswith("renamed-on-branch.txt:")]
     assert renamed.endswith(
         "renamed-on-branch.txt.orig renamed to renamed-on-branch.txt in feat/conflicts, but "
@@ -355,7 +357,7 @@ def test_shadow_records_the_same_evidence_as_would_block_and_blocks_nothing(run:
     for slug in BLOCKED_IN_SHADOW:
         shadow, real = run.one("would_block", slug), run.one("integration_blocked", slug)
         assert shadow["conflict_evidence"] == real["conflict_evidence"], slug
-        assert shadow.get("next_action", real["next_action"]) == real["next_action"]
+        assert shadow["next_action"] == real["next_action"]
     real = run.one("integration_blocked", "conflicts")
     assert_conflict_evidence({**run.one("would_block", "conflicts"),
                               "next_action": real["next_action"]})  # fmt: skip

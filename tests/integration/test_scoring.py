@@ -205,7 +205,9 @@ def test_a_would_block_that_lands_through_a_hand_resolution_of_its_files_was_rig
     world.push_to_main("README", "ours\n", "a human edit of README on main")
     assert world.run_worker("--once").returncode == 0
     (prediction,) = world.events("would_block")
-    assert prediction.fields["conflict_evidence"] == [{"kind": "conflict", "path": "README"}]
+    assert prediction.fields["conflict_evidence"] == [
+        {"kind": "conflict", "path": "README", "conflict": "content"}
+    ]
 
     landing = merge_by_hand(world.canonical, world.candidate(blocked)["sha"], {"README": "both\n"})
 

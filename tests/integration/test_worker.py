@@ -54,7 +54,9 @@ def test_a_shadow_run_predicts_each_candidate_and_leaves_canonical_refs_byte_for
     assert by_candidate[clean_a].type == by_candidate[clean_b].type == "would_integrate"
     blocked = by_candidate[conflicting]
     assert blocked.type == "would_block"
-    assert blocked.fields["conflict_evidence"] == [{"kind": "conflict", "path": "README"}]
+    assert blocked.fields["conflict_evidence"] == [
+        {"kind": "conflict", "path": "README", "conflict": "content"}
+    ]
     assert "README" in blocked.fields["diagnostics"][0]
     assert blocked.fields["main_sha"] == world.canonical.head()
     assert world.lease()["holder"] is None
