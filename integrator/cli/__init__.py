@@ -8,12 +8,14 @@ Every failure is one readable line and an exit code.
 
 from __future__ import annotations
 
+import copy
 import sys
 from typing import TYPE_CHECKING, Annotated, TypeGuard
 
 import typer
 from typer._click.exceptions import NoArgsIsHelpError, UsageError
 from typer.exceptions import TyperException
+from typer.main import get_command_name
 
 from integrator.cli import plain_params
 from integrator.cli.blocked import blocked_app, resume
@@ -45,6 +47,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    rich_markup_mode=None,  # plain help: rendering it with rich costs a fifth of a start
 )
 
 
@@ -97,6 +100,26 @@ def whoami(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
         typer.echo(f"{body['name']} ({body['role']})")
 
 
+def app_for(args: list[str]) -> typer.Typer:
+    """The app with only the command `args` names, when it names one.
+
+    Typer converts every registered function (signature, annotations) before it parses: for
+    all of them that is a sixth of a start. Top-level help and unknown names get the whole app.
+    """
+    name = next((arg for arg in args if not arg.startswith("-")), None)
+    commands = [
+        c
+        for c in app.registered_commands
+        if (c.name or get_command_name(getattr(c.callback, "__name__", ""))) == name
+    ]
+    groups = [g for g in app.registered_groups if g.name == name]
+    if not commands and not groups:
+        return app
+    only = copy.copy(app)
+    only.registered_commands, only.registered_groups = commands, groups
+    return only
+
+
 # Errors of libraries that only some commands load: recognised without importing them first.
 
 
@@ -141,14 +164,16 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point: run the app and turn every failure into one line and an exit code."""
     plain_params.install()
     try:
-        result = app(args=argv, standalone_mode=False)
+        args = sys.argv[1:] if argv is None else argv
+        result = app_for(args)(args=args, standalone_mode=False)
     except typer.Exit as exc:
         return exc.exit_code
     except typer.Abort:
         typer.echo("integrator: aborted", err=True)
         return EXIT_REFUSED
-    except NoArgsIsHelpError:
-        return EXIT_BAD_INPUT  # typer has printed the help already
+    except NoArgsIsHelpError as exc:
+        typer.echo(exc.format_message(), err=True)  # the group's help
+        return EXIT_BAD_INPUT
     except UsageError as exc:
         command = exc.ctx.command_path if exc.ctx else "integrator"
         typer.echo(f"integrator: {exc.format_message()} (see `{command} --help`)", err=True)

@@ -125,3 +125,30 @@ def test_version_prints_the_package_version() -> None:
     )
     assert (result.returncode, result.stdout) == (0, f"integrator {version('integrator')}\n")
     assert result.stderr == ""
+
+
+def run_plain(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "integrator", *args],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_only_the_named_command_is_built_and_the_rest_still_answers() -> None:
+    """The app is narrowed to the command a call names; help, groups and typos behave as before."""
+    group = run_plain("queue")
+    assert group.returncode == 2 and group.stdout == ""
+    assert "The merge queue." in group.stderr and "show" in group.stderr
+    whole = run_plain("--help")
+    assert whole.returncode == 0
+    for name in ("queue", "submit", "status", "serve", "tokens", "hooks", "whoami"):
+        assert f"\n  {name} " in whole.stdout, name
+    typo = run_plain("queu", "list")
+    assert typo.returncode == 2
+    assert typo.stderr.startswith("integrator: No such command 'queu'") and "queue" in typo.stderr
+    bad = run_plain("queue", "list", "--bogus")
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1
+    assert "queue list --help" in bad.stderr
