@@ -27,6 +27,7 @@ from integrator.api import (
 from integrator.api import lease as lease_api
 from integrator.api.errors import install_error_handlers
 from integrator.api.metrics import Metrics, instrument
+from integrator.api.request_ids import RequestIds
 from integrator.db import make_engine, make_sessionmaker
 from integrator.settings import Settings, get_settings
 from integrator.watch import start_watching
@@ -63,6 +64,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = Metrics()
     app.state.repo = CanonicalRepo(settings)
     instrument(app, app.state.metrics)
+    app.add_middleware(RequestIds)  # outermost: every line of the request names it
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(whoami.router)

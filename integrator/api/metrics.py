@@ -1,4 +1,5 @@
-"""Per-app Prometheus registry and request instrumentation."""
+"""Per-app Prometheus registry: request instrumentation (per process) and the database's
+values (`integrator.metrics`, read at each scrape)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from collections.abc import Awaitable, Callable
 
 from fastapi import FastAPI, Request, Response
 from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from integrator.metrics import DatabaseCollector
 
 
 class Metrics:
@@ -29,6 +32,11 @@ class Metrics:
 
 
 def instrument(app: FastAPI, metrics: Metrics) -> None:
+    """Count and time every request, and read the database's values at each scrape."""
+    metrics.registry.register(
+        DatabaseCollector(lambda: getattr(app.state, "sessions", None), app.state.settings)
+    )
+
     @app.middleware("http")
     async def _observe(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]

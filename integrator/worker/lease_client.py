@@ -28,7 +28,7 @@ from typing import Any
 import httpx
 
 from integrator.settings import Settings
-from integrator.worker.service_client import message_of
+from integrator.worker.service_client import message_of, stamp_request_id
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +112,12 @@ class LeaseKeeper:
         """A keeper talking to `settings.url` with `settings.token` and the lease timings."""
         headers = {"Authorization": f"Bearer {settings.token}"} if settings.token else {}
         timeout = options.pop("timeout", settings.lease_renew_deadline_seconds)
-        http = httpx.Client(base_url=settings.url.rstrip("/"), headers=headers, timeout=timeout)
+        http = httpx.Client(
+            base_url=settings.url.rstrip("/"),
+            headers=headers,
+            timeout=timeout,
+            event_hooks={"request": [stamp_request_id]},
+        )
         return cls(
             http,
             holder,

@@ -5,6 +5,11 @@ retried a few times and then reported as "service unavailable". Any other 5xx is
 service failing on this request: it is not retried — an outcome the service failed to
 record has been set aside by it — and is reported as such. A 409 `lease_lost` raises
 `LeaseLost`; other refusals become one readable line with the documented exit code.
+
+Every call carries an `X-Request-Id`: the worker's current step's, so that the service's log
+lines of a candidate's turn can be matched with the worker's. Each `queue/next` begins a new
+step in the calling thread (the worker's loop); the calls that follow for the candidate it
+hands out (registration, outcome) and the worker's own log lines carry the same id.
 """
 
 from __future__ import annotations
@@ -15,9 +20,13 @@ from typing import Any, NoReturn
 
 import httpx
 
+from integrator import requestid
+
 log = logging.getLogger(__name__)
 
 EXIT_OK, EXIT_REFUSED, EXIT_BAD_INPUT, EXIT_UNAVAILABLE = 0, 1, 2, 3
+#: The call that begins a worker step.
+NEXT_PATH = "/v1/queue/next"
 #: Attempts for one request on a transport error or an unavailable service.
 ATTEMPTS = 5
 UNAVAILABLE = frozenset({502, 503, 504})
@@ -42,13 +51,18 @@ class ServiceClient:
     def __init__(self, url: str, token: str, timeout: float = 120.0) -> None:
         self.url = url.rstrip("/")
         self.http = httpx.Client(
-            base_url=self.url, headers={"Authorization": f"Bearer {token}"}, timeout=timeout
+            base_url=self.url,
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=timeout,
+            event_hooks={"request": [stamp_request_id]},
         )
 
     def close(self) -> None:
         self.http.close()
 
     def post(self, path: str, body: dict[str, Any]) -> httpx.Response:
+        if path == NEXT_PATH:
+            requestid.begin()
         pause = 0.2
         for attempt in range(1, ATTEMPTS + 1):
             try:
@@ -76,6 +90,12 @@ class ServiceClient:
             time.sleep(pause)
             pause = min(pause * 2, 3.0)
         raise WorkerExit(EXIT_UNAVAILABLE, f"service unavailable at {self.url} ({path}): {failure}")
+
+
+def stamp_request_id(request: httpx.Request) -> None:
+    """The current step's id on an outgoing call; a call outside any step (a lease renewal
+    from its own thread) gets an id of its own."""
+    request.headers[requestid.HEADER] = requestid.current() or requestid.new()
 
 
 def refused(response: httpx.Response, what: str) -> NoReturn:
