@@ -250,6 +250,9 @@ def uninstall(repo: Path, *, discard_spool: bool = False) -> None:
             _git(git_dir, "config", "--local", "--unset", ADVERTISE)
         else:
             _git(git_dir, "config", "--local", ADVERTISE, str(before), check=True)
+        if os.geteuid() == 0:  # git rewrote the config as root: give it back to its owner
+            owner = os.stat(git_dir)
+            os.chown(git_dir / "config", owner.st_uid, owner.st_gid)
     if config_dir.exists():
         shutil.rmtree(config_dir)
 

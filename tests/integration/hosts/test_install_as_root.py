@@ -47,3 +47,37 @@ def test_install_as_root_leaves_a_private_config_readable_by_its_owner() -> None
         assert (read.returncode, read.stdout.strip()) == (0, "true"), read.stderr
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def test_uninstall_as_root_leaves_a_private_config_readable_by_its_owner() -> None:
+    """Restoring the push-options setting rewrites the config too: it stays the owner's."""
+    owner = pwd.getpwnam("nobody")
+    root = host_root()
+    try:
+        repo = root / "private.git"
+        subprocess.run(["git", "init", "-q", "--bare", str(repo)], check=True)
+        (repo / "config").chmod(0o600)
+        chown_tree(repo, owner)
+        token = root / "hook.token"
+        token.write_text("hook-token\n")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("INTEGRATOR_")}
+        installed = run_cli(
+            "hooks", "install", str(repo), "--url", "http://127.0.0.1:9",
+            "--token-file", str(token), "--python", HOOK_PYTHON, env=env,
+        )  # fmt: skip
+        assert installed.returncode == 0, installed.stderr
+
+        removed = run_cli("hooks", "uninstall", str(repo), env=env)
+
+        assert removed.returncode == 0, removed.stderr
+        info = (repo / "config").stat()
+        assert (info.st_uid, info.st_mode & 0o777) == (owner.pw_uid, 0o600)
+        read = subprocess.run(
+            as_user(owner, "git", f"--git-dir={repo}", "config", "--list"),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert read.returncode == 0, read.stderr
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
