@@ -106,6 +106,7 @@ def seed(settings: Settings, events: int, candidates: int) -> None:
         at = start + (now - start) * rng.random()
         mode = "cutover" if at > start + timedelta(days=45) else "shadow"
         event(kind, f"x{n}", at, mode=mode, reason_code=rng.choice(REASONS), epoch=n)
+    event_rows.sort(key=lambda row: row["recorded_at"])  # the log's order is its time's order
     engine = make_engine(settings)
     try:
         with engine.begin() as connection:

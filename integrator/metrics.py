@@ -60,7 +60,11 @@ VerdictKey = tuple[str, str, str]
 
 
 class VerdictTally:
-    """Push verdicts by (mode, decision, reason) over the whole event log, read incrementally."""
+    """Push verdicts by (mode, decision, reason) over the whole event log, read incrementally.
+
+    Each read is one range of the primary key (`seq` past what is folded), whatever the
+    event types in it: the fold advances over every settled event, so a quiet spell of
+    pushes does not leave a long range to read again."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -73,27 +77,24 @@ class VerdictTally:
                 select(
                     Event.seq,
                     Event.type,
+                    Event.repository,
                     Event.fields["mode"].as_string(),
                     Event.fields["reason_code"].as_string(),
                     Event.recorded_at,
                 )
-                .where(
-                    Event.repository == settings.repository_name,
-                    Event.type.in_(VERDICT_DECISIONS),
-                    Event.seq > self._settled_seq,
-                )
+                .where(Event.seq > self._settled_seq)
                 .order_by(Event.seq)
             ).all()
             recent: Counter[VerdictKey] = Counter()
             settling = True
-            for seq, kind, mode, reason, recorded_at in rows:
-                key = (mode or "unknown", VERDICT_DECISIONS[kind], reason or "unknown")
+            for seq, kind, repository, mode, reason, recorded_at in rows:
                 settling = settling and recorded_at < now - SETTLED
                 if settling:
-                    self._settled[key] += 1
                     self._settled_seq = seq
-                else:
-                    recent[key] += 1
+                if kind not in VERDICT_DECISIONS or repository != settings.repository_name:
+                    continue
+                key = (mode or "unknown", VERDICT_DECISIONS[kind], reason or "unknown")
+                (self._settled if settling else recent)[key] += 1
             return self._settled + recent
 
 

@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +19,11 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.orm import sessionmaker
 
+from integrator import lease
 from integrator.api.app import create_app
-from integrator.db import make_engine
+from integrator.db import make_engine, read_session
 from integrator.liveness import Code
-from integrator.metrics import DatabaseCollector
+from integrator.metrics import SETTLED, DatabaseCollector, VerdictTally
 from integrator.settings import Settings, get_settings
 from tests.builders import branch_pushed, finalize_ready, review_approved
 from tests.gitrepos import Canonical
@@ -298,3 +300,30 @@ def test_the_rules_use_only_metrics_a_live_service_serves_and_no_holder_alerts(
     test = alert_test(conditions, {c.value: c is Code.no_holder for c in Code}, tmp_path)
     tested = subprocess.run([promtool, "test", "rules", str(test)], capture_output=True, text=True)
     assert tested.returncode == 0, tested.stdout + tested.stderr
+
+
+def test_push_verdicts_are_folded_once_settled_and_never_counted_twice(
+    replicas: list[Any], tokens: TokenMaker
+) -> None:
+    """Verdicts younger than SETTLED are counted at each read; older ones are folded into the
+    running total once; a verdict recorded after the fold is added to it."""
+    _, first, _ = replicas
+    client: TestClient = first.client
+    hook = {"Authorization": f"Bearer {tokens('hook')}"}
+    sessions = client.app.state.sessions  # type: ignore[attr-defined]
+    settings = client.app.state.settings  # type: ignore[attr-defined]
+    tally = VerdictTally()
+    key = ("shadow", "allowed", "unprotected")
+
+    def read(later: timedelta = timedelta(0)) -> int:
+        with read_session(sessions) as session:
+            now = lease.datetime_of_ms(lease.status(session, settings).now_ms)
+            return tally.read(session, settings, now + later)[key]
+
+    for _ in range(2):
+        assert client.post("/v1/push-checks", json=push_check(), headers=hook).status_code == 200
+    assert read() == read() == 2  # young: counted afresh each time
+    assert read(SETTLED * 2) == 2  # settled: folded
+    assert read() == read(SETTLED * 2) == 2  # not counted again
+    assert client.post("/v1/push-checks", json=push_check(), headers=hook).status_code == 200
+    assert read() == 3
