@@ -10,16 +10,13 @@ import json
 import os
 import ssl
 import sys
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
 import httpx
 import typer
 
 from integrator.errors import IntegratorError
-
-if TYPE_CHECKING:
-    from integrator.settings import Settings
 
 EXIT_OK, EXIT_REFUSED, EXIT_BAD_INPUT, EXIT_UNAVAILABLE = 0, 1, 2, 3
 
@@ -119,10 +116,6 @@ class ApiClient:
             base_url=url.rstrip("/"), headers=headers, timeout=timeout, verify=_tls_for(url)
         )
         self.url = url
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> ApiClient:
-        return cls(settings.url, settings.token)
 
     @classmethod
     def from_environment(cls) -> ApiClient:

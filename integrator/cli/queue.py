@@ -70,7 +70,7 @@ def slug_story(client: ApiClient, name: str) -> tuple[dict[str, Any], dict[str, 
 
     A slug may itself be all digits (`1234`): the slug wins, the id is the fallback.
     Returns the story and, when found by id, that candidate (it may not be the newest)."""
-    if not name.isdecimal():
+    if not (name.isascii() and name.isdecimal()):
         return client.get(f"/v1/slugs/{name}"), None
     response = client.request("GET", f"/v1/slugs/{name}", ok=(404,))
     if response.status_code != 404:
@@ -89,7 +89,7 @@ def show(
     ],
     as_json: JsonFlag = False,
 ) -> None:
-    """The newest candidate of a slug, why it waits, and its history."""
+    """The newest candidate of a slug (or of candidate ID's slug), why it waits, its history."""
     body, asked = slug_story(ApiClient.from_environment(), slug)
     if as_json:
         print_json(body)
