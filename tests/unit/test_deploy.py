@@ -83,5 +83,6 @@ def test_deploy_promises_a_dashboard_only_when_the_service_serves_one() -> None:
     """No unit or example mentions a dashboard while the service has no page at `/`."""
     if TestClient(create_app()).get("/").status_code != 404:
         return
-    mentions = [p.name for p in DEPLOY.iterdir() if "dashboard" in p.read_text().lower()]
+    files = [p for p in DEPLOY.rglob("*") if p.is_file()]
+    mentions = [p.name for p in files if "dashboard" in p.read_text().lower()]
     assert mentions == [], f"these promise a dashboard the service does not serve: {mentions}"
