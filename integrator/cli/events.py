@@ -20,7 +20,7 @@ def convert_fields(type_name: str, pairs: list[str]) -> dict[str, Any]:
     # The event schemas live beside the database code: imported only when there are fields.
     if not pairs:
         return {}
-    from integrator.events import EVENT_TYPES, string_fields
+    from integrator.event_schemas import EVENT_TYPES, string_fields
 
     text_fields = string_fields(type_name) if type_name in EVENT_TYPES else frozenset()
     fields: dict[str, Any] = {}

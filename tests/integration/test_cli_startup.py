@@ -66,14 +66,6 @@ def unreachable_env() -> dict[str, str]:
         ["queue", "show", "12"],
         ["submit", "--slug", "s", "--branch", "b"],
         ["events", "list", "--limit", "5", "--slug", "x"],
-        pytest.param(
-            ["events", "emit", "branch_pushed", "--field", "branch=b"],
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="--field conversion reads the event schemas in integrator.events, "
-                "which imports SQLAlchemy; they need a module of their own",
-            ),
-        ),
         ["blocked", "list"],
         ["lease", "status"],
         ["mode"],
@@ -92,6 +84,17 @@ def test_http_commands_load_no_server_side_code(
     if code == 3:
         assert stderr.startswith("integrator: service unreachable") and "Traceback" not in stderr
     assert loaded == set()
+
+
+def test_emit_converts_fields_with_the_event_schemas_but_loads_no_server_side_code(
+    unreachable_env: dict[str, str],
+) -> None:
+    """`--field k=v` takes each field's type from the event's schema (pydantic), never from
+    the database layer."""
+    args = ["events", "emit", "branch_pushed", "--field", "branch=b"]
+    code, stderr, loaded = probe(*args, env=unreachable_env)
+    assert code == 3, stderr
+    assert loaded.isdisjoint(SERVER_SIDE)
 
 
 def test_usage_errors_and_help_of_local_commands_load_no_server_side_code(
