@@ -6,12 +6,11 @@ body: the other commands only speak HTTP and must start without them.
 
 from __future__ import annotations
 
-import copy
 import errno
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -54,24 +53,6 @@ def local_session(settings: Settings) -> Iterator[Session]:
             yield session
     finally:
         engine.dispose()
-
-
-def log_config(level: str) -> dict[str, Any]:
-    """uvicorn's logging, every handler escaping, and the service's own loggers on it."""
-    from uvicorn.config import LOGGING_CONFIG
-
-    from integrator.logs import EscapeControlCharacters
-
-    config = copy.deepcopy(LOGGING_CONFIG)
-    config["filters"] = {"escape": {"()": EscapeControlCharacters}}
-    for handler in config["handlers"].values():
-        handler["filters"] = ["escape"]
-    config["loggers"]["integrator"] = {
-        "handlers": ["default"],
-        "level": level.upper(),
-        "propagate": False,
-    }
-    return config
 
 
 def listen(host: str, port: int) -> socket.socket:
@@ -126,6 +107,7 @@ def serve(
     from integrator import migrate
     from integrator.api.app import create_app
     from integrator.db import normalise_url, sqlite_path
+    from integrator.logs import service_log_config
 
     settings = _settings()
     sock = listen(host, port)
@@ -138,7 +120,7 @@ def serve(
         host=host,
         port=port,
         log_level=log_level,
-        log_config=log_config(log_level),
+        log_config=service_log_config(log_level, settings.log_format),
     )
     uvicorn.Server(config).run(sockets=[sock])
 

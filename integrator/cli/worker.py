@@ -5,9 +5,7 @@ The bot's loop is imported when the command runs, not when the CLI starts.
 
 from __future__ import annotations
 
-import logging
 import signal
-import sys
 from pathlib import Path
 from types import FrameType
 from typing import Annotated
@@ -16,21 +14,6 @@ import typer
 
 from integrator.cli.client import EXIT_BAD_INPUT, fail
 from integrator.worker.workspace import MergeMethod
-
-
-def _configure_logging(level: str) -> None:
-    from integrator.logs import EscapeControlCharacters
-
-    logging.basicConfig(
-        stream=sys.stderr,
-        level=level.upper(),
-        format="%(asctime)s integrator worker: %(message)s",
-    )
-    for handler in logging.getLogger().handlers:  # the service's answers are logged too
-        handler.addFilter(EscapeControlCharacters())
-    # httpx logs every request line at INFO; the worker says what matters itself.
-    for noisy in ("httpx", "httpcore"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def worker(
@@ -70,6 +53,7 @@ def worker(
     prediction and main is never pushed; in cutover the tested commit is pushed to main as
     a registered update.
     """
+    from integrator.logs import configure_worker_logging
     from integrator.settings import get_settings
     from integrator.worker.loop import Worker, WorkerExit, WorkerOptions, default_holder
 
@@ -77,7 +61,7 @@ def worker(
     source = repo or settings.repo
     if not source:
         fail(EXIT_BAD_INPUT, "--repo is required (or set INTEGRATOR_REPO)")
-    _configure_logging(log_level)
+    configure_worker_logging(log_level, settings.log_format)
     options = WorkerOptions(
         repo=source,
         workspace=workspace,
