@@ -23,8 +23,10 @@ run: $(STAMP)
 	@echo "integrator: serving on http://$(HOST):$(PORT) (port taken? make run PORT=8001)"
 	$(VENV)/bin/integrator serve --host $(HOST) --port $(PORT)
 
+# Test files run in parallel (one file stays on one worker: module fixtures are shared).
+TEST_JOBS ?= 2
 test: $(STAMP)
-	$(PY) -m pytest -m "not stress" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not stress" -n $(TEST_JOBS) --dist loadfile $(PYTEST_ARGS)
 
 # pytest exits 5 when no test carries the marker: that is not a failure here.
 test-stress: $(STAMP)

@@ -72,11 +72,21 @@ def _unavailable(reason: str) -> NoReturn:
 
 @pytest.fixture(scope="session")
 def postgres_url(pytestconfig: pytest.Config) -> Iterator[str]:
-    """TEST_POSTGRES_URL if set; else a throw-away database on a local PostgreSQL, dropped after.
+    """TEST_POSTGRES_URL if set (under pytest-xdist, a database per worker beside it); else a
+    throw-away database on a local PostgreSQL, dropped after.
 
     Session-scoped: a refusal is remembered, so an absent PostgreSQL is asked once per run.
     """
     configured = os.environ.get("TEST_POSTGRES_URL")
+    if configured and os.environ.get("PYTEST_XDIST_WORKER"):
+        # Parallel workers wipe their database before each test: each gets its own, created
+        # beside the configured one and dropped after.
+        name = create_throwaway_database(configured)
+        try:
+            yield url_of_database(configured, name)
+        finally:
+            drop_database(configured, name)
+        return
     if configured:
         yield configured
         return

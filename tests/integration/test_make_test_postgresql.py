@@ -42,6 +42,7 @@ def run_pytest(**env: str) -> subprocess.CompletedProcess[str]:
         k: v
         for k, v in os.environ.items()
         if k not in ("TEST_POSTGRES_URL", "TEST_POSTGRES_ADMIN_URL", "CI")
+        and not k.startswith("PYTEST_XDIST")  # the inner run is not one of our workers
     }
     return subprocess.run(
         [sys.executable, "-m", "pytest", ONE_TEST_ON_BOTH_BACKENDS, "-q"],
