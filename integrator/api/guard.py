@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from integrator import events, guard, scoring
@@ -58,6 +58,8 @@ class PushIn(BaseModel):
     identity_source: Short = "none"
     registration_nonce: Name | None = None
     updates: list[UpdateIn] = Field(max_length=10_000)
+    #: How long this hook instance's previous push check took, as the hook timed it.
+    previous_round_trip_ms: float | None = None
 
     def request(self) -> guard.PushRequest:
         return guard.PushRequest(
@@ -91,11 +93,12 @@ class PushVerdictOut(BaseModel):
 
 @router.post("/push-checks")
 def push_check(
-    body: PushIn, session: SessionDep, settings: SettingsDep, _hook: Hook
+    body: PushIn, request: Request, session: SessionDep, settings: SettingsDep, _hook: Hook
 ) -> PushVerdictOut:
     """One verdict per update and one for the push."""
     with session.begin():
         answer = guard.check_push(session, settings, body.request())
+    request.app.state.metrics.observe_hook_round_trip(body.previous_round_trip_ms)
     verdict = answer.verdict
     return PushVerdictOut(
         mode=answer.mode.mode.value,

@@ -29,6 +29,18 @@ class Metrics:
             ["method", "route"],
             registry=self.registry,
         )
+        self.hook_round_trip = Histogram(
+            "integrator_hook_round_trip_seconds",
+            "A pre-receive hook's push check as the hook timed it, from request to parsed "
+            "answer (each hook reports its previous push's with its next one)",
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+            registry=self.registry,
+        )
+
+    def observe_hook_round_trip(self, milliseconds: float | None) -> None:
+        """A hook's reported round trip, when it is a plausible one (a hook's word only)."""
+        if milliseconds is not None and 0 <= milliseconds <= 600_000:
+            self.hook_round_trip.observe(milliseconds / 1000)
 
 
 def instrument(app: FastAPI, metrics: Metrics) -> None:

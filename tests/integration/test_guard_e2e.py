@@ -195,3 +195,17 @@ def test_the_drill_is_recorded_from_the_cli(guarded: Guarded) -> None:
     assert drilled.returncode == 0
     assert "refusal observed in cutover: True" in drilled.stdout
     assert "mode shadow" in drilled.stdout
+
+
+def test_each_hook_reports_its_own_round_trip_with_its_next_push(guarded: Guarded) -> None:
+    """The hook times its push check and sends it with the next one; /metrics shows it."""
+    for name in ("first", "second", "third"):
+        guarded.canonical.new_commit_on_main(name)
+        assert guarded.canonical.push_as("alice", "main").returncode == 0
+    scraped = httpx.get(f"{guarded.service.url}/metrics", headers=guarded.reader).text
+    counts = [
+        line.split()[-1]
+        for line in scraped.splitlines()
+        if line.startswith("integrator_hook_round_trip_seconds_count")
+    ]
+    assert counts == ["2.0"], scraped  # the first push had no earlier round trip to report
