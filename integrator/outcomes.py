@@ -45,6 +45,10 @@ class Outcome(StrEnum):
 
 PREDICTIONS = frozenset({Outcome.would_integrate, Outcome.would_block})
 REAL = frozenset({Outcome.integrated, Outcome.blocked})
+#: Outcomes that say the check passed: a failed attempt before that pass is a flaky check.
+PASSED = frozenset({Outcome.integrated, Outcome.would_integrate})
+#: The most check runs one outcome carries (`integrator worker --check-retries` is at most 20).
+MAX_CHECK_ATTEMPTS = 21
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,41 @@ class Report:
     next_action: str | None = None
     reason: str | None = None
     registration_id: int | None = None
+    #: Every run of the check ({exit_code?, timed_out, seconds, output_tail}), in order.
+    check_attempts: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _failed(attempt: dict[str, Any]) -> bool:
+    return bool(attempt.get("timed_out")) or attempt.get("exit_code") != 0
+
+
+def flaky(report: Report) -> bool:
+    """The check passed, but only after at least one failed run on the same commit."""
+    return report.outcome in PASSED and any(_failed(a) for a in report.check_attempts[:-1])
+
+
+def record_flaky(
+    session: Session, settings: Settings, candidate: Candidate, report: Report, by: str
+) -> None:
+    """`check_flaky`: the candidate integrated (or would) on a check that failed before it
+    passed; every attempt is kept, so the flake rate and the flaky check can be read later."""
+    events.record_system_event(
+        session,
+        type="check_flaky",
+        repository=settings.repository_name,
+        fields={
+            "candidate_id": candidate.id,
+            "slug": candidate.slug,
+            "sha": candidate.sha,
+            "outcome": report.outcome.value,
+            "attempt": report.attempt,
+            "attempts": report.check_attempts,
+        },
+        slug=candidate.slug,
+        branch=candidate.branch,
+        sha=candidate.sha,
+        actor=by,
+    )
 
 
 def prediction_key(candidate_id: int, epoch: int, attempt: str) -> str:

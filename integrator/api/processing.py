@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Response
-from pydantic import ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictStr,
+    StringConstraints,
+)
 
 from integrator import outcomes, processing
 from integrator.api.deps import SessionDep, SettingsDep
 from integrator.api.events import Repo
 from integrator.api.lease import GrantIn, Integrator
 from integrator.api.schemas import CandidateOut, Id, Name, Reason
+from integrator.event_schemas import OUTPUT_MAX_LENGTH, BigInt, storable
 from integrator.events import Evidence
 from integrator.gitops import SHA_PATTERN
 
@@ -23,6 +32,20 @@ class HandoutOut(CandidateOut):
 
     mode: str
     requeued: list[int]
+
+
+class CheckAttemptIn(BaseModel):
+    """One run of the check on the candidate's merged commit (`--check-retries`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: Absent when the worker killed the check (timeout or stop).
+    exit_code: BigInt | None = None
+    timed_out: StrictBool
+    seconds: float = Field(ge=0, le=10**7, allow_inf_nan=False)
+    output_tail: Annotated[
+        StrictStr, StringConstraints(max_length=OUTPUT_MAX_LENGTH), AfterValidator(storable)
+    ] = ""
 
 
 class OutcomeIn(GrantIn):
@@ -37,6 +60,10 @@ class OutcomeIn(GrantIn):
     reason: Reason | None = None
     #: `integrated`: the registration the commit landed with.
     registration_id: Id | None = None
+    #: Every run of the check when a pass followed failures (a flaky check).
+    check_attempts: list[CheckAttemptIn] = Field(
+        default_factory=list, max_length=outcomes.MAX_CHECK_ATTEMPTS
+    )
 
 
 @router.post("/queue/next", response_model=None)
@@ -82,6 +109,7 @@ def report_outcome(
         next_action=body.next_action,
         reason=body.reason,
         registration_id=body.registration_id,
+        check_attempts=[a.model_dump(mode="json", exclude_none=True) for a in body.check_attempts],
     )
     if body.outcome in (outcomes.Outcome.already_integrated, outcomes.Outcome.integrated):
         repo.refresh()  # the claim is checked against main as it is now
@@ -95,4 +123,7 @@ def report_outcome(
         outcome=report,
         by=caller.name,
     )
+    if outcomes.flaky(report):
+        with session.begin():
+            outcomes.record_flaky(session, settings, candidate, report, by=caller.name)
     return CandidateOut.of(candidate)

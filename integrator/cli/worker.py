@@ -33,6 +33,15 @@ def worker(
     check_timeout: Annotated[
         float, typer.Option(help="Seconds before the check's process group is killed.", min=0.001)
     ] = 3600.0,
+    check_retries: Annotated[
+        int,
+        typer.Option(
+            help="Reruns of a failed check on the same commit; a later pass integrates the "
+            "candidate and records it as flaky.",
+            min=0,
+            max=20,
+        ),
+    ] = 0,
     merge_method: Annotated[
         MergeMethod, typer.Option(help="A merge commit, or one squashed commit.")
     ] = MergeMethod.merge,
@@ -67,6 +76,7 @@ def worker(
         workspace=workspace,
         check=check,
         check_timeout=check_timeout,
+        check_retries=check_retries,
         merge_method=merge_method,
         once=once,
         holder=holder or default_holder(),

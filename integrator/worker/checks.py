@@ -23,7 +23,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -153,3 +153,24 @@ class CheckRunner:
             seconds=time.monotonic() - started,
             timeout=self.timeout,
         )
+
+
+def run_with_retries(
+    runner: CheckRunner, retries: int, cwd: Path, output: Path, reset: Callable[[], None]
+) -> tuple[CheckResult, ...]:
+    """Run the check, and rerun a failed one up to `retries` times on the same tree.
+
+    `reset` puts the worktree back to the merged commit, clean, before each rerun: an attempt
+    must not see what the previous one left behind. A cancelled run is never retried (the
+    worker is stopping). Every attempt is returned, the last one decides.
+    """
+    attempts = [runner.run(cwd, output)]
+    while not attempts[-1].ok and not attempts[-1].cancelled and len(attempts) <= retries:
+        log.warning(
+            "check failed (attempt %d of %d); running it again on the same commit",
+            len(attempts),
+            retries + 1,
+        )
+        reset()
+        attempts.append(runner.run(cwd, output))
+    return tuple(attempts)

@@ -120,15 +120,57 @@ def conflicted(handed: Handed, base: str, conflicts: tuple[Conflict, ...]) -> Bl
     )
 
 
-def check_failed(handed: Handed, base: str, check: CheckResult) -> Blocked:
-    """A failed check (fixed on the branch) or a timed-out one (no exit code: it was killed;
-    resumed once what hung is fixed)."""
-    command = storable(check.command)
-    evidence: dict[str, Any] = {
-        "kind": "check",
-        "command": command,
+def attempt_record(check: CheckResult) -> dict[str, Any]:
+    """One run of the check as an outcome's `check_attempts` item."""
+    record: dict[str, Any] = {
+        "timed_out": check.timed_out,
+        "seconds": round(check.seconds, 3),
         "output_tail": storable(check.output_tail, OUTPUT_LIMIT),
     }
+    if check.exit_code is not None:
+        record["exit_code"] = check.exit_code
+    return record
+
+
+def _check_item(check: CheckResult) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        "kind": "check",
+        "command": storable(check.command),
+        "output_tail": storable(check.output_tail, OUTPUT_LIMIT),
+    }
+    if check.exit_code is not None and not check.timed_out:
+        item["exit_code"] = check.exit_code
+    return item
+
+
+def check_failed(
+    handed: Handed, base: str, check: CheckResult, earlier: tuple[CheckResult, ...] = ()
+) -> Blocked:
+    """A failed check (fixed on the branch) or a timed-out one (no exit code: it was killed;
+    resumed once what hung is fixed). With retries, `earlier` are the failed runs before the
+    last one: each is an evidence item, and the first diagnostic says how many there were."""
+    found = _last_check_failed(handed, base, check)
+    if not earlier:
+        return found
+    runs = len(earlier) + 1
+    items = [_check_item(run) for run in earlier] + found.evidence
+    how = ", ".join(_how(run) for run in (*earlier, check))
+    first = (
+        f"check `{storable(check.command)}` failed on every one of {runs} attempts on the same "
+        f"commit ({how}); every attempt's output tail is in the evidence"
+    )
+    return _blocked(items, [first, *found.diagnostics], found.next_action)
+
+
+def _how(check: CheckResult) -> str:
+    if check.timed_out:
+        return "timed out"
+    return "stopped" if check.exit_code is None else f"exit {check.exit_code}"
+
+
+def _last_check_failed(handed: Handed, base: str, check: CheckResult) -> Blocked:
+    command = storable(check.command)
+    evidence = _check_item(check)
     where = (
         f"on {handed.branch} at {handed.sha[:12]} merged onto main at {base[:12]}; the end "
         "of its output is in the evidence"
@@ -151,7 +193,6 @@ def check_failed(handed: Handed, base: str, check: CheckResult) -> Blocked:
     if exit_code is None:
         how = "was stopped before it finished"
     else:
-        evidence["exit_code"] = exit_code
         how = (
             f"was killed by signal {-exit_code} ({_signal_name(-exit_code)})"
             if exit_code < 0

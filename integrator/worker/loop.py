@@ -10,7 +10,8 @@ The loop, and why it is shaped this way:
    the worker keeps nothing that matters in memory.
 4. Per candidate: fetch; its sha already reachable from main → `already_integrated`; else
    merge the candidate's *recorded* sha onto `origin/main`'s sha with the candidate, epoch
-   and attempt trailers (the attempt uuid chosen before committing), run `--check`. A merge
+   and attempt trailers (the attempt uuid chosen before committing), run `--check` (a failed
+   one is rerun up to `--check-retries` times on the same commit, the tree reset clean). A merge
    that changes nothing is `already_integrated` too. A trailer on main is never taken as
    proof (anyone can write one): the service checks every `already_integrated` against main
    itself, and when it does not find the content there the merge is reported for what it is.
@@ -44,7 +45,7 @@ import httpx
 
 from integrator.gitops import GitError
 from integrator.settings import Settings
-from integrator.worker.checks import CheckRunner
+from integrator.worker.checks import CheckRunner, run_with_retries
 from integrator.worker.landing import Lander, Verdict
 from integrator.worker.lease_client import LeaseClientError, LeaseKeeper
 from integrator.worker.service_client import (
@@ -93,6 +94,8 @@ class WorkerOptions:
     workspace: Path
     check: str | None = None
     check_timeout: float = 3600.0
+    #: Reruns of a failed check on the same commit; a later pass integrates, marked flaky.
+    check_retries: int = 0
     merge_method: MergeMethod = MergeMethod.merge
     once: bool = False
     holder: str = field(default_factory=default_holder)
@@ -283,11 +286,25 @@ class Worker:
         )
         if not merged.ok or merged.empty:
             return Trial(base=base, attempt=attempt, merge=merged)
-        check = None
-        if self.runner is not None and not self.stopping.is_set():
-            ws.mark_dirty()
-            check = self.runner.run(ws.clone_path, ws.check_log)
-        return Trial(base=base, attempt=attempt, merge=merged, merged_sha=merged.sha, check=check)
+        if self.runner is None or self.stopping.is_set() or merged.sha is None:
+            return Trial(base=base, attempt=attempt, merge=merged, merged_sha=merged.sha)
+        ws.mark_dirty()
+        commit = merged.sha
+        checks = run_with_retries(
+            self.runner,
+            self.options.check_retries,
+            ws.clone_path,
+            ws.check_log,
+            reset=lambda: ws.reset_to(commit),
+        )
+        return Trial(
+            base=base,
+            attempt=attempt,
+            merge=merged,
+            merged_sha=commit,
+            check=checks[-1],
+            earlier_checks=checks[:-1],
+        )
 
     # -- the service ------------------------------------------------------------------------
 

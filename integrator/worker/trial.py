@@ -73,6 +73,8 @@ class Trial:
     merge: Merged | None = None
     merged_sha: str | None = None
     check: CheckResult | None = None
+    #: Failed runs of the check on the same commit before `check` (with --check-retries).
+    earlier_checks: tuple[CheckResult, ...] = ()
     #: In cutover: what the registered push of `merged_sha` did.
     push: PushFacts | None = None
 
@@ -98,6 +100,8 @@ class Decision:
     next_action: str | None = None
     reason: str | None = None
     registration_id: int | None = None
+    #: A pass after failed attempts (a flaky check): every attempt, in order.
+    check_attempts: list[dict[str, Any]] = field(default_factory=list)
     #: Report, then stop the worker with `reason` as its one-line error.
     stop: bool = False
 
@@ -111,6 +115,7 @@ class Decision:
             "next_action": self.next_action,
             "reason": self.reason,
             "registration_id": self.registration_id,
+            "check_attempts": self.check_attempts,
         }
         return {k: v for k, v in fields.items() if v not in (None, [])}
 
@@ -168,7 +173,8 @@ def judge(handed: Handed, trial: Trial) -> Decision:
     if not merge.ok:
         failed = _would_block(trial, evidence.conflicted(handed, trial.base, merge.conflicts))
     elif trial.check is not None and not trial.check.ok:
-        failed = _would_block(trial, evidence.check_failed(handed, trial.base, trial.check))
+        found = evidence.check_failed(handed, trial.base, trial.check, trial.earlier_checks)
+        failed = _would_block(trial, found)
     else:
         return _clean(handed, trial)
     return failed if handed.mode in PREDICTING_MODES else _as_real(failed)
@@ -211,9 +217,28 @@ def _clean(handed: Handed, trial: Trial) -> Decision:
     ]
     if trial.check is not None:
         lines.append(f"check `{trial.check.command}` passed in {trial.check.seconds:.1f}s")
+    lines += _flaky_lines(trial)
     return Decision(
-        outcome="would_integrate", attempt=trial.attempt, main_sha=trial.base, diagnostics=lines
+        outcome="would_integrate",
+        attempt=trial.attempt,
+        main_sha=trial.base,
+        diagnostics=lines,
+        check_attempts=_attempts(trial),
     )
+
+
+def _attempts(trial: Trial) -> list[dict[str, Any]]:
+    """Every run of the check when a pass followed failures; none when it simply passed."""
+    if not trial.earlier_checks or trial.check is None:
+        return []
+    return [evidence.attempt_record(run) for run in (*trial.earlier_checks, trial.check)]
+
+
+def _flaky_lines(trial: Trial) -> list[str]:
+    if not trial.earlier_checks:
+        return []
+    runs = len(trial.earlier_checks) + 1
+    return [f"flaky: the check failed {runs - 1} time(s) before passing on attempt {runs}"]
 
 
 def _pushed(handed: Handed, trial: Trial, push: PushFacts) -> Decision:
@@ -229,7 +254,8 @@ def _pushed(handed: Handed, trial: Trial, push: PushFacts) -> Decision:
             attempt=trial.attempt,
             main_sha=push.new,
             registration_id=push.registration_id,
-            diagnostics=lines,
+            diagnostics=lines + _flaky_lines(trial),
+            check_attempts=_attempts(trial),
         )
     if push.verdict is Verdict.unsupported:
         return requeue(NO_PUSH_OPTIONS, stop=True)

@@ -237,6 +237,13 @@ class Workspace:
             return Merged(ok=True, conflicts=(), output=result.output, empty=True)
         return Merged(ok=True, conflicts=(), output=result.output, sha=head)
 
+    def reset_to(self, commit: str) -> None:
+        """Back to `commit` with a clean tree for a rerun of the check; the rerun dirties it
+        again, so the next merge cleans too."""
+        self._dirty = True
+        self._checkout(commit)
+        self._dirty = True
+
     def mark_dirty(self) -> None:
         """A check ran in the tree: clean untracked files before the next merge."""
         self._dirty = True
