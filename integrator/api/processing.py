@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Response
@@ -23,6 +24,8 @@ from integrator.api.schemas import CandidateOut, Id, Name, Reason
 from integrator.event_schemas import OUTPUT_MAX_LENGTH, BigInt, storable
 from integrator.events import Evidence
 from integrator.gitops import SHA_PATTERN
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/v1", tags=["queue"])
 
@@ -124,6 +127,11 @@ def report_outcome(
         by=caller.name,
     )
     if outcomes.flaky(report):
-        with session.begin():
-            outcomes.record_flaky(session, settings, candidate, report, by=caller.name)
+        # After the outcome's own transaction: the outcome stands even if this record fails
+        # (a refused answer would stop the worker on a candidate already recorded).
+        try:
+            with session.begin():
+                outcomes.record_flaky(session, settings, candidate, report, by=caller.name)
+        except Exception:
+            log.exception("recording check_flaky for candidate %s failed", candidate_id)
     return CandidateOut.of(candidate)
