@@ -160,7 +160,8 @@ def on_finalize_ready(
     """Create the candidate of a finalize_ready, supersede older ones, evaluate.
 
     The successor takes the smallest position of its slug's open chain — an in_progress
-    original's too, so that a fix never costs its author their turn. Admissions of one slug
+    original's too, so that a fix never costs its author their turn — and the lane of the
+    newest one. Admissions of one slug
     are serialized (`lock_slug`); when a later finalize_ready of the slug was admitted first,
     this one is born superseded by it.
     """
@@ -190,6 +191,8 @@ def on_finalize_ready(
     chain = _open_chain(session, candidate)
     inherited = [c.position for c in chain if c.position is not None]
     candidate.position = min(inherited) if inherited else None
+    if chain:  # the slug keeps its lane (a promoted fix's next commit stays in the hotfix lane)
+        candidate.lane = chain[-1].lane
     create(session, candidate, reason="finalize_ready", actor=actor)
     newer = [c for c in chain if c.finalize_seq > candidate.finalize_seq]
     if newer:

@@ -125,6 +125,8 @@ class Candidate(Base):
     sha: Mapped[str] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(32))
     position: Mapped[int | None] = mapped_column(BigInteger)
+    #: `normal` or `hotfix`: the hotfix lane is taken first (an operator's recorded decision).
+    lane: Mapped[str] = mapped_column(String(16), default="normal", server_default="normal")
     finalize_seq: Mapped[int] = mapped_column(BigInteger)
     unmet: Mapped[list[Any]] = mapped_column(JSON, default=list)
     main_sha_checked: Mapped[str | None] = mapped_column(String(64))

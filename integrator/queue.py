@@ -4,7 +4,7 @@ Every transition is checked against one table and recorded as a
 `candidate_status_changed` event in the same transaction. Order is the
 server-assigned `position` — the enqueue sequence of the first candidate of a
 slug's chain, inherited on supersession and resume — never the caller's
-`ready_at`.
+`ready_at`. Within that order the `hotfix` lane comes before the `normal` one.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import ColumnElement, case, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -41,6 +41,21 @@ class Status(StrEnum):
     superseded = "superseded"
     #: An operator's decision, with a reason.
     closed = "closed"
+
+
+class Lane(StrEnum):
+    """Which line a candidate waits in; the worker empties `hotfix` first."""
+
+    normal = "normal"
+    hotfix = "hotfix"
+
+
+#: The dequeue order: the hotfix lane first, then by position (never `ready_at`).
+DEQUEUE_ORDER: tuple[ColumnElement[Any], ...] = (
+    case((Candidate.lane == Lane.hotfix.value, 0), else_=1),
+    Candidate.position.asc(),
+    Candidate.id.asc(),
+)
 
 
 TERMINAL = frozenset({Status.integrated, Status.superseded, Status.closed})
@@ -189,11 +204,11 @@ def _conditional(
 
 
 def next_queued(session: Session, repository: str) -> Candidate | None:
-    """The smallest position among `queued` (never `ready_at`)."""
+    """The smallest position among `queued`, the hotfix lane first (never `ready_at`)."""
     statement = (
         select(Candidate)
         .where(Candidate.repository == repository, Candidate.status == Status.queued.value)
-        .order_by(Candidate.position, Candidate.id)
+        .order_by(*DEQUEUE_ORDER)
         .limit(1)
     )
     return session.scalar(statement)
@@ -245,12 +260,13 @@ def enqueue(
 
 
 def newest_open(session: Session, repository: str, slug: str) -> Candidate:
-    """The slug's newest candidate that is not finished yet (what an operator closes)."""
+    """The slug's newest candidate that is not finished yet (what an operator closes,
+    promotes or demotes)."""
     open_ones = [
         c for c in candidates_of_slug(session, repository, slug) if Status(c.status) in ACTIVE
     ]
     if not open_ones:
-        raise NotFound(f"slug {slug!r} has no open candidate to close")
+        raise NotFound(f"slug {slug!r} has no open candidate")
     return open_ones[-1]
 
 
@@ -281,7 +297,7 @@ def list_candidates(
     offset: int = 0,
     limit: int = 100,
 ) -> list[Candidate]:
-    """Candidates in queue order: by position (unpositioned last), then id."""
+    """Candidates in queue order: hotfix lane first, by position (unpositioned last), id."""
     wanted = set(statuses) or (set(Status) if include_terminal else set(ACTIVE))
     statement = select(Candidate).where(
         Candidate.repository == repository, Candidate.status.in_([s.value for s in wanted])
@@ -289,8 +305,6 @@ def list_candidates(
     if slug is not None:
         statement = statement.where(Candidate.slug == slug)
     statement = (
-        statement.order_by(Candidate.position.is_(None), Candidate.position, Candidate.id)
-        .offset(offset)
-        .limit(limit)
+        statement.order_by(Candidate.position.is_(None), *DEQUEUE_ORDER).offset(offset).limit(limit)
     )
     return list(session.scalars(statement))

@@ -18,7 +18,7 @@ from integrator import conditions, lease, modes
 from integrator.liveness import iso
 from integrator.messages import explain_unmet
 from integrator.models import Candidate, Event
-from integrator.queue import ACTIVE, Status
+from integrator.queue import ACTIVE, DEQUEUE_ORDER, Status
 from integrator.settings import Settings
 
 #: Queued candidates listed with their turn; the rest are counted.
@@ -160,7 +160,8 @@ def median_turn(changes: list[tuple[Any, Any, datetime]]) -> tuple[float | None,
 
 
 def turns(session: Session, settings: Settings, median: float | None) -> dict[str, Any]:
-    """Whose turn is next: in progress first, then queued by position (the dequeue order)."""
+    """Whose turn is next: in progress first, then queued in the dequeue order (the hotfix
+    lane, then by position)."""
     repository = settings.repository_name
     handed = list(
         session.scalars(
@@ -173,7 +174,7 @@ def turns(session: Session, settings: Settings, median: float | None) -> dict[st
         session.scalars(
             select(Candidate)
             .where(Candidate.repository == repository, Candidate.status == "queued")
-            .order_by(Candidate.position, Candidate.id)
+            .order_by(*DEQUEUE_ORDER)
             .limit(TURNS_SHOWN)
         )
     )
@@ -195,6 +196,7 @@ def _turn(candidate: Candidate, ahead: int, eta: float | None) -> dict[str, Any]
         "sha": candidate.sha,
         "status": candidate.status,
         "position": candidate.position,
+        "lane": candidate.lane,
         "ahead": ahead,
         "eta_seconds": eta,
     }

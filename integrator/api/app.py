@@ -12,6 +12,7 @@ from integrator.admission import CanonicalRepo
 from integrator.api import (
     blocked,
     candidates,
+    controls,
     events,
     guard,
     health,
@@ -71,6 +72,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(tokens.router)
     app.include_router(events.router)
     app.include_router(candidates.router)
+    app.include_router(controls.router)
     app.include_router(blocked.router)
     app.include_router(processing.router)
     app.include_router(predictions.router)

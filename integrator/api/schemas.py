@@ -70,6 +70,7 @@ class CandidateOut(BaseModel):
     sha: str
     status: str
     position: int | None
+    lane: str
     unmet: list[str]
     why: list[str]
     main_sha_checked: str | None
@@ -89,6 +90,7 @@ class CandidateOut(BaseModel):
             sha=row.sha,
             status=row.status,
             position=row.position,
+            lane=row.lane,
             unmet=unmet,
             why=explain_unmet(unmet) if row.status == "waiting" else [],
             main_sha_checked=row.main_sha_checked,

@@ -1,4 +1,4 @@
-"""`integrator queue list|show`: the queue as the service sees it."""
+"""`integrator queue list|show|close|promote|demote`: the queue as the service sees it."""
 
 from __future__ import annotations
 
@@ -19,8 +19,9 @@ CANDIDATE_HEADER = f"{'POS':>5}  {'ID':>6}  {'STATUS':<11}  SLUG  BRANCH@COMMIT"
 
 def candidate_line(c: dict[str, Any]) -> str:
     position = "-" if c["position"] is None else str(c["position"])
+    lane = " [hotfix]" if c.get("lane") == "hotfix" else ""  # the normal lane goes unsaid
     return (
-        f"{position:>5}  {c['id']:>6}  {c['status']:<11}  {c['slug']}  "
+        f"{position:>5}  {c['id']:>6}  {c['status']:<11}  {c['slug']}{lane}  "
         f"{c['branch']}@{c['sha'][:12]}"
     )
 
@@ -125,3 +126,26 @@ def close(
     """Close the slug's newest open candidate (operators)."""
     body = ApiClient.from_environment().post(f"/v1/slugs/{slug}/close", {"reason": reason})
     print_json(body) if as_json else typer.echo(f"closed: {candidate_line(body)}")
+
+
+@queue_app.command("promote")
+def promote(
+    slug: Annotated[str, typer.Argument(help="The slug.")],
+    reason: Annotated[str, typer.Option(help="Why (recorded).")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Move the slug's newest open candidate into the hotfix lane, taken before the normal
+    lane (operators). It still passes every check."""
+    body = ApiClient.from_environment().post(f"/v1/slugs/{slug}/promote", {"reason": reason})
+    print_json(body) if as_json else typer.echo(f"promoted: {candidate_line(body)}")
+
+
+@queue_app.command("demote")
+def demote(
+    slug: Annotated[str, typer.Argument(help="The slug.")],
+    reason: Annotated[str, typer.Option(help="Why (recorded).")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Move the slug's newest open candidate back into the normal lane (operators)."""
+    body = ApiClient.from_environment().post(f"/v1/slugs/{slug}/demote", {"reason": reason})
+    print_json(body) if as_json else typer.echo(f"demoted: {candidate_line(body)}")

@@ -67,7 +67,8 @@ def _queue_lines(queue: dict[str, Any]) -> list[str]:
         for turn in queue["turns"]:
             position = "-" if turn["position"] is None else str(turn["position"])
             where = f"{turn['branch']}@{turn['sha'][:12]}"
-            lines.append(f"  {position:>5}  {turn['slug']}  {where}  {_eta(turn)}")
+            lane = " [hotfix]" if turn.get("lane") == "hotfix" else ""
+            lines.append(f"  {position:>5}  {turn['slug']}{lane}  {where}  {_eta(turn)}")
         if queue["more_queued"]:
             lines.append(f"  … and {queue['more_queued']} more queued")
     return lines
