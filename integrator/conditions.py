@@ -38,7 +38,14 @@ from integrator.liveness import (
     iso,
     judge,
 )
-from integrator.models import ApiToken, Candidate, ConditionState, Event, HookInstance
+from integrator.models import (
+    ApiToken,
+    Candidate,
+    ConditionState,
+    Event,
+    HookInstance,
+    QueuePause,
+)
 from integrator.settings import Settings
 
 __all__ = ["ActiveCondition", "Code", "Transition", "active", "evaluate", "gather", "record"]
@@ -71,6 +78,16 @@ def gather(session: Session, settings: Settings) -> Facts:
     last_hook = max((h.last_seen_at for h in seen), default=None)
     activity = _first_activity(session, settings, last_hook)
 
+    progress = session.scalar(
+        select(func.max(Event.recorded_at)).where(
+            Event.repository == repository, Event.type.in_(PROGRESS_EVENTS)
+        )
+    )
+    pause = session.get(QueuePause, repository)
+    # a pause that expired unseen ended at its `until`: the stall clock starts there
+    until = pause.until if pause is not None else None
+    pause_ended = until if until is not None and until <= now else None
+
     def at(ms: int | None) -> datetime | None:
         return None if ms is None else lease.datetime_of_ms(ms)
 
@@ -81,11 +98,7 @@ def gather(session: Session, settings: Settings) -> Facts:
         queued=queued[0],
         queued_since=queued[1],
         in_progress=[InProgress(c.id, c.slug, c.sha, c.epoch, c.updated_at) for c in handed],
-        last_progress=session.scalar(
-            select(func.max(Event.recorded_at)).where(
-                Event.repository == repository, Event.type.in_(PROGRESS_EVENTS)
-            )
-        ),
+        last_progress=_latest(progress, pause_ended),
         holder=state.holder,
         epoch=state.epoch,
         renewed_at=at(state.renewed_at_ms or state.acquired_at_ms),
@@ -93,7 +106,12 @@ def gather(session: Session, settings: Settings) -> Facts:
         hooks=seen,
         activity_type=activity[0] if activity else None,
         activity_at=activity[1] if activity else None,
+        paused=pause is not None and pause_ended is None,
     )
+
+
+def _latest(*moments: datetime | None) -> datetime | None:
+    return max((m for m in moments if m is not None), default=None)
 
 
 def _first_activity(

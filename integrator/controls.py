@@ -1,18 +1,26 @@
-"""Operator controls over the queue's order: the lanes.
+"""Operator controls over the queue: the lanes, and pausing it.
 
 A promotion puts a slug's newest open candidate in the `hotfix` lane, which the worker
 empties before the `normal` one; a demotion puts it back. Either is an operator's recorded
 decision (`candidate_promoted` / `candidate_demoted`, with the reason and who). A promoted
 candidate is only taken sooner: it passes every readiness condition and check as before.
+
+A pause stops dequeuing (the holder keeps its lease and idles; a paused queue is not a
+stall); a freeze (`reject_new`) also refuses new `finalize_ready`. It ends by command or
+when its `until` passes; both are recorded (`queue_paused` / `queue_resumed`).
 """
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Any
+
 from sqlalchemy.orm import Session
 
-from integrator.errors import TransitionRefused
+from integrator.errors import Conflict, Detail, InvalidInput, TransitionRefused
 from integrator.events import record_system_event
-from integrator.models import Candidate, utcnow
+from integrator.liveness import iso
+from integrator.models import Candidate, QueuePause, utcnow
 from integrator.queue import Lane, candidate_fields, newest_open
 from integrator.settings import Settings
 
@@ -50,3 +58,114 @@ def move_to_lane(
         actor=by,
     )
     return candidate
+
+
+# ---- pause and freeze ---------------------------------------------------------------------
+
+
+class QueueFrozen(Conflict):
+    """New work is refused while the queue is paused with `reject_new`."""
+
+    code = "queue_frozen"
+
+
+def active_pause(session: Session, repository: str) -> QueuePause | None:
+    """The pause in force now, if any (an expired one no longer counts, recorded or not)."""
+    row = session.get(QueuePause, repository)
+    if row is None or (row.until is not None and row.until <= utcnow()):
+        return None
+    return row
+
+
+def describe(row: QueuePause) -> str:
+    """Who paused the queue, why, and until when: one sentence."""
+    until = f"until {iso(row.until)}" if row.until else "until an operator resumes it"
+    return (
+        f"the queue is paused by {row.paused_by} since {iso(row.paused_at)}, {until}: {row.reason}"
+    )
+
+
+def pause(
+    session: Session,
+    settings: Settings,
+    *,
+    reason: str,
+    until: datetime | None,
+    reject_new: bool,
+    by: str,
+) -> QueuePause:
+    """Stop dequeuing (and with `reject_new`, admitting) until resumed or `until`; a new
+    pause replaces the one in force. Recorded as `queue_paused`."""
+    now = utcnow()
+    if until is not None and until <= now:
+        raise InvalidInput(
+            "a pause must end in the future",
+            details=[Detail("until", "future", f"{iso(until)} is not after {iso(now)}")],
+        )
+    repository = settings.repository_name
+    row = session.get(QueuePause, repository) or QueuePause(repository=repository)
+    row.reason, row.paused_by, row.paused_at = reason, by, now
+    row.until, row.reject_new = until, reject_new
+    session.add(row)
+    session.flush()
+    record_system_event(
+        session,
+        type="queue_paused",
+        repository=repository,
+        fields={"reason": reason, "until": iso(until), "reject_new": reject_new},
+        actor=by,
+    )
+    return row
+
+
+def resume(session: Session, settings: Settings, *, by: str) -> QueuePause:
+    """End the pause in force; recorded as `queue_resumed`."""
+    row = active_pause(session, settings.repository_name)
+    if row is None:
+        end_if_expired(session, settings)
+        raise TransitionRefused("the queue is not paused")
+    _end(session, row, by=by, why="resumed by an operator")
+    return row
+
+
+def end_if_expired(session: Session, settings: Settings) -> None:
+    """A pause whose `until` has passed ends by itself; recorded once, by whoever sees it."""
+    row = session.get(QueuePause, settings.repository_name)
+    if row is not None and row.until is not None and row.until <= utcnow():
+        _end(session, row, by=None, why=f"expired at {iso(row.until)}")
+
+
+def refuse_if_frozen(session: Session, repository: str) -> None:
+    """Refuse new work while the queue is frozen (paused with `reject_new`)."""
+    row = active_pause(session, repository)
+    if row is not None and row.reject_new:
+        raise QueueFrozen(
+            f"the queue is frozen, new finalize_ready are refused: {describe(row)}; submit "
+            "again once it ends (`integrator status` shows the pause)"
+        )
+
+
+def _end(session: Session, row: QueuePause, *, by: str | None, why: str) -> None:
+    session.delete(row)
+    session.flush()
+    record_system_event(
+        session,
+        type="queue_resumed",
+        repository=row.repository,
+        fields={"why": why, "paused_reason": row.reason, "paused_by": row.paused_by},
+        actor=by,
+    )
+
+
+def pause_view(row: QueuePause | None) -> dict[str, Any] | None:
+    """The pause as status and the API show it."""
+    if row is None:
+        return None
+    return {
+        "reason": row.reason,
+        "paused_by": row.paused_by,
+        "paused_at": iso(row.paused_at),
+        "until": iso(row.until),
+        "reject_new": row.reject_new,
+        "summary": describe(row),
+    }

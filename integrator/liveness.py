@@ -55,6 +55,7 @@ PROGRESS_EVENTS = (
     "would_integrate",
     "would_block",
     "prediction_scored",
+    "queue_resumed",  # the stall clock starts again when a pause ends
 )
 #: Event types that need a push to the canonical repository (branch_pushed only when a hook
 #: did not report it itself): main moving as the service reads it, or work being submitted.
@@ -114,6 +115,8 @@ class Facts:
     #: The first activity that needed a push, after the hooks' last call (and its slack).
     activity_type: str | None = None
     activity_at: datetime | None = None
+    #: An operator paused the queue: queued candidates wait on purpose, not a stall.
+    paused: bool = False
 
     @property
     def last_hook_call(self) -> datetime | None:
@@ -160,7 +163,7 @@ def _after(moment: datetime, seconds: float) -> datetime:
 
 
 def queue_stalled(facts: Facts, settings: Settings) -> ActiveCondition | None:
-    if not facts.queued or facts.queued_since is None:
+    if not facts.queued or facts.queued_since is None or facts.paused:
         return None
     moved = max(m for m in (facts.last_progress, facts.queued_since) if m is not None)
     since = _after(moved, settings.stall_after_seconds)

@@ -137,6 +137,20 @@ class Candidate(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class QueuePause(Base):
+    """A repository's queue is paused while its row exists and `until` has not passed."""
+
+    __tablename__ = "queue_pauses"
+
+    repository: Mapped[str] = mapped_column(String(200), primary_key=True)
+    reason: Mapped[str] = mapped_column(Text)
+    paused_by: Mapped[str] = mapped_column(String(200))
+    paused_at: Mapped[datetime] = mapped_column(default=utcnow)
+    until: Mapped[datetime | None] = mapped_column(default=None)
+    #: A freeze: new finalize_ready are refused too.
+    reject_new: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
 class Lease(Base):
     """One row per lease key, never deleted; times are integer ms of the SQL clock (§5)."""
 

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy.orm import Session
 
-from integrator import followups, lease, modes, on_main, reconcile, registrations
+from integrator import controls, followups, lease, modes, on_main, reconcile, registrations
 from integrator.admission import CanonicalRepo, check, record, supersede_if_replaced
 from integrator.errors import IntegratorError, NotOnMain, RepositoryUnreadable, TransitionRefused
 from integrator.gitops import GitError
@@ -69,7 +69,8 @@ def take_next(
 
     First, earlier epochs' registrations are resolved against the canonical ref (landed:
     the candidate is recorded integrated once; not landed: failed, and the candidate goes
-    back to the head of the queue). When the ref cannot be read nothing is handed out."""
+    back to the head of the queue). When the ref cannot be read, or the queue is paused,
+    nothing is handed out."""
     fenced = lease.fence(session, settings, epoch, token)
     registrations.expire_due(session, settings)
     try:
@@ -84,6 +85,9 @@ def take_next(
     current = handed_to(session, settings.repository_name, epoch)
     if current is not None:  # a retry whose first answer was lost: the same handout again
         return Handout(current, mode, current.main_sha_checked, requeued)
+    controls.end_if_expired(session, settings)
+    if controls.active_pause(session, settings.repository_name) is not None:
+        return None  # paused: the holder keeps its lease and idles
     while (candidate := next_queued(session, settings.repository_name)) is not None:
         readiness = check(session, repo, candidate)
         if readiness.undecided:  # git cannot tell now: hand nothing out, move nothing

@@ -1,4 +1,5 @@
-"""Operator controls over the queue: promote a slug to the hotfix lane, demote it back."""
+"""Operator controls over the queue: promote a slug to the hotfix lane, demote it back;
+pause and resume processing."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ from fastapi import APIRouter
 from pydantic import BaseModel
 
 from integrator import controls
-from integrator.api.deps import Operator, SessionDep, SettingsDep
-from integrator.api.schemas import CandidateOut, Reason, Slug
+from integrator.api.deps import Operator, Reader, ReadSessionDep, SessionDep, SettingsDep
+from integrator.api.schemas import CandidateOut, Reason, Slug, UtcTime
+from integrator.models import QueuePause
 from integrator.queue import Lane
 
 router = APIRouter(prefix="/v1", tags=["queue"])
@@ -40,3 +42,56 @@ def demote(
             session, settings, slug, Lane.normal, reason=body.reason, by=caller.name
         )
         return CandidateOut.of(candidate)
+
+
+class PauseIn(BaseModel):
+    reason: Reason
+    until: UtcTime | None = None
+    reject_new: bool = False
+
+
+class PauseOut(BaseModel):
+    """The pause in force, or `paused: false`."""
+
+    paused: bool
+    reason: str | None = None
+    paused_by: str | None = None
+    paused_at: str | None = None
+    until: str | None = None
+    reject_new: bool = False
+    summary: str | None = None
+
+    @classmethod
+    def of(cls, row: QueuePause | None) -> PauseOut:
+        view = controls.pause_view(row)
+        return cls(paused=False) if view is None else cls(paused=True, **view)
+
+
+@router.get("/queue/pause")
+def show_pause(session: ReadSessionDep, settings: SettingsDep, _caller: Reader) -> PauseOut:
+    """Whether the queue is paused, by whom, why and until when."""
+    return PauseOut.of(controls.active_pause(session, settings.repository_name))
+
+
+@router.post("/queue/pause")
+def pause(body: PauseIn, session: SessionDep, settings: SettingsDep, caller: Operator) -> PauseOut:
+    """Stop handing out candidates (the holder idles, keeping its lease) until resumed or
+    `until`; with `reject_new`, refuse new finalize_ready too (a freeze)."""
+    with session.begin():
+        row = controls.pause(
+            session,
+            settings,
+            reason=body.reason,
+            until=body.until,
+            reject_new=body.reject_new,
+            by=caller.name,
+        )
+        return PauseOut.of(row)
+
+
+@router.post("/queue/resume-processing")
+def resume_processing(session: SessionDep, settings: SettingsDep, caller: Operator) -> PauseOut:
+    """End the pause in force; the holder takes the next candidate at its next poll."""
+    with session.begin():
+        controls.resume(session, settings, by=caller.name)
+        return PauseOut.of(None)

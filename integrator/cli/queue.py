@@ -1,7 +1,8 @@
-"""`integrator queue list|show|close|promote|demote`: the queue as the service sees it."""
+"""`integrator queue …`: the queue as the service sees it, and the operator's controls."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import typer
@@ -149,3 +150,46 @@ def demote(
     """Move the slug's newest open candidate back into the normal lane (operators)."""
     body = ApiClient.from_environment().post(f"/v1/slugs/{slug}/demote", {"reason": reason})
     print_json(body) if as_json else typer.echo(f"demoted: {candidate_line(body)}")
+
+
+#: `--until` as a duration from now: `90s`, `30m`, `2h`, `1d`.
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def until_of(text: str) -> str:
+    """`--until`: an ISO 8601 time with an offset, or a duration from now (`30m`, `2h`)."""
+    unit = DURATION_UNITS.get(text[-1:])
+    if unit is not None and text[:-1].isdecimal():
+        return (datetime.now(UTC) + timedelta(seconds=int(text[:-1]) * unit)).isoformat()
+    return text  # the service validates it and names the field when it is not a time
+
+
+def pause_line(body: dict[str, Any]) -> str:
+    return f"paused: {body['summary']}" if body["paused"] else "the queue is not paused"
+
+
+@queue_app.command("pause")
+def pause(
+    reason: Annotated[str, typer.Option(help="Why (recorded, shown in status).")],
+    until: Annotated[
+        str | None,
+        typer.Option(help="When it ends by itself: a time with an offset, or 30m, 2h, 1d."),
+    ] = None,
+    reject_new: Annotated[
+        bool, typer.Option("--reject-new", help="Also refuse new finalize_ready (a freeze).")
+    ] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Stop handing out candidates (operators); the worker keeps its lease and idles."""
+    payload: dict[str, Any] = {"reason": reason, "reject_new": reject_new}
+    if until is not None:
+        payload["until"] = until_of(until)
+    body = ApiClient.from_environment().post("/v1/queue/pause", payload)
+    print_json(body) if as_json else typer.echo(pause_line(body))
+
+
+@queue_app.command("resume-processing")
+def resume_processing(as_json: JsonFlag = False) -> None:
+    """End the pause (operators): the worker takes the next candidate at its next poll."""
+    body = ApiClient.from_environment().post("/v1/queue/resume-processing", {})
+    print_json(body) if as_json else typer.echo("resumed: the queue hands out candidates again")

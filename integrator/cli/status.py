@@ -74,6 +74,17 @@ def _queue_lines(queue: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _pause_lines(pause: dict[str, Any] | None) -> list[str]:
+    """A paused queue is said first: it explains an idle worker (and is not a stall)."""
+    if not pause:
+        return []
+    lines = [f"paused: {pause['summary']}"]
+    if pause["reject_new"]:
+        lines.append("  frozen: new finalize_ready are refused")
+    lines.append("  resume with `integrator queue resume-processing`")
+    return lines
+
+
 def _condition_lines(conditions: list[dict[str, Any]]) -> list[str]:
     if not conditions:
         return ["conditions: none active"]
@@ -92,6 +103,7 @@ def render(body: dict[str, Any]) -> str:
         f"integrator status of {body['repository']} at {body['now']}",
         _mode_line(body["mode"]),
         _lease_line(body["lease"]),
+        *_pause_lines(body.get("pause")),
         *_queue_lines(body["queue"]),
         *_condition_lines(body["conditions"]),
     ]
@@ -102,6 +114,9 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="Print the API's JSON body.")] = False,
 ) -> None:
     """Mode, lease, queue and turns, and every active condition; exit 1 if any is active."""
-    body = ApiClient.from_environment().get("/v1/status")
+    client = ApiClient.from_environment()
+    body = client.get("/v1/status")
+    pause = client.get("/v1/queue/pause")
+    body["pause"] = pause if pause["paused"] else None
     print_json(body) if as_json else typer.echo(render(body))
     raise typer.Exit(EXIT_REFUSED if body["conditions"] else EXIT_OK)
