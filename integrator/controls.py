@@ -15,6 +15,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import insert
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from integrator.errors import Conflict, Detail, InvalidInput, TransitionRefused
@@ -103,10 +105,20 @@ def pause(
             details=[Detail("until", "future", f"{iso(until)} is not after {iso(now)}")],
         )
     repository = settings.repository_name
-    row = session.get(QueuePause, repository) or QueuePause(repository=repository)
-    row.reason, row.paused_by, row.paused_at = reason, by, now
-    row.until, row.reject_new = until, reject_new
-    session.add(row)
+    values = {"reason": reason, "paused_by": by, "paused_at": now, "until": until,
+              "reject_new": reject_new}  # fmt: skip
+    row = session.get(QueuePause, repository, with_for_update=True)
+    if row is None:
+        try:
+            with session.begin_nested():
+                session.execute(insert(QueuePause).values(repository=repository, **values))
+        except IntegrityError:  # a concurrent first pause created the row: replace it
+            pass
+        row = session.get(QueuePause, repository, with_for_update=True, populate_existing=True)
+    if row is None:  # a concurrent resume removed it
+        raise Conflict("the queue's pause changed meanwhile; try again")
+    for name, value in values.items():
+        setattr(row, name, value)
     session.flush()
     record_system_event(
         session,
@@ -122,7 +134,6 @@ def resume(session: Session, settings: Settings, *, by: str) -> QueuePause:
     """End the pause in force; recorded as `queue_resumed`."""
     row = active_pause(session, settings.repository_name)
     if row is None:
-        end_if_expired(session, settings)
         raise TransitionRefused("the queue is not paused")
     _end(session, row, by=by, why="resumed by an operator")
     return row

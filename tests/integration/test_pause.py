@@ -153,3 +153,15 @@ def test_a_real_worker_idles_with_its_lease_while_paused_and_resumes(real: Worke
     finally:
         worker.terminate()
         worker.wait(timeout=30)
+
+
+def test_pausing_again_replaces_the_pause_in_force(world: World) -> None:
+    assert pause(world, reason="first").status_code == 200
+    again = pause(world, reason="second", reject_new=True)
+    assert again.status_code == 200, again.text
+    shown = world.client.get("/v1/queue/pause", headers=world.reporter).json()
+    assert (shown["reason"], shown["reject_new"]) == ("second", True)
+    events = world.client.get(
+        "/v1/events", params={"type": "queue_paused"}, headers=world.reporter
+    ).json()["items"]
+    assert [e["fields"]["reason"] for e in events] == ["first", "second"]
