@@ -110,11 +110,13 @@ def show(
     typer.echo("history:")
     for event in body["history"]:
         fields = event["fields"]
-        detail = (
-            f"{fields.get('from')} -> {fields.get('to')}"
-            if event["type"] == "candidate_status_changed"
-            else fields.get("sha", "")[:12]
-        )
+        if event["type"] == "candidate_status_changed":
+            detail = f"{fields.get('from')} -> {fields.get('to')}"
+        elif event["type"] in ("candidate_promoted", "candidate_demoted"):
+            detail = f"{fields['from_lane']} -> {fields['to_lane']} by {event['actor']}: "
+            detail += fields["reason"]
+        else:
+            detail = fields.get("sha", "")[:12]
         typer.echo(f"  #{event['seq']} {event['recorded_at']} {event['type']} {detail}")
 
 

@@ -151,6 +151,8 @@ def test_a_promoted_hotfix_integrates_next_through_a_real_worker(real: WorkerWor
     listed = cli("reader", "queue", "list").stdout.splitlines()
     assert "incident-fix [hotfix]" in listed[1]
     assert "incident-fix [hotfix]" in cli("reader", "status").stdout
+    history = cli("reader", "queue", "show", "incident-fix").stdout
+    assert "candidate_promoted normal -> hotfix by " in history and "prod is down" in history
 
     real.cutover()
     assert real.run_worker("--once").returncode == 0
