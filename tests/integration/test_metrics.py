@@ -34,7 +34,7 @@ RULES = REPO_ROOT / "deploy" / "prometheus" / "alerts.yml"
 RULES_TEST = REPO_ROOT / "deploy" / "prometheus" / "alerts.test.yml"
 #: Series Prometheus makes itself, not the service.
 SYNTHETIC = {"up"}
-PER_PROCESS = ("integrator_http_",)
+PER_PROCESS = ("integrator_http_", "integrator_hook_round_trip_")
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
