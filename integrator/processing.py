@@ -22,7 +22,17 @@ from integrator.admission import CanonicalRepo, check, record, supersede_if_repl
 from integrator.errors import IntegratorError, NotOnMain, RepositoryUnreadable, TransitionRefused
 from integrator.gitops import GitError
 from integrator.models import Candidate, Registration
-from integrator.outcomes import Outcome, Report, block, check_mode, complete, predict, required
+from integrator.outcomes import (
+    Outcome,
+    Report,
+    block,
+    check_mode,
+    complete,
+    flaky,
+    predict,
+    record_flaky,
+    required,
+)
 from integrator.queue import (
     Status,
     claim,
@@ -142,6 +152,8 @@ def report(
         block(session, settings, candidate, outcome, by)
     else:
         predict(session, settings, candidate, outcome, epoch, by)
+    if flaky(outcome):
+        record_flaky(session, settings, candidate, outcome, by=by)
     supersede_if_replaced(session, candidate)
     return candidate
 

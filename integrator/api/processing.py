@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Response
@@ -24,8 +23,6 @@ from integrator.api.schemas import CandidateOut, Id, Name, Reason
 from integrator.event_schemas import OUTPUT_MAX_LENGTH, BigInt, storable
 from integrator.events import Evidence
 from integrator.gitops import SHA_PATTERN
-
-log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/v1", tags=["queue"])
 
@@ -126,12 +123,4 @@ def report_outcome(
         outcome=report,
         by=caller.name,
     )
-    if outcomes.flaky(report):
-        # After the outcome's own transaction: the outcome stands even if this record fails
-        # (a refused answer would stop the worker on a candidate already recorded).
-        try:
-            with session.begin():
-                outcomes.record_flaky(session, settings, candidate, report, by=caller.name)
-        except Exception:
-            log.exception("recording check_flaky for candidate %s failed", candidate_id)
     return CandidateOut.of(candidate)
