@@ -47,8 +47,7 @@ def list_followups(
         offset=offset,
         limit=limit,
     )
-    next_cursor = str(offset + limit) if len(rows) == limit else None
-    return Page[FollowupOut](items=[FollowupOut.of(r) for r in rows], next_cursor=next_cursor)
+    return Page[FollowupOut].by_offset([FollowupOut.of(r) for r in rows], offset, limit)
 
 
 class CloseFollowupIn(BaseModel):

@@ -59,8 +59,7 @@ def list_candidates(
         offset=offset,
         limit=limit,
     )
-    next_cursor = str(offset + limit) if len(rows) == limit else None
-    return Page[CandidateOut](items=[CandidateOut.of(r) for r in rows], next_cursor=next_cursor)
+    return Page[CandidateOut].by_offset([CandidateOut.of(r) for r in rows], offset, limit)
 
 
 @router.get("/candidates/{candidate_id}")

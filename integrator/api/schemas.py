@@ -131,3 +131,8 @@ class FollowupOut(BaseModel):
 class Page(BaseModel, Generic[T]):
     items: list[T]
     next_cursor: str | None = None
+
+    @classmethod
+    def by_offset(cls, items: list[T], offset: int, limit: int) -> Page[T]:
+        """A page of a listing read at `offset`: a full page points at the next one."""
+        return cls(items=items, next_cursor=str(offset + limit) if len(items) == limit else None)
