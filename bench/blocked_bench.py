@@ -29,7 +29,6 @@ import argparse
 import itertools
 import statistics
 import tempfile
-from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -37,7 +36,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bench.common import BACKENDS, make_token, service, temp_database
-from bench.worker_bench import Repo, git, guard, run_worker
+from bench.worker_bench import Repo, git, guard, run_worker, submit
 from integrator.db import make_engine
 from integrator.models import Event
 from integrator.settings import get_settings
@@ -54,23 +53,6 @@ def branch(repo: Repo, name: str, path: str, content: str) -> str:
     git("push", "-q", "-f", "origin", name, cwd=repo.work)
     git("checkout", "-q", "main", cwd=repo.work)
     return git("rev-parse", name, cwd=repo.work)
-
-
-def submit(http: httpx.Client, reporter: str, slug: str, name: str, sha: str) -> None:
-    """approved, pushed and finalized: the candidate is queued."""
-    now = datetime.now(UTC).isoformat()
-    headers = {"Authorization": f"Bearer {reporter}"}
-    for kind, fields in (
-        ("review_approved", {"slug": slug, "approved_at": now, "review_round": 1,
-                             "reviewer_session_id": "r"}),
-        ("branch_pushed", {"branch": name, "sha": sha, "remote": "canonical",
-                           "pushed_at": now, "pusher": "bench"}),
-        ("finalize_ready", {"slug": slug, "branch": name, "sha": sha,
-                            "worker_session_id": "w", "orchestrator_session_id": "o",
-                            "ready_at": now}),
-    ):  # fmt: skip
-        answer = http.post("/v1/events", json={"type": kind, "fields": fields}, headers=headers)
-        answer.raise_for_status()
 
 
 def queue_round(

@@ -77,25 +77,29 @@ class Repo:
 
 def make_ready(http: httpx.Client, reporter: str, repo: Repo, n: int) -> list[str]:
     """N queued candidates through the API; returns their shas."""
-    now = datetime.now(UTC).isoformat()
-    headers = {"Authorization": f"Bearer {reporter}"}
     shas = []
     for _ in range(n):
         branch, sha = repo.branch()
-        slug = branch.replace("/", "-")
-        for kind, fields in (
-            ("review_approved", {"slug": slug, "approved_at": now, "review_round": 1,
-                                 "reviewer_session_id": "r"}),
-            ("branch_pushed", {"branch": branch, "sha": sha, "remote": "canonical",
-                               "pushed_at": now, "pusher": "bench"}),
-            ("finalize_ready", {"slug": slug, "branch": branch, "sha": sha,
-                                "worker_session_id": "w", "orchestrator_session_id": "o",
-                                "ready_at": now}),
-        ):  # fmt: skip
-            answer = http.post("/v1/events", json={"type": kind, "fields": fields}, headers=headers)
-            answer.raise_for_status()
+        submit(http, reporter, branch.replace("/", "-"), branch, sha)
         shas.append(sha)
     return shas
+
+
+def submit(http: httpx.Client, reporter: str, slug: str, branch: str, sha: str) -> None:
+    """approved, pushed and finalized: the candidate is queued."""
+    now = datetime.now(UTC).isoformat()
+    headers = {"Authorization": f"Bearer {reporter}"}
+    for kind, fields in (
+        ("review_approved", {"slug": slug, "approved_at": now, "review_round": 1,
+                             "reviewer_session_id": "r"}),
+        ("branch_pushed", {"branch": branch, "sha": sha, "remote": "canonical",
+                           "pushed_at": now, "pusher": "bench"}),
+        ("finalize_ready", {"slug": slug, "branch": branch, "sha": sha,
+                            "worker_session_id": "w", "orchestrator_session_id": "o",
+                            "ready_at": now}),
+    ):  # fmt: skip
+        answer = http.post("/v1/events", json={"type": kind, "fields": fields}, headers=headers)
+        answer.raise_for_status()
 
 
 def run_worker(settings: Settings, url: str, token: str, repo: Repo, workspace: Path) -> float:
