@@ -45,10 +45,11 @@ fmt: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
 
 # The real git hosts the host tests start themselves (sshd + Gitolite, lighttpd + git
-# http-backend). Idempotent; as root or through sudo. A temporary policy-rc.d (exit 101) keeps
-# every package from starting a system service on its default port; it is removed afterwards
-# (one that was already there is left alone).
-SYSTEM_PACKAGES ?= openssh-server gitolite3 lighttpd prometheus
+# http-backend), promtool, and the browser the dashboard test drives (chromium). Idempotent;
+# as root or through sudo. A temporary policy-rc.d (exit 101) keeps every package from
+# starting a system service on its default port; it is removed afterwards (one that was
+# already there is left alone).
+SYSTEM_PACKAGES ?= openssh-server gitolite3 lighttpd prometheus chromium
 system-packages:
 	@missing=$$(for p in $(SYSTEM_PACKAGES); do \
 		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
