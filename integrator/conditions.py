@@ -22,7 +22,7 @@ from sqlalchemy import Table, and_, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
-from integrator import lease, modes, webhooks
+from integrator import controls, lease, modes, webhooks
 from integrator.db import read_session
 from integrator.events import record_system_event
 from integrator.liveness import (
@@ -84,9 +84,9 @@ def gather(session: Session, settings: Settings) -> Facts:
         )
     )
     pause = session.get(QueuePause, repository)
+    paused = controls.in_force(pause, now) is not None
     # a pause that expired unseen ended at its `until`: the stall clock starts there
-    until = pause.until if pause is not None else None
-    pause_ended = until if until is not None and until <= now else None
+    pause_ended = pause.until if pause is not None and not paused else None
 
     def at(ms: int | None) -> datetime | None:
         return None if ms is None else lease.datetime_of_ms(ms)
@@ -106,7 +106,7 @@ def gather(session: Session, settings: Settings) -> Facts:
         hooks=seen,
         activity_type=activity[0] if activity else None,
         activity_at=activity[1] if activity else None,
-        paused=pause is not None and pause_ended is None,
+        paused=paused,
     )
 
 

@@ -7,7 +7,9 @@ candidate is only taken sooner: it passes every readiness condition and check as
 
 A pause stops dequeuing (the holder keeps its lease and idles; a paused queue is not a
 stall); a freeze (`reject_new`) also refuses new `finalize_ready`. It ends by command or
-when its `until` passes; both are recorded (`queue_paused` / `queue_resumed`).
+when its `until` passes; both are recorded (`queue_paused` / `queue_resumed`). Whether
+`until` has passed is read on the lease's clock (the database's, `clock`), so every replica,
+the dequeue, the status and the liveness conditions agree on when a pause ended.
 """
 
 from __future__ import annotations
@@ -15,12 +17,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert
+from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from integrator.db import now_ms, now_ms_expr
 from integrator.errors import Conflict, Detail, InvalidInput, TransitionRefused
 from integrator.events import record_system_event
+from integrator.lease import datetime_of_ms
 from integrator.liveness import iso
 from integrator.models import Candidate, QueuePause, utcnow
 from integrator.queue import Lane, candidate_fields, newest_open
@@ -71,12 +75,31 @@ class QueueFrozen(Conflict):
     code = "queue_frozen"
 
 
-def active_pause(session: Session, repository: str) -> QueuePause | None:
-    """The pause in force now, if any (an expired one no longer counts, recorded or not)."""
-    row = session.get(QueuePause, repository)
-    if row is None or (row.until is not None and row.until <= utcnow()):
+def clock(session: Session, settings: Settings | None = None) -> datetime:
+    """Now on the lease's clock: the database's, plus the test-only offset of `settings`."""
+    if settings is None:
+        expr = now_ms_expr(session.get_bind().dialect.name)
+    else:
+        expr = now_ms(session, settings)
+    return datetime_of_ms(session.execute(select(expr)).scalar_one())
+
+
+def in_force(row: QueuePause | None, now: datetime) -> QueuePause | None:
+    """The one rule: a pause counts until its `until` (ended at `now` or before)."""
+    if row is None or (row.until is not None and row.until <= now):
         return None
     return row
+
+
+def pause_in_force(session: Session, settings: Settings) -> QueuePause | None:
+    """The pause in force now, if any (an expired one no longer counts, recorded or not)."""
+    return in_force(session.get(QueuePause, settings.repository_name), clock(session, settings))
+
+
+def active_pause(session: Session, repository: str) -> QueuePause | None:
+    """`pause_in_force` for a caller without the settings: the database's clock, without the
+    test-only offset (the same instant in production)."""
+    return in_force(session.get(QueuePause, repository), clock(session))
 
 
 def describe(row: QueuePause) -> str:
@@ -98,7 +121,7 @@ def pause(
 ) -> QueuePause:
     """Stop dequeuing (and with `reject_new`, admitting) until resumed or `until`; a new
     pause replaces the one in force. Recorded as `queue_paused`."""
-    now = utcnow()
+    now = clock(session, settings)
     if until is not None and until <= now:
         raise InvalidInput(
             "a pause must end in the future",
@@ -132,7 +155,7 @@ def pause(
 
 def resume(session: Session, settings: Settings, *, by: str) -> QueuePause:
     """End the pause in force; recorded as `queue_resumed`."""
-    row = active_pause(session, settings.repository_name)
+    row = pause_in_force(session, settings)
     if row is None:
         raise TransitionRefused("the queue is not paused")
     _end(session, row, by=by, why="resumed by an operator")
@@ -142,7 +165,7 @@ def resume(session: Session, settings: Settings, *, by: str) -> QueuePause:
 def end_if_expired(session: Session, settings: Settings) -> None:
     """A pause whose `until` has passed ends by itself; recorded once, by whoever sees it."""
     row = session.get(QueuePause, settings.repository_name)
-    if row is not None and row.until is not None and row.until <= utcnow():
+    if row is not None and in_force(row, clock(session, settings)) is None:
         _end(session, row, by=None, why=f"expired at {iso(row.until)}")
 
 

@@ -15,7 +15,7 @@ from integrator.api.app import create_app
 from integrator.settings import Settings
 from tests.builders import branch_pushed, finalize_ready, review_approved
 from tests.gitrepos import Canonical
-from tests.integration.test_processing import World
+from tests.integration.test_processing import Holder, World
 from tests.support import TokenMaker, run_cli, settings_env
 from tests.worker_support import WorkerWorld, wait_for
 
@@ -165,3 +165,29 @@ def test_pausing_again_replaces_the_pause_in_force(world: World) -> None:
         "/v1/events", params={"type": "queue_paused"}, headers=world.reporter
     ).json()["items"]
     assert [e["fields"]["reason"] for e in events] == ["first", "second"]
+
+
+def test_a_pause_ends_by_the_leases_clock_for_the_queue_and_the_conditions_alike(
+    world: World,
+) -> None:
+    """The lease and the liveness conditions read the database's clock; the pause must end by
+    the same one. Two minutes on by that clock, a pause until one minute from now is over for
+    every reader: the holder is handed the candidate, and nobody still says paused."""
+    world.ready("a")
+    until = datetime.now(UTC) + timedelta(seconds=60)
+    assert pause(world, until=until.isoformat()).status_code == 200
+    assert world.holder().next().status_code == 204
+    world.client.post("/v1/lease/force-release", json={"reason": "later"}, headers=world.operator)
+
+    settings = world.client.app.state.settings
+    later_settings = settings.model_copy(update={"sql_clock_offset_ms": 120_000})
+    with TestClient(create_app(later_settings)) as later:
+        handed = Holder(later, world.integrator_token, "bot-later").next()
+        assert handed.status_code == 200, "the pause ended by the lease's clock: hand out"
+        assert handed.json()["slug"] == "a"
+        shown = later.get("/v1/queue/pause", headers=world.reporter).json()
+        assert shown["paused"] is False
+    events = world.client.get(
+        "/v1/events", params={"type": "queue_resumed"}, headers=world.reporter
+    ).json()["items"]
+    assert len(events) == 1 and events[0]["fields"]["why"].startswith("expired at")
