@@ -13,6 +13,7 @@ from integrator.api import (
     blocked,
     candidates,
     controls,
+    dashboard,
     events,
     guard,
     health,
@@ -82,4 +83,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(registrations.router)
     app.include_router(webhooks.router)
     app.include_router(status.router)
+    app.include_router(dashboard.router)
     return app
