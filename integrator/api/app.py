@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from integrator import __version__, lease
 from integrator.admission import CanonicalRepo
 from integrator.api import (
+    audit,
     blocked,
     candidates,
     controls,
@@ -83,5 +84,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(registrations.router)
     app.include_router(webhooks.router)
     app.include_router(status.router)
+    app.include_router(audit.router)
     app.include_router(dashboard.router)
     return app
