@@ -32,10 +32,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from integrator import hookbodies, hosting
 from integrator.errors import IntegratorError
+from integrator.hostlayouts import gitea
 
 MARKER = "# integrator-hook"
 HOOK_NAMES = ("pre-receive", "post-receive")
@@ -156,6 +155,10 @@ def install(
         conflicts = hosting.gitolite_conflicts(git_dir, tuple(targets))
         if conflicts:
             raise HookInstallError("; ".join(conflicts))
+    if layout == "gitea":
+        problems = gitea.wrapper_problems(git_dir, tuple(targets))
+        if problems:
+            raise HookInstallError("; ".join(problems))
     moves = _plan_moves(targets, chain_existing)
     scripts = {name: _render_hook(hook_sources(), name, python) for name in targets}
 
@@ -191,6 +194,11 @@ def install(
     _write(token_path, token.strip() + "\n", 0o600)
     _write(config_path, json.dumps(config, indent=2) + "\n", 0o600)
     _git(git_dir, "config", "--local", ADVERTISE, "true", check=True)
+    if not hosting.advertises_push_options(git_dir):  # verified, not assumed
+        raise HookInstallError(
+            f"git receive-pack does not advertise push-options in {git_dir} even with "
+            f"{ADVERTISE}=true (git older than 2.10?): the integrator's pushes would fail"
+        )
     # git config rewrites the file: as root it would become root's (unreadable to the git user
     # under a 0077 umask such as Gitolite's)
     written = [git_dir / "config", config_dir, config_path, token_path, state_dir]
@@ -259,56 +267,9 @@ def uninstall(repo: Path, *, discard_spool: bool = False) -> None:
 
 def check(repo: Path) -> list[CheckItem]:
     """Everything that must hold for the hooks to work, each with what was found."""
-    try:
-        git_dir = _bare_git_dir(repo)
-    except HookInstallError as exc:
-        return [CheckItem("repository", False, exc.message)]
-    items = [CheckItem("repository", True, f"bare repository {git_dir}")]
-    owner = os.stat(git_dir)
-    config_path = git_dir / "integrator" / "hook.json"
-    try:
-        config = json.loads(config_path.read_text(encoding="utf-8"))
-        if not isinstance(config, dict):
-            raise ValueError("not an object")
-        items.append(CheckItem("configuration", True, str(config_path)))
-    except (OSError, ValueError) as exc:
-        items.append(CheckItem("configuration", False, f"{config_path}: {exc}"))
-        config = {}
-    layout = str(config.get("layout")) if config.get("layout") in LAYOUTS else "plain"
-    interpreters: set[str] = set()
-    for name, path in hook_paths(git_dir, layout).items():
-        items.append(_check_hook(name, path))
-        if path.exists() and is_ours(path):
-            first = path.read_text(encoding="utf-8", errors="replace").split("\n", 1)[0]
-            interpreters.add(first[2:].split()[0] if first.startswith("#!") else "")
-        chain = config.get("chain")
-        chain = chain.get(name) if isinstance(chain, dict) else chain
-        if isinstance(chain, str) and chain:
-            runnable = os.access(chain, os.X_OK)
-            items.append(CheckItem(f"{name} chain", runnable, f"{chain} runs before ours"))
-    names = tuple(hook_paths(git_dir, layout))
-    found = hookbodies.check_items(git_dir / "integrator", names, hook_sources(), owner.st_uid)
-    items.extend(CheckItem(*item) for item in found)
-    for python in sorted(interpreters):
-        ok, detail = interpreter_runs(python, owner.st_uid, owner.st_gid)
-        items.append(CheckItem("interpreter", ok, f"{python}: {detail}"))
-    items.append(_check_private(Path(str(config.get("token_file"))), 0o600, "token file", owner))
-    items.append(
-        _check_private(Path(str(config.get("state_dir"))), 0o700, "state directory", owner)
-    )
-    advertised = _git(git_dir, "config", "--type=bool", "--get", ADVERTISE).stdout.strip()
-    items.append(
-        CheckItem("push options", advertised == "true", f"{ADVERTISE}={advertised or 'unset'}")
-    )
-    if layout == "gitolite":
-        names = tuple(hook_paths(git_dir, layout))
-        found = hosting.gitolite_items(git_dir, str(config.get("repository")), names)
-        items.extend(CheckItem(*item) for item in found)
-    if config.get("identity_source") == "http":
-        items.extend(CheckItem(*item) for item in hosting.http_items(git_dir))
-    if config.get("url"):
-        items.extend(_check_service(str(config["url"]), Path(str(config.get("token_file")))))
-    return items
+    from integrator import hookcheck
+
+    return hookcheck.check(repo)
 
 
 def interpreter_runs(python: str, uid: int, gid: int) -> tuple[bool, str]:
@@ -495,60 +456,3 @@ def _user_name(uid: int) -> str:
         return pwd.getpwuid(uid).pw_name
     except KeyError:
         return str(uid)
-
-
-def _check_hook(name: str, path: Path) -> CheckItem:
-    if not path.exists():
-        return CheckItem(f"{name} hook", False, f"{path} is missing")
-    if not is_ours(path):
-        return CheckItem(f"{name} hook", False, f"{path} is not ours")
-    if not os.access(path, os.X_OK):
-        return CheckItem(f"{name} hook", False, f"{path} is not executable")
-    return CheckItem(f"{name} hook", True, f"{path}")
-
-
-def _check_private(path: Path, mode: int, name: str, owner: os.stat_result) -> CheckItem:
-    try:
-        info = path.stat()
-    except OSError:
-        return CheckItem(name, False, f"{path} is missing")
-    problems = []
-    if info.st_mode & 0o777 != mode:
-        problems.append(f"mode {info.st_mode & 0o777:o}, want {mode:o}")
-    if info.st_uid != owner.st_uid:
-        problems.append(f"owner uid {info.st_uid}, want the repository owner {owner.st_uid}")
-    return CheckItem(name, not problems, "; ".join(problems) or f"{path} ({mode:o})")
-
-
-def _check_service(url: str, token_file: Path) -> list[CheckItem]:
-    url = url.rstrip("/")
-    try:
-        health = httpx.get(f"{url}/healthz", timeout=3.0, trust_env=False)
-        detail = f"{url}/healthz: HTTP {health.status_code}"
-        reachable = CheckItem("service", health.status_code == 200, detail)
-    except httpx.HTTPError as exc:
-        return [CheckItem("service", False, f"{url} unreachable: {type(exc).__name__}: {exc}")]
-    try:
-        token = token_file.read_text(encoding="utf-8").strip()
-    except OSError as exc:
-        return [reachable, CheckItem("hook token", False, f"cannot read {token_file}: {exc}")]
-    try:
-        answer = httpx.get(
-            f"{url}/v1/whoami",
-            headers={"Authorization": f"Bearer {token}"},
-            timeout=3.0,
-            trust_env=False,
-        )
-    except httpx.HTTPError as exc:
-        return [reachable, CheckItem("hook token", False, f"{type(exc).__name__}: {exc}")]
-    if answer.status_code != 200:
-        detail = f"refused by the service (HTTP {answer.status_code}): install a hook-role token"
-        return [reachable, CheckItem("hook token", False, detail)]
-    try:
-        role, who = answer.json().get("role"), answer.json().get("name")
-    except (ValueError, AttributeError):
-        return [reachable, CheckItem("hook token", False, "unparsable /v1/whoami answer")]
-    if role != "hook":
-        detail = f"token {who!r} has role {role!r}; the hooks need a token of role 'hook'"
-        return [reachable, CheckItem("hook token", False, detail)]
-    return [reachable, CheckItem("hook token", True, f"token {who!r}, role hook")]

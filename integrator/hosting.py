@@ -184,3 +184,36 @@ def _git_config(git_dir: Path, key: str) -> str:
         check=False,
     )
     return proc.stdout.strip()
+
+
+def advertises_push_options(git_dir: Path) -> bool:
+    """Whether git, receiving a push here, offers push options: what ``receive-pack`` itself
+    advertises (its first line), not what one config file says."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GIT_DIR", "GIT_CONFIG"))}
+    try:
+        proc = subprocess.Popen(
+            # as root, the repository is another user's: git would refuse to read it
+            [
+                "git",
+                "-c",
+                f"safe.directory={git_dir}",
+                "receive-pack",
+                "--advertise-refs",
+                str(git_dir),
+            ],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )
+    except OSError:
+        return False
+    assert proc.stdout is not None
+    try:
+        first = proc.stdout.readline(65536)  # the refs' list follows; only the first line counts
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()
+    capabilities = first.partition(b"\0")[2] or first
+    return b"push-options" in capabilities.split()

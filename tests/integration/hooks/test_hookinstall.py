@@ -22,6 +22,7 @@ from tests.integration.hooks.conftest import (
     git,
     remote_lines,
 )
+from tests.integration.hooks.test_layout_gitea import shape_like_gitea
 
 NOBODY = 65534
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -239,7 +240,7 @@ def test_layouts_put_the_hooks_where_the_host_runs_them(
     """Gitea runs hooks/<name>.d/*, GitLab custom_hooks/, GHES has no post-receive."""
     hosts_own = repo.bare / "hooks" / "pre-receive"
     if layout == "gitea":
-        write_hook(hosts_own, "exec gitea hook pre-receive\n")
+        shape_like_gitea(repo)
 
     result = repo.install(layout=layout)
 
