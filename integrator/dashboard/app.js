@@ -58,6 +58,16 @@
     return sha ? el("code", { class: "sha", title: sha, text: String(sha).slice(0, 10) }) : "—";
   }
 
+  // An update's old or new side: all zeros is a creation or a deletion, not a commit.
+  function side(sha, zeros) {
+    return /^0+$/.test(sha || "") ? zeros : short(sha);
+  }
+
+  function value(v) {
+    if (v === null || v === undefined) return "—";
+    return typeof v === "object" ? JSON.stringify(v) : String(v);
+  }
+
   function serverNow() {
     return Date.now() + state.clockSkewMs;
   }
@@ -89,7 +99,8 @@
     const key = JSON.stringify(data);
     if (state.rendered[id] === key) return;
     state.rendered[id] = key;
-    panel(id).replaceChildren(...render(data));
+    const nodes = render(data).flat(Infinity).filter((n) => n !== null && n !== undefined && n !== false);
+    panel(id).replaceChildren(...nodes);
   }
 
   // ---- the API ----
@@ -341,8 +352,7 @@
     const nodes = evidence.items.map((i) => [
       el("div", { class: "line" }, i.ok ? badge("done", "ok") : badge("missing", "bad"),
          el("span", { class: "title" }, i.title)),
-      facts(Object.entries(i.numbers || {}).map(([k, v]) => [k.replaceAll("_", " "),
-        typeof v === "object" && v !== null ? JSON.stringify(v) : String(v)])),
+      facts(Object.entries(i.numbers || {}).map(([k, v]) => [k.replaceAll("_", " "), value(v)])),
       i.blockers.length ? el("ul", {}, i.blockers.map((b) => el("li", { text: b }))) : null,
     ]);
     return [head, el("ol", { class: "items" }, nodes.map((n) => el("li", {}, n)))];
@@ -361,7 +371,7 @@
         return [
           el("div", { class: "line" }, badge(label, tone), el("span", { class: "title" }, v.pusher || "unknown pusher"),
              el("code", { text: v.ref || "?" }), el("span", { class: "muted" }, when(v.recorded_at))),
-          el("p", { class: "muted" }, short(v.old), " → ", short(v.new), " · mode ", v.mode || "?",
+          el("p", { class: "muted" }, side(v.old, "(created)"), " → ", side(v.new, "(deleted)"), " · mode ", v.mode || "?",
              " · ", v.reason_code || "", v.decided_locally ? " · decided by the hook alone" : "",
              v.bypass ? " · break-glass bypass" : ""),
         ];
@@ -406,8 +416,7 @@
         el("p", {}, el("span", { class: "title" }, c.subject || ""), " ",
            el("span", { class: "muted" }, c.author || "", " · ", when(c.committed_at))),
         details.length
-          ? facts(details.map(([k, v]) => [k.replaceAll("_", " "),
-              typeof v === "object" && v !== null ? JSON.stringify(v) : String(v)]))
+          ? facts(details.map(([k, v]) => [k.replaceAll("_", " "), value(v)]))
           : null,
       ];
     });
