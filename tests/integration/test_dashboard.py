@@ -12,12 +12,16 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterator
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from fastapi.testclient import TestClient
 
+from integrator.api.app import create_app
+from integrator.api.dashboard import ASSETS
 from integrator.settings import Settings
 from tests.builders import branch_pushed, finalize_ready
 from tests.support import REPO_ROOT, TokenMaker
@@ -240,6 +244,80 @@ def test_an_operator_reads_mode_lease_queue_blocked_and_shadow_evidence_on_a_pho
         assert unexpected == [], unexpected
     finally:
         watched.close()
+
+
+# ---- the page's files and its reader endpoint, in-process (no browser needed) ------------
+
+
+def update(ref: str, new: str, old: str = "a" * 40, ff: bool = True) -> dict[str, Any]:
+    return {"ref": ref, "resolved_ref": ref, "old": old, "new": new, "fast_forward": ff,
+            "first_parent": ff}  # fmt: skip
+
+
+@pytest.fixture
+def client(settings: Settings) -> Iterator[TestClient]:
+    quiet = settings.model_copy(
+        update={"conditions_interval_seconds": 0, "main_watch_interval_seconds": 0}
+    )
+    with TestClient(create_app(quiet)) as client:
+        yield client
+
+
+def test_the_page_and_its_files_need_no_token_and_forbid_other_origins_and_inline_script(
+    client: TestClient,
+) -> None:
+    """`/` and the files it loads are public; everything else the page reads needs a token."""
+    page = client.get("/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    policy = page.headers["content-security-policy"]
+    assert "default-src 'none'" in policy and "script-src 'self'" in policy
+    assert "unsafe-inline" not in policy and "http" not in policy
+    for name in ("app.js", "style.css"):
+        assert client.get(f"/dashboard/{name}").status_code == 200
+    assert client.get("/dashboard/../api/app.py").status_code == 404
+    assert client.get("/dashboard/missing.js").json()["code"] == "not_found"
+    assert client.get("/v1/activity").status_code == 401
+    shipped = {p.name for p in files("integrator.dashboard").iterdir() if p.is_file()}
+    assert shipped - {"__init__.py"} == set(ASSETS)  # a new file is served, or it is not shipped
+
+
+def test_activity_groups_would_rejects_by_pusher_and_ref_and_lists_verdicts_newest_first(
+    client: TestClient, tokens: TokenMaker
+) -> None:
+    """Shadow pushes to main by alice (twice) and bob, and a branch push: two groups, the
+    larger first, and every verdict newest first."""
+    hook = {"Authorization": f"Bearer {tokens('hook')}"}
+    reader = {"Authorization": f"Bearer {tokens('reader')}"}
+    pushes = [
+        ("alice", update("refs/heads/main", "1" * 40)),
+        ("bob", update("refs/heads/main", "2" * 40, ff=False)),
+        ("alice", update("refs/heads/main", "3" * 40)),
+        ("alice", update("refs/heads/topic", "4" * 40, old="0" * 40)),
+    ]
+    for pusher, pushed in pushes:
+        body = {"repository": "canonical", "hook_instance": "git1:/srv/canonical.git",
+                "pusher": pusher, "identity_source": "plain", "updates": [pushed]}  # fmt: skip
+        response = client.post("/v1/push-checks", json=body, headers=hook)
+        assert response.status_code == 200, response.text
+
+    found = client.get("/v1/activity", headers=reader, params={"limit": 3})
+
+    assert found.status_code == 200, found.text
+    body = found.json()
+    groups = body["would_rejects"]["groups"]
+    assert [(g["pusher"], g["ref"], g["count"]) for g in groups] == [
+        ("alice", "refs/heads/main", 2),
+        ("bob", "refs/heads/main", 1),
+    ]
+    assert body["would_rejects"]["total"] == 3 and groups[0]["last_new"] == "3" * 40
+    assert [(v["type"], v["pusher"], v["new"]) for v in body["verdicts"]] == [
+        ("push_allowed", "alice", "4" * 40),
+        ("push_would_reject", "alice", "3" * 40),
+        ("push_would_reject", "bob", "2" * 40),
+    ]
+    assert body["predictions"] == [] and body["integrated"] == []
+    too_many = client.get("/v1/activity", headers=reader, params={"limit": 1000})
+    assert too_many.status_code == 422 and too_many.json()["details"][0]["field"] == "limit"
 
 
 #: For every visible element with text of its own: its colour against the first opaque
