@@ -107,7 +107,8 @@ class Records:
     #: In the order they happened.
     mode_changes: Sequence[ModeChange] = ()
     initial_mode: Mode = Mode.shadow
-    #: The first verdict (any decision) or registration of main: when the guard began to watch.
+    #: The first verdict (any decision) or registration of main — without one, the first mode
+    #: change: when the guard began to watch.
     guard_since: datetime | None = None
     #: That first record's `old` (main as the guard first saw it), when it had one.
     guard_first_old: str | None = None
@@ -228,19 +229,20 @@ def covered(chain: Sequence[Commit], verdicts: Iterable[Verdict]) -> dict[int, V
 def guard_boundary(chain: Sequence[Commit], records: Records, explained: set[int]) -> int:
     """Chain index from which (older) commits are history from before the guard watched.
 
-    Main as the guard first saw it is the first record's `old`; without it (a creation, or
-    an old no longer on the chain) the unexplained commits at the bottom committed before
-    the first record. No record at all: nothing was ever watched."""
+    Main as the guard first saw it is the first record's `old`; without it (a creation, a
+    mode change first, or an old no longer on the chain) the unexplained commits at the
+    bottom committed before the first record. No record at all: nothing was ever watched."""
     if records.guard_since is None:
         return 0
     for i, commit in enumerate(chain):
         if commit.sha == records.guard_first_old:
             return i
+    since = records.guard_since.replace(microsecond=0)
     boundary = len(chain)
     while (
         boundary > 0
         and boundary - 1 not in explained
-        and chain[boundary - 1].committed_at < records.guard_since
+        and chain[boundary - 1].committed_at < since  # git keeps whole seconds
     ):
         boundary -= 1
     return boundary

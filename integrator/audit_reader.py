@@ -107,7 +107,7 @@ def _records(
                Event.repository == name)
         .order_by(Event.seq)
     )  # fmt: skip
-    for seq, at, fields in session.execute(statement).tuples():
+    for seq, at, fields in session.execute(statement):
         if fields.get("resolved_ref") != main_ref:
             continue
         old, new = str(fields.get("old")), str(fields.get("new"))
@@ -116,23 +116,25 @@ def _records(
         if fields.get("allowed") and not is_zero_sha(new) and new in on_chain:
             verdicts.append(_verdict(seq, at, fields, _base(git, old, new, on_chain)))
     landings = _landings(session, name, main_ref)
-    registered = session.scalar(
-        select(Registration.created_at)
+    registered = session.execute(
+        select(Registration.created_at, Registration.old)
         .where(Registration.repository == name, Registration.ref == main_ref)
         .order_by(Registration.id)
         .limit(1)
-    )
-    if registered is not None and (first is None or registered < first[0]):
-        first = (registered, None)
+    ).first()
+    if registered is not None and (first is None or registered[0] < first[0]):
+        first = (registered[0], registered[1])
     changes = [
         (at, fields)
         for at, fields in session.execute(
             select(Event.recorded_at, Event.fields)
             .where(Event.type == "mode_changed")
             .order_by(Event.seq)
-        ).tuples()
+        )
     ]
     initial = modes.Mode(changes[0][1]["from"]) if changes else modes.current(session).mode
+    if changes and first is None:  # no push reached the hook yet: since an operator ran it
+        first = (changes[0][0], None)
     return Records(
         verdicts=verdicts,
         landings=landings,
@@ -186,7 +188,7 @@ def _landings(session: Session, name: str, main_ref: str) -> list[Landing]:
         .outerjoin(Candidate, Candidate.id == Registration.candidate_id)
         .outerjoin(finalize, finalize.seq == Candidate.finalize_seq)
         .where(*landed)
-    ).tuples()
+    )
     slugs = (
         select(Candidate.slug)
         .join(Registration, Registration.candidate_id == Candidate.id)
@@ -197,7 +199,7 @@ def _landings(session: Session, name: str, main_ref: str) -> list[Landing]:
         select(Event.slug, Event.actor, Event.recorded_at)
         .where(Event.type == "review_approved", Event.repository == name, Event.slug.in_(slugs))
         .order_by(Event.seq)
-    ).tuples():
+    ):
         if slug is not None:
             approvals.setdefault(slug, []).append((at, actor))
     found = []

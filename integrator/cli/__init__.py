@@ -18,6 +18,7 @@ from typer.exceptions import TyperException
 from typer.main import get_command_name
 
 from integrator.cli import plain_params
+from integrator.cli.audit import audit
 from integrator.cli.blocked import blocked_app, resume
 from integrator.cli.client import (
     EXIT_BAD_INPUT,
@@ -88,6 +89,7 @@ app.command()(rollback)
 app.command()(evidence)
 app.command()(worker)
 app.command()(status)
+app.command()(audit)
 
 
 @app.command()
