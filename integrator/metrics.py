@@ -1,10 +1,11 @@
 """Prometheus values read from the database at each scrape, the same on every replica.
 
 `DatabaseCollector` opens one read session per scrape and runs a handful of cheap queries:
-queue depth by state, time in queue over the last integrations, outcome and takeover counts,
-the lease, the mode, push verdicts, and every liveness condition (`conditions.active`, a pure
-read). Counters are counts of the append-only event log, so they only grow and every replica
-reports the same number (alert rules take `max`).
+queue depth by state, time in queue over the last integrations, outcome, takeover and
+flaky-check counts, the flake rate over the last passes, the lease, the mode, push verdicts,
+and every liveness condition (`conditions.active`, a pure read). Counters are counts of the
+append-only event log, so they only grow and every replica reports the same number (alert
+rules take `max`).
 
 Push verdicts are counted by mode and reason, which live in each event's fields: a process
 folds the events older than `SETTLED` into a running total once (in `seq` order, stopping at
@@ -47,6 +48,7 @@ OUTCOME_KINDS = {
     "would_block": "would_block",
 }
 TAKEOVER = lease.LEASE_TAKEN_OVER
+FLAKY = status.FLAKY_EVENT
 #: Push-check event types and the decision each records.
 VERDICT_DECISIONS = {
     "push_allowed": "allowed",
@@ -145,6 +147,7 @@ class DatabaseCollector(Collector):
         yield depth
         yield from time_in_queue(session, settings)
         yield from event_counts(session, settings)
+        yield from flake_rate(session, settings)
         verdicts = CounterMetricFamily(
             "integrator_push_verdicts",
             "Push-check verdicts per update, by mode, decision and reason",
@@ -214,11 +217,12 @@ def time_in_queue(session: Session, settings: Settings) -> Iterator[Metric]:
 
 
 def event_counts(session: Session, settings: Settings) -> Iterator[Metric]:
-    """Outcomes by kind and lease takeovers: one count per event type (index only)."""
+    """Outcomes by kind, lease takeovers and flaky passes: one count per event type (index
+    only)."""
     rows = session.execute(
         select(Event.type, func.count())
         .where(
-            Event.type.in_([*OUTCOME_KINDS, TAKEOVER]),
+            Event.type.in_([*OUTCOME_KINDS, TAKEOVER, FLAKY]),
             Event.repository == settings.repository_name,
         )
         .group_by(Event.type)
@@ -234,4 +238,30 @@ def event_counts(session: Session, settings: Settings) -> Iterator[Metric]:
         "integrator_lease_takeovers",
         "Grants that took an expired holder's lease over",
         value=counted.get(TAKEOVER, 0),
+    )
+    yield CounterMetricFamily(
+        "integrator_checks_flaky",
+        "Checks that passed only on a rerun on the same commit (check_flaky events)",
+        value=counted.get(FLAKY, 0),
+    )
+
+
+def flake_rate(session: Session, settings: Settings) -> Iterator[Metric]:
+    """The flake rate over the last passes, as `integrator status` shows it (0 before any)."""
+    flakes = status.flake_rate(session, settings)
+    window = flakes["window"]
+    yield GaugeMetricFamily(
+        "integrator_flake_rate_passes",
+        f"Passes (integrated or would_integrate) in the flake rate's window of {window}",
+        value=flakes["passed"],
+    )
+    yield GaugeMetricFamily(
+        "integrator_flake_rate_flaky",
+        "Of those passes, how many needed a rerun of a check",
+        value=flakes["flaky"],
+    )
+    yield GaugeMetricFamily(
+        "integrator_flake_rate",
+        f"Flaky passes / passes over the last {window} passes (0 before the first)",
+        value=flakes["rate"] or 0,
     )

@@ -3,10 +3,14 @@
 `read` is a pure read at one SQL-clock instant; `GET /v1/status` returns it unchanged and
 `integrator status` prints it. Estimates of a candidate's turn come from how long recent
 turns took (a handout to its outcome), so they say "unknown" until there is a history.
+The pause in force is judged at that same instant (the lease's clock), and the flake rate
+is over the last `FLAKE_WINDOW` passes (integrated or would_integrate outcomes): how many of
+them needed a rerun of a check (`check_flaky`).
 """
 
 from __future__ import annotations
 
+import bisect
 import statistics
 from datetime import datetime
 from typing import Any
@@ -14,11 +18,11 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from integrator import conditions, lease, modes
+from integrator import conditions, controls, lease, modes
 from integrator.liveness import iso
 from integrator.messages import explain_unmet
-from integrator.models import Candidate, Event
-from integrator.queue import ACTIVE, DEQUEUE_ORDER, Status
+from integrator.models import Candidate, Event, QueuePause
+from integrator.queue import ACTIVE, DEQUEUE_ORDER, Lane, Status
 from integrator.settings import Settings
 
 #: Queued candidates listed with their turn; the rest are counted.
@@ -29,6 +33,11 @@ TURNS_SAMPLED = 20
 STATUS_EVENTS_READ = 400
 #: What ends a turn.
 TURN_ENDS = frozenset({Status.integrated, Status.blocked, Status.predicted})
+#: Passes (outcomes whose check passed) the flake rate is over.
+FLAKE_WINDOW = 100
+#: The outcome events that say the check passed; `check_flaky` follows one when it needed a rerun.
+PASS_EVENTS = ("integration_completed", "would_integrate")
+FLAKY_EVENT = "check_flaky"
 
 
 def read(session: Session, settings: Settings) -> dict[str, Any]:
@@ -43,13 +52,18 @@ def read(session: Session, settings: Settings) -> dict[str, Any]:
         "ok": not found,
         "mode": mode_of(session),
         "lease": lease_of(state),
+        "pause": controls.pause_view(
+            controls.in_force(session.get(QueuePause, settings.repository_name), now)
+        ),
         "queue": {
             "depth": depth(session, settings),
+            "lanes": lanes(session, settings),
             "oldest_waiting": oldest_waiting(session, settings, now),
             "turn_seconds_median": median,
             "turns_sampled": sample,
             **turns(session, settings, median),
         },
+        "flake_rate": flake_rate(session, settings),
         "conditions": [c.as_dict() for c in found],
     }
 
@@ -104,6 +118,46 @@ def depth(session: Session, settings: Settings) -> dict[str, int]:
     )
     counted = {status: count for status, count in rows}
     return {s.value: counted.get(s.value, 0) for s in Status if s in ACTIVE}
+
+
+def lanes(session: Session, settings: Settings) -> dict[str, int]:
+    """Queued candidates in each lane (the hotfix lane is taken first)."""
+    rows = session.execute(
+        select(Candidate.lane, func.count())
+        .where(Candidate.repository == settings.repository_name, Candidate.status == "queued")
+        .group_by(Candidate.lane)
+    )
+    counted = {lane: count for lane, count in rows}
+    return {lane.value: counted.get(lane.value, 0) for lane in (Lane.hotfix, Lane.normal)}
+
+
+def flake_rate(session: Session, settings: Settings) -> dict[str, Any]:
+    """Of the last `FLAKE_WINDOW` passes, how many needed a rerun of a check. A pass's
+    `check_flaky` events (one per flaky check) are recorded right after it in its own
+    transaction, so each belongs to the latest pass before it."""
+    repository = settings.repository_name
+    passes = session.scalars(
+        select(Event.seq)
+        .where(Event.repository == repository, Event.type.in_(PASS_EVENTS))
+        .order_by(Event.seq.desc())
+        .limit(FLAKE_WINDOW)
+    ).all()[::-1]
+    flaky: set[int] = set()
+    if passes:
+        flakes = session.scalars(
+            select(Event.seq).where(
+                Event.repository == repository,
+                Event.type == FLAKY_EVENT,
+                Event.seq > passes[0],
+            )
+        )
+        flaky = {passes[bisect.bisect_left(passes, seq) - 1] for seq in flakes}
+    return {
+        "flaky": len(flaky),
+        "passed": len(passes),
+        "window": FLAKE_WINDOW,
+        "rate": round(len(flaky) / len(passes), 4) if passes else None,
+    }
 
 
 def oldest_waiting(session: Session, settings: Settings, now: datetime) -> dict[str, Any] | None:

@@ -1,4 +1,5 @@
-"""GET /v1/status: mode, lease, queue and turns, and every active liveness condition."""
+"""GET /v1/status: mode, lease, the pause, queue and turns, the flake rate, and every active
+liveness condition."""
 
 from __future__ import annotations
 
@@ -23,9 +24,34 @@ class ConditionOut(BaseModel):
     details: dict[str, Any]
 
 
+class PauseOut(BaseModel):
+    """The pause in force (`GET /v1/queue/pause` says the same)."""
+
+    reason: str
+    paused_by: str
+    paused_at: str
+    #: Null: until an operator resumes it.
+    until: str | None
+    #: A freeze: new finalize_ready are refused too.
+    reject_new: bool
+    summary: str
+
+
+class FlakeRateOut(BaseModel):
+    """Of the last `window` passes (integrated or would_integrate), how many needed a rerun."""
+
+    flaky: int
+    passed: int
+    window: int
+    #: flaky / passed; null before the first pass.
+    rate: float | None
+
+
 class QueueOut(BaseModel):
     #: Candidates in each unfinished state.
     depth: dict[str, int]
+    #: Queued candidates in each lane (hotfix, normal).
+    lanes: dict[str, int]
     oldest_waiting: dict[str, Any] | None
     #: Median length of the recent turns (a handout to its outcome); null without history.
     turn_seconds_median: float | None
@@ -42,7 +68,10 @@ class StatusOut(BaseModel):
     ok: bool
     mode: dict[str, Any]
     lease: dict[str, Any]
+    #: Null unless the queue is paused: a paused queue hands nothing out and is not a stall.
+    pause: PauseOut | None
     queue: QueueOut
+    flake_rate: FlakeRateOut
     conditions: list[ConditionOut]
 
 

@@ -47,7 +47,11 @@ def _eta(turn: dict[str, Any]) -> str:
 
 def _queue_lines(queue: dict[str, Any]) -> list[str]:
     depth = ", ".join(f"{n} {state.replace('_', ' ')}" for state, n in queue["depth"].items())
-    lines = [f"queue: {depth}"]
+    lanes = queue["lanes"]
+    lines = [
+        f"queue: {depth}",
+        f"  queued by lane: {lanes['hotfix']} hotfix (taken first), {lanes['normal']} normal",
+    ]
     oldest = queue["oldest_waiting"]
     if oldest:
         lines.append(
@@ -85,6 +89,15 @@ def _pause_lines(pause: dict[str, Any] | None) -> list[str]:
     return lines
 
 
+def _flake_line(flakes: dict[str, Any]) -> str:
+    if not flakes["passed"]:
+        return "flake rate: no passing check yet"
+    return (
+        f"flake rate: {flakes['rate']:.1%} ({flakes['flaky']} of the last {flakes['passed']} "
+        "passes needed a rerun of a check)"
+    )
+
+
 def _condition_lines(conditions: list[dict[str, Any]]) -> list[str]:
     if not conditions:
         return ["conditions: none active"]
@@ -103,8 +116,9 @@ def render(body: dict[str, Any]) -> str:
         f"integrator status of {body['repository']} at {body['now']}",
         _mode_line(body["mode"]),
         _lease_line(body["lease"]),
-        *_pause_lines(body.get("pause")),
+        *_pause_lines(body["pause"]),
         *_queue_lines(body["queue"]),
+        _flake_line(body["flake_rate"]),
         *_condition_lines(body["conditions"]),
     ]
     return "\n".join(lines)
@@ -113,10 +127,8 @@ def render(body: dict[str, Any]) -> str:
 def status(
     as_json: Annotated[bool, typer.Option("--json", help="Print the API's JSON body.")] = False,
 ) -> None:
-    """Mode, lease, queue and turns, and every active condition; exit 1 if any is active."""
-    client = ApiClient.from_environment()
-    body = client.get("/v1/status")
-    pause = client.get("/v1/queue/pause")
-    body["pause"] = pause if pause["paused"] else None
+    """Mode, lease, the pause, queue and turns, the flake rate, and every active condition;
+    exit 1 if any is active (a paused queue is not one)."""
+    body = ApiClient.from_environment().get("/v1/status")
     print_json(body) if as_json else typer.echo(render(body))
     raise typer.Exit(EXIT_REFUSED if body["conditions"] else EXIT_OK)

@@ -126,6 +126,9 @@ def test_database_values_are_the_same_on_every_replica(
     assert value(seen, "integrator_outcomes_total", kind="would_integrate") == 1
     assert value(seen, "integrator_outcomes_total", kind="integrated") == 0
     assert value(seen, "integrator_time_in_queue_sampled") == 0
+    assert value(seen, "integrator_checks_flaky_total") == 0
+    assert value(seen, "integrator_flake_rate_passes") == 1  # the would_integrate
+    assert value(seen, "integrator_flake_rate") == value(seen, "integrator_flake_rate_flaky") == 0
     verdict = {"mode": "shadow", "decision": "allowed", "reason": "unprotected"}
     assert value(seen, "integrator_push_verdicts_total", **verdict) == 1
     for code in Code:
@@ -182,11 +185,15 @@ def condition_rules() -> dict[str, dict[str, Any]]:
     return found
 
 
+#: PromQL's own words, never a series name.
+KEYWORDS = {"and", "or", "unless", "bool", "offset"}
+
+
 def metric_names(expr: str) -> set[str]:
     """The series an expression selects: its identifiers once label matchers, `by (…)`
-    groupings and function calls are set aside."""
+    groupings, function calls and PromQL's keywords are set aside."""
     bare = re.sub(r"\b(by|without)\s*\([^)]*\)", " ", re.sub(r"\{[^}]*\}", " ", expr))
-    return set(re.findall(r"\b([a-zA-Z_:][a-zA-Z0-9_:]*)\b(?!\s*\()", bare))
+    return set(re.findall(r"\b([a-zA-Z_:][a-zA-Z0-9_:]*)\b(?!\s*\()", bare)) - KEYWORDS
 
 
 def test_promtool_accepts_the_rules_and_their_unit_tests(promtool: str) -> None:

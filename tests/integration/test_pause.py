@@ -136,6 +136,7 @@ def test_a_real_worker_idles_with_its_lease_while_paused_and_resumes(real: Worke
     )
     shown = run_cli("status", env=env)
     assert "paused: the queue is paused by" in shown.stdout and "queue_stalled" not in shown.stdout
+    assert ": release freeze" in shown.stdout and shown.returncode == 0, shown.stdout
     real.cutover()
     candidate = real.ready("a")
     worker = real.start_worker()

@@ -13,13 +13,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
 from integrator.api.app import create_app
+from integrator.cli.status import render
 from integrator.settings import Settings
 from tests.builders import branch_pushed, finalize_ready, review_approved
 from tests.gitrepos import Canonical
+from tests.integration.test_metrics import samples_of, value
 from tests.integration.test_webhooks import Receiver
 from tests.support import ServiceProcess, TokenMaker, run_cli, settings_env
 from tests.worker_support import WorkerWorld, kill_group_of_pidfile, wait_for
@@ -229,3 +232,84 @@ def test_two_replicas_post_a_raised_condition_once(
             world.close()
     assert counts == {"no_holder": 1, "queue_stalled": 1}
     assert len({h.delivery for h in receiver.hits}) == len(receiver.hits)
+
+
+# ---- the pause, the lanes and the flake rate ----------------------------------------------
+
+
+def test_the_status_shows_the_pause_and_the_lanes(api: Api) -> None:
+    """One document: the pause in force (who, why, since, until, a freeze) and queued
+    candidates per lane, in the JSON and in the text `integrator status` prints."""
+    for slug in ("first", "second", "fix"):
+        api.ready(slug)
+    promoted = api.client.post(
+        "/v1/slugs/fix/promote", json={"reason": "incident"}, headers=api.operator
+    )
+    assert promoted.status_code == 200, promoted.text
+    body = api.status()
+    assert body["pause"] is None
+    assert body["queue"]["lanes"] == {"hotfix": 1, "normal": 2}
+    assert body["flake_rate"] == {"flaky": 0, "passed": 0, "window": 100, "rate": None}
+    text = render(body)
+    assert "queued by lane: 1 hotfix (taken first), 2 normal" in text
+    assert "flake rate: no passing check yet" in text and "paused" not in text
+
+    paused = api.client.post(
+        "/v1/queue/pause",
+        json={"reason": "release freeze", "until": "2999-01-01T00:00:00Z", "reject_new": True},
+        headers=api.operator,
+    )
+    assert paused.status_code == 200, paused.text
+    body = api.status()
+    pause = body["pause"]
+    assert pause["reason"] == "release freeze" and pause["paused_by"] == "operator-3"
+    assert pause["until"] == "2999-01-01T00:00:00Z" and pause["reject_new"] is True
+    assert pause["paused_at"] and pause["summary"].startswith("the queue is paused by operator-3")
+    assert body["ok"] is True  # paused, not stalled
+    shown = api.client.get("/v1/queue/pause", headers=api.reader).json()
+    assert shown == {"paused": True, **pause}
+    text = render(body)
+    assert "paused: the queue is paused by operator-3 since " in text
+    assert "until 2999-01-01T00:00:00Z: release freeze" in text and "frozen" in text
+    assert api.client.post("/v1/queue/resume-processing", headers=api.operator).status_code == 200
+    assert api.status()["pause"] is None
+
+
+@pytest.fixture
+def shadow(settings: Settings, tmp_path: Path, tokens: TokenMaker) -> Iterator[WorkerWorld]:
+    world = WorkerWorld(settings, tmp_path, tokens).start()
+    try:
+        yield world
+    finally:
+        world.close()
+
+
+def test_a_flaky_pass_by_a_real_worker_shows_in_the_status_and_the_metrics(
+    shadow: WorkerWorld, tmp_path: Path
+) -> None:
+    """The real worker with `--check-retries` in shadow: a check that fails once then passes,
+    one that passes at once, one that always fails. One flaky pass of two: 50 %, in
+    `integrator status` (JSON and text) and in /metrics."""
+    marker = tmp_path / "flaked-once"
+    check = (
+        "if [ -e broken.txt ]; then exit 5; fi; "
+        f"if [ -e flaky.txt ] && [ ! -e {marker} ]; then touch {marker}; exit 1; fi; echo ok"
+    )
+    for slug in ("flaky", "clean", "broken"):
+        shadow.ready(slug, path=f"{slug}.txt")
+    done = shadow.run_worker("--once", "--check", check, "--check-retries", "1")
+    assert done.returncode == 0, done.stderr
+    assert len(shadow.events("check_flaky")) == 1
+
+    expected = {"flaky": 1, "passed": 2, "window": 100, "rate": 0.5}
+    as_json = status_cli(shadow, "--json")
+    assert json.loads(as_json.stdout)["flake_rate"] == expected, as_json.stderr
+    text = status_cli(shadow).stdout
+    assert "flake rate: 50.0% (1 of the last 2 passes needed a rerun of a check)" in text
+
+    scraped = httpx.get(shadow.url("/metrics"), headers=shadow.operator, timeout=30)
+    samples = samples_of(scraped.text)
+    assert value(samples, "integrator_checks_flaky_total") == 1
+    assert value(samples, "integrator_flake_rate") == 0.5
+    assert value(samples, "integrator_flake_rate_passes") == 2
+    assert value(samples, "integrator_flake_rate_flaky") == 1
