@@ -30,6 +30,7 @@ from integrator.api import (
 from integrator.api import lease as lease_api
 from integrator.api.errors import install_error_handlers
 from integrator.api.metrics import Metrics, instrument
+from integrator.api.openapi import install_openapi
 from integrator.api.request_ids import RequestIds
 from integrator.db import make_engine, make_sessionmaker
 from integrator.settings import Settings, get_settings
@@ -69,6 +70,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     instrument(app, app.state.metrics)
     app.add_middleware(RequestIds)  # outermost: every line of the request names it
     install_error_handlers(app)
+    install_openapi(app)  # declares the errors of every route, those included below too
     app.include_router(health.router)
     app.include_router(whoami.router)
     app.include_router(tokens.router)

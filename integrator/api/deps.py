@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -16,6 +16,10 @@ from integrator.settings import Settings
 from integrator.tokens import Role, authenticate, role_allows
 
 _bearer = HTTPBearer(auto_error=False, description="A role token: `integrator tokens create`")
+
+#: Each guard `require` made, with the roles it lets act (empty: any role may read). The
+#: published OpenAPI declares 401 and 403 from this (`integrator.api.openapi`).
+GUARDS: dict[Callable[..., Any], frozenset[Role]] = {}
 
 
 async def get_settings(request: Request) -> Settings:
@@ -71,6 +75,7 @@ def require(*roles: Role) -> Callable[..., Caller]:
             raise Forbidden(f"token {row.name!r} has role {row.role}; this needs {needed}")
         return Caller(name=row.name, role=Role(row.role))
 
+    GUARDS[dependency] = allowed
     return dependency
 
 

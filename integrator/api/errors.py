@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy.exc import DataError, StatementError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -39,6 +40,29 @@ _CODE_BY_STATUS = {
     415: "unsupported_media_type",
     422: "invalid_request",
 }
+
+
+#: What FastAPI raises (a 400 without details) when a body cannot even be decoded as text.
+_UNDECODABLE_BODY = "There was an error parsing the body"
+
+
+class ErrorDetail(BaseModel):
+    """One problem: which field broke which rule."""
+
+    field: str
+    rule: str
+    message: str
+
+
+class Error(BaseModel):
+    """Every 4xx and 5xx answer. Some codes add keys of their own (`lease_held` names the
+    holder and the expiry), so other keys may appear."""
+
+    model_config = ConfigDict(extra="allow")
+
+    code: str
+    message: str
+    details: list[ErrorDetail]
 
 
 _UNSTORABLE = (
@@ -70,9 +94,21 @@ def _field_of(location: tuple[Any, ...]) -> str:
 
 def validation_details(exc: RequestValidationError) -> list[dict[str, str]]:
     return [
-        {"field": _field_of(tuple(e.get("loc", ()))), "rule": e["type"], "message": e["msg"]}
+        {
+            # A malformed body's location is its character offset: the field is the body.
+            "field": "body" if e["type"] == "json_invalid" else _field_of(tuple(e.get("loc", ()))),
+            "rule": e["type"],
+            "message": e["msg"],
+        }
         for e in exc.errors()
     ]
+
+
+def _invalid_response(details: list[dict[str, str]]) -> JSONResponse:
+    fields = ", ".join(sorted({d["field"] for d in details}))
+    return JSONResponse(
+        error_body("invalid_request", f"invalid request: {fields}", details), status_code=422
+    )
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -85,14 +121,14 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        details = validation_details(exc)
-        fields = ", ".join(sorted({d["field"] for d in details}))
-        return JSONResponse(
-            error_body("invalid_request", f"invalid request: {fields}", details), status_code=422
-        )
+        return _invalid_response(validation_details(exc))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400 and exc.detail == _UNDECODABLE_BODY:
+            # Bytes that are not UTF-8 are malformed JSON too: the same 422 as `{`.
+            detail = {"field": "body", "rule": "json_invalid", "message": "not JSON in UTF-8"}
+            return _invalid_response([detail])
         code = _CODE_BY_STATUS.get(exc.status_code, "http_error")
         return JSONResponse(
             error_body(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
@@ -22,7 +22,12 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", tags=["health"], response_model=None)
+@router.get(
+    "/readyz",
+    tags=["health"],
+    response_model=None,
+    responses={503: {"description": "The database does not answer or needs `db upgrade`"}},
+)
 def readyz(request: Request, settings: SettingsDep) -> dict[str, Any] | JSONResponse:
     """The database answers and its schema is at the migrations' head."""
     engine = request.app.state.engine
@@ -40,7 +45,12 @@ def readyz(request: Request, settings: SettingsDep) -> dict[str, Any] | JSONResp
     return {"status": "ready", "database": engine.dialect.name, "revision": current}
 
 
-@router.get("/metrics", tags=["health"])
+@router.get(
+    "/metrics",
+    tags=["health"],
+    response_class=PlainTextResponse,
+    responses={200: {"description": "The Prometheus text exposition format"}},
+)
 def metrics(request: Request, _caller: Reader) -> Response:
     """Prometheus metrics of this process (reader token)."""
     return Response(

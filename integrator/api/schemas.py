@@ -6,11 +6,13 @@ is a 422 naming the field and its rule, never a 500 from the database or the dri
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Any, Generic, TypeVar
 
 from annotated_types import Ge, Le
-from pydantic import AfterValidator, AwareDatetime, BaseModel, StringConstraints
+from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, StringConstraints
+from pydantic_core import PydanticCustomError
 
 from integrator import events
 from integrator.messages import explain_unmet
@@ -38,8 +40,23 @@ Reason = Annotated[
 ]
 #: A slug: one URL path segment.
 Slug = events.Slug
+#: RFC 3339, the OpenAPI `date-time`: date, time to the second, and an offset.
+_DATE_TIME = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})", re.ASCII
+)
+
+
+def _date_time_text(value: object) -> object:
+    """Only a timestamp: pydantic alone would also read `0.5` as seconds since 1970."""
+    if isinstance(value, datetime) or (isinstance(value, str) and _DATE_TIME.fullmatch(value)):
+        return value
+    raise PydanticCustomError(
+        "date_time", "must be an ISO 8601 timestamp with an offset, such as 2026-01-31T12:00:00Z"
+    )
+
+
 #: A time with an offset, as the UTC instant it names.
-UtcTime = Annotated[AwareDatetime, AfterValidator(events.as_utc)]
+UtcTime = Annotated[AwareDatetime, BeforeValidator(_date_time_text), AfterValidator(events.as_utc)]
 
 
 class EventOut(BaseModel):

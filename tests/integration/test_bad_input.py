@@ -317,3 +317,32 @@ def test_every_integer_in_the_openapi_schema_is_bounded(api: Api) -> None:
             walk(operation.get("parameters", []), f"{method} {path}")
             walk(operation.get("requestBody", {}), f"{method} {path} body")
     assert unbounded == []
+
+
+# Found by schemathesis: what the OpenAPI declares is what the service takes.
+
+
+@pytest.mark.parametrize("stamp", ["0.5", "1700000000", "2026-01-01", "2026-01-01T00:00"])
+def test_a_time_filter_must_be_an_iso_8601_timestamp_with_an_offset(api: Api, stamp: str) -> None:
+    """`until=0.5` was read as seconds since 1970; a date-time is a timestamp, never a number."""
+    assert problems(api.get("reader", "/v1/events", until=stamp)) == {"until": "date_time"}
+    assert problems(api.get("reader", "/v1/events", since=stamp)) == {"since": "date_time"}
+
+
+def test_a_time_in_a_body_must_be_an_iso_8601_timestamp(api: Api) -> None:
+    """A number in a JSON body is not a time either."""
+    response = api.post("operator", "/v1/queue/pause", {"reason": "freeze", "until": 4102444800})
+    assert problems(response) == {"until": "date_time"}
+
+
+def test_an_iso_8601_time_filter_is_taken(api: Api) -> None:
+    for stamp in ("2026-01-01T00:00:00Z", "2026-01-01T01:00:00.5+01:00"):
+        assert api.get("reader", "/v1/events", until=stamp).status_code == 200
+
+
+@pytest.mark.parametrize("body", [b"\xff", b'{"reason": "\xe9"}', b"{", b""])
+def test_a_body_that_is_not_json_is_422_naming_the_body(api: Api, body: bytes) -> None:
+    """Not UTF-8 was a 400 without details; malformed JSON named a character offset."""
+    headers = {**api.headers["operator"], "Content-Type": "application/json"}
+    response = api.client.post("/v1/lease/force-release", content=body, headers=headers)
+    assert problems(response) == {"body": "json_invalid"} or body == b"", response.text

@@ -1,0 +1,124 @@
+"""The published OpenAPI is the truth: every answer the service gives is declared in it.
+
+Example tests of the shared mechanism (the responses every operation can give, media types,
+strict times); `test_openapi_conformance.py` lets schemathesis look for what these miss.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi import APIRouter
+from fastapi.testclient import TestClient
+
+from integrator.api.app import create_app
+from integrator.api.deps import Operator, SessionDep
+from integrator.settings import Settings
+from tests.support import TokenMaker
+
+ERROR_REF = "#/components/schemas/Error"
+METHODS = ("get", "post", "put", "patch", "delete")
+
+
+@pytest.fixture
+def client(settings: Settings) -> Iterator[TestClient]:
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        yield client
+
+
+@pytest.fixture
+def spec(client: TestClient) -> dict[str, Any]:
+    schema: dict[str, Any] = client.get("/openapi.json").json()
+    return schema
+
+
+def operations(spec: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    for path, item in spec["paths"].items():
+        for method, operation in item.items():
+            if method in METHODS:
+                yield path, method, operation
+
+
+def error_schema(operation: dict[str, Any], status: str) -> str | None:
+    answer = operation["responses"].get(status)
+    if answer is None:
+        return None
+    ref: str | None = answer["content"]["application/json"]["schema"].get("$ref")
+    return ref
+
+
+def test_every_guarded_operation_declares_401_and_the_role_guarded_ones_403(
+    spec: dict[str, Any],
+) -> None:
+    """A missing or bad token is 401 everywhere a token is needed; a role is 403 only where
+    the operation asks for more than reading."""
+    for path, method, operation in operations(spec):
+        if not operation.get("security"):
+            continue
+        where = f"{method.upper()} {path}"
+        assert error_schema(operation, "401") == ERROR_REF, where
+        if method == "get" and path != "/v1/tokens":
+            assert "403" not in operation["responses"], where
+        else:
+            assert error_schema(operation, "403") == ERROR_REF, where
+
+
+def test_open_operations_declare_no_401(spec: dict[str, Any]) -> None:
+    for path in ("/healthz", "/readyz"):
+        assert "401" not in spec["paths"][path]["get"]["responses"], path
+
+
+def test_a_path_naming_something_declares_404_and_writes_declare_409(
+    spec: dict[str, Any],
+) -> None:
+    for path, method, operation in operations(spec):
+        where = f"{method.upper()} {path}"
+        if "{" in path:
+            assert error_schema(operation, "404") == ERROR_REF, where
+        if method == "post" and path.startswith("/v1/") and operation.get("security"):
+            assert error_schema(operation, "409") == ERROR_REF, where
+
+
+def test_422_is_the_error_shape_not_fastapis_default(spec: dict[str, Any]) -> None:
+    """The body FastAPI would document (HTTPValidationError) is never what we send."""
+    assert "HTTPValidationError" not in spec["components"]["schemas"]
+    error = spec["components"]["schemas"]["Error"]
+    assert set(error["required"]) == {"code", "message", "details"}
+    for path, method, operation in operations(spec):
+        if operation.get("parameters") or operation.get("requestBody"):
+            assert error_schema(operation, "422") == ERROR_REF, f"{method.upper()} {path}"
+
+
+def test_routes_added_later_are_covered_without_their_authors_doing_anything(
+    settings: Settings,
+) -> None:
+    """The mechanism reads the dependencies at publication time, whatever the router."""
+    app = create_app(settings)
+    router = APIRouter(prefix="/v1")
+
+    @router.post("/late/{thing}")
+    def late(thing: str, _session: SessionDep, _caller: Operator) -> dict[str, str]:
+        return {"thing": thing}
+
+    app.include_router(router)
+    with TestClient(app) as client:
+        operation = client.get("/openapi.json").json()["paths"]["/v1/late/{thing}"]["post"]
+    assert {"401", "403", "404", "409", "422"} <= set(operation["responses"])
+
+
+def test_metrics_are_declared_as_prometheus_text(spec: dict[str, Any]) -> None:
+    content = spec["paths"]["/metrics"]["get"]["responses"]["200"]["content"]
+    assert list(content) == ["text/plain"]
+
+
+def test_metrics_answer_in_the_declared_media_type(client: TestClient, tokens: TokenMaker) -> None:
+    response = client.get("/metrics", headers={"Authorization": f"Bearer {tokens('reader')}"})
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+
+
+def test_times_are_declared_as_date_time(spec: dict[str, Any]) -> None:
+    [until] = [p for p in spec["paths"]["/v1/events"]["get"]["parameters"] if p["name"] == "until"]
+    assert until["schema"]["anyOf"][0] == {"type": "string", "format": "date-time"}
