@@ -85,6 +85,9 @@ def _pause_lines(pause: dict[str, Any] | None) -> list[str]:
     lines = [f"paused: {pause['summary']}"]
     if pause["reject_new"]:
         lines.append("  frozen: new finalize_ready are refused")
+    lines.append(
+        "  no turn is taken while paused (not a stall); the estimates below start when it ends"
+    )
     lines.append("  resume with `integrator queue resume-processing`")
     return lines
 

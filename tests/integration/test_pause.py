@@ -183,6 +183,9 @@ def test_a_pause_ends_by_the_leases_clock_for_the_queue_and_the_conditions_alike
     settings = world.client.app.state.settings
     later_settings = settings.model_copy(update={"sql_clock_offset_ms": 120_000})
     with TestClient(create_app(later_settings)) as later:
+        status = later.get("/v1/status", headers=world.reporter).json()
+        assert status["pause"] is None  # judged at the status's own instant
+        assert "queue_stalled" in [c["code"] for c in status["conditions"]]
         handed = Holder(later, world.integrator_token, "bot-later").next()
         assert handed.status_code == 200, "the pause ended by the lease's clock: hand out"
         assert handed.json()["slug"] == "a"
