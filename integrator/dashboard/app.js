@@ -6,7 +6,7 @@
 (function () {
   const TOKEN_KEY = "integrator.dashboard.token";
   const REFRESH_MS = 5000;
-  // The cutover evidence fetches the canonical repository: read it every sixth refresh.
+  // The cutover evidence and the audit read the canonical repository: every sixth refresh.
   const EVIDENCE_EVERY = 6;
 
   const state = {
@@ -15,6 +15,7 @@
     inFlight: false,
     auditMissing: false,
     evidence: null,
+    audit: null,
     clockSkewMs: 0,
     rendered: {},
   };
@@ -117,7 +118,7 @@
     });
     if (response.status === 401) throw new Unauthorized(await message(response));
     if (optional && response.status === 404) return null;
-    if (!response.ok) throw new Error(path + ": " + (await message(response)));
+    if (!response.ok) throw new Error(await message(response));
     return response.json();
   }
 
@@ -388,39 +389,44 @@
     unexplained: "unexplained",
   };
 
+  function auditItem(c) {
+    const kind = (c.explanation && c.explanation.kind) || "unexplained";
+    const summary = (c.explanation && c.explanation.summary) || EXPLAINED[kind] || kind;
+    return [
+      el("div", { class: "line" }, short(c.sha),
+         c.failure ? badge("pushed around the guard", "bad")
+           : badge(EXPLAINED[kind] || kind, kind === "unexplained" ? "warn" : "ok"),
+         el("span", { class: "muted" }, c.mode ? "mode " + c.mode : "")),
+      el("p", {}, el("span", { class: "title" }, c.subject || ""), " ",
+         el("span", { class: "muted" }, "by ", c.author || "unknown", ", committed ", when(c.committed_at))),
+      el("p", { class: "summary" }, summary),
+    ];
+  }
+
   function renderAudit(audit) {
     if (audit === null) {
       return [el("p", { class: "muted" }, "This service has no audit of main (GET /v1/audit answered 404).")];
     }
-    const list = [...audit.items];
-    const rank = (i) => (i.failure ? 0 : i.explanation && i.explanation.kind === "unexplained" ? 1 : 2);
-    list.sort((a, b) => rank(a) - rank(b));
-    const head = el(
-      "p",
-      {},
-      audit.unexplained_after_cutover
-        ? badge(audit.unexplained_after_cutover + " unexplained after cutover", "bad")
-        : badge("guard held", "ok"),
-      " ",
-      audit.unexplained, " unexplained commit", audit.unexplained === 1 ? "" : "s", " in ", audit.items.length,
-      " shown", audit.head ? ["; main at ", short(audit.head)] : "",
-    );
-    const nodes = list.map((c) => {
-      const kind = (c.explanation && c.explanation.kind) || "unexplained";
-      const details = Object.entries(c.explanation || {}).filter(([k]) => k !== "kind");
-      return [
-        el("div", { class: "line" }, short(c.sha),
-           c.failure ? badge("pushed around the guard", "bad")
-             : badge(EXPLAINED[kind] || kind, kind === "unexplained" ? "warn" : "ok"),
-           el("span", { class: "muted" }, c.mode ? "mode " + c.mode : "")),
-        el("p", {}, el("span", { class: "title" }, c.subject || ""), " ",
-           el("span", { class: "muted" }, c.author || "", " · ", when(c.committed_at))),
-        details.length
-          ? facts(details.map(([k, v]) => [k.replaceAll("_", " "), value(v)]))
-          : null,
-      ];
-    });
-    return [head, ...items(nodes, "main has no commit to explain.")];
+    // Unexplained commits on top (failures first), then the newest commits of main.
+    const unexplained = audit.unexplained_items
+      || audit.items.filter((i) => i.failure || (i.explanation && i.explanation.kind === "unexplained"));
+    const listed = new Set(unexplained.map((i) => i.sha));
+    const rest = audit.items.filter((i) => !listed.has(i.sha));
+    const failures = audit.unexplained_after_cutover || 0;
+    const counts = Object.entries(audit.counts || {}).filter(([, n]) => n)
+      .map(([kind, n]) => `${n} ${EXPLAINED[kind] || kind}`).join(" · ");
+    return [
+      el("p", { id: "audit-verdict" },
+         failures ? badge(failures + " pushed around the guard after cutover", "bad") : badge("guard held", "ok"),
+         " ", audit.unexplained, " unexplained commit", audit.unexplained === 1 ? "" : "s",
+         audit.total !== undefined ? [" of ", audit.total, " on main"] : "",
+         audit.head ? ["; main at ", short(audit.head)] : ""),
+      counts ? el("p", { class: "muted" }, counts) : null,
+      unexplained.length ? el("h3", { text: "Unexplained" }) : null,
+      unexplained.length ? items(unexplained.map(auditItem), "") : null,
+      el("h3", { text: "Latest commits on main" }),
+      items(rest.map(auditItem), "main has no other commit to explain."),
+    ];
   }
 
   // ---- the loop ----
@@ -437,24 +443,55 @@
     document.getElementById("token").focus();
   }
 
+  // A panel whose endpoint failed says so in place; the others still show what they read.
+  function failed(id, error) {
+    const key = "error:" + error.message;
+    if (state.rendered[id] === key) return;
+    state.rendered[id] = key;
+    panel(id).replaceChildren(el("p", { class: "message" }, "Could not read this: ", error.message));
+  }
+
+  function showOr(id, results, names, data, render) {
+    const error = names.map((n) => results[n]).find((r) => r instanceof Error);
+    if (error) failed(id, error);
+    else show(id, data(), render);
+  }
+
+  async function settle(calls) {
+    const names = Object.keys(calls);
+    const settled = await Promise.allSettled(Object.values(calls));
+    const results = {};
+    settled.forEach((s, i) => {
+      results[names[i]] = s.status === "fulfilled" ? s.value
+        : s.reason instanceof Error ? s.reason : new Error(String(s.reason));
+    });
+    return results;
+  }
+
   async function refresh() {
     if (state.inFlight) return;
     state.inFlight = true;
     const problem = document.getElementById("problem");
     try {
-      const withEvidence = state.evidence === null || state.round % EVIDENCE_EVERY === 0;
-      const [status, candidates, followups, pause, activity, evidence, audit] = await Promise.all([
-        api("/v1/status"),
-        api("/v1/candidates?limit=200"),
-        api("/v1/followups?limit=200"),
-        api("/v1/queue/pause"),
-        api("/v1/activity"),
-        withEvidence ? api("/v1/evidence") : Promise.resolve(state.evidence),
-        state.auditMissing ? Promise.resolve(null) : api("/v1/audit", { optional: true }),
-      ]);
+      const slow = state.round % EVIDENCE_EVERY === 0;
+      const r = await settle({
+        status: api("/v1/status"),
+        candidates: api("/v1/candidates?limit=200"),
+        followups: api("/v1/followups?limit=200"),
+        pause: api("/v1/queue/pause"),
+        activity: api("/v1/activity"),
+        evidence: slow || !state.evidence ? api("/v1/evidence") : state.evidence,
+        audit: state.auditMissing ? null
+          : slow || !state.audit ? api("/v1/audit?limit=30", { optional: true }) : state.audit,
+      });
+      const refused = Object.values(r).find((v) => v instanceof Unauthorized);
+      if (refused) throw refused;
+      if (r.status instanceof Error) throw r.status;
       state.round += 1;
-      state.evidence = evidence;
-      state.auditMissing = audit === null; // an older service: not asked again until reload
+      state.evidence = r.evidence instanceof Error ? null : r.evidence;
+      state.audit = r.audit instanceof Error ? null : r.audit;
+      state.auditMissing = r.audit === null; // an older service: not asked again until reload
+      const status = r.status;
       state.clockSkewMs = Date.parse(status.now) - Date.now();
       document.getElementById("board").hidden = false;
       document.getElementById("login").hidden = true;
@@ -463,17 +500,19 @@
       show("mode", status.mode, renderMode);
       show("conditions", status.conditions, renderConditions);
       show("lease", status.lease, renderLease);
-      show("pause", pause, renderPause);
-      show("queue", { candidates: candidates.items, turns: status.queue.turns, depth: status.queue.depth,
-                      median: status.queue.turn_seconds_median }, renderQueue);
-      show("blocked", { followups: followups.items, candidates: candidates.items }, renderBlocked);
-      show("integrated", activity.integrated, renderIntegrated);
-      show("predictions", activity.predictions, renderPredictions);
-      show("would-rejects", activity.would_rejects, renderWouldRejects);
-      show("hooks", evidence.hooks, renderHooks);
-      show("checklist", evidence, renderChecklist);
-      show("verdicts", activity.verdicts, renderVerdicts);
-      show("audit", audit, renderAudit);
+      showOr("pause", r, ["pause"], () => r.pause, renderPause);
+      showOr("queue", r, ["candidates"], () => ({
+        candidates: r.candidates.items, turns: status.queue.turns, depth: status.queue.depth,
+        median: status.queue.turn_seconds_median }), renderQueue);
+      showOr("blocked", r, ["followups", "candidates"],
+             () => ({ followups: r.followups.items, candidates: r.candidates.items }), renderBlocked);
+      showOr("integrated", r, ["activity"], () => r.activity.integrated, renderIntegrated);
+      showOr("predictions", r, ["activity"], () => r.activity.predictions, renderPredictions);
+      showOr("would-rejects", r, ["activity"], () => r.activity.would_rejects, renderWouldRejects);
+      showOr("verdicts", r, ["activity"], () => r.activity.verdicts, renderVerdicts);
+      showOr("hooks", r, ["evidence"], () => r.evidence.hooks, renderHooks);
+      showOr("checklist", r, ["evidence"], () => r.evidence, renderChecklist);
+      showOr("audit", r, ["audit"], () => r.audit, renderAudit);
       problem.hidden = true;
       document.getElementById("updated").textContent =
         "Updated " + new Date().toLocaleTimeString() + (status.ok ? "" : " — attention needed");

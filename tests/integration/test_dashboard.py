@@ -24,7 +24,8 @@ from integrator.api.app import create_app
 from integrator.api.dashboard import ASSETS
 from integrator.settings import Settings
 from tests.builders import branch_pushed, finalize_ready
-from tests.support import REPO_ROOT, TokenMaker
+from tests.gitrepos import Canonical, git
+from tests.support import REPO_ROOT, ServiceProcess, TokenMaker
 from tests.worker_support import SHORT_LEASE, WorkerWorld
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -34,8 +35,6 @@ XSS_BRANCH = "xss/<img/src=x/onerror=window.__pwned=1>"
 #: A phone's width, in CSS pixels.
 PHONE = {"width": 375, "height": 812}
 DESKTOP = {"width": 1280, "height": 900}
-#: The audit panel reads GET /v1/audit; a service without it answers 404 and the page says so.
-AUDIT_PRESENT = (REPO_ROOT / "integrator" / "api" / "audit.py").exists()
 
 
 def artifacts_dir() -> Path:
@@ -74,13 +73,15 @@ class Story:
         self.reader = reader
         self.operator_name = ""
         self.rollback_reason = "back to shadow after the dashboard rehearsal"
+        #: A commit put on main in cutover by someone on the git server, around the hooks.
+        self.rogue = ""
 
 
 def make_story(world: WorkerWorld, tokens: TokenMaker) -> Story:
-    """A shadow run with history: a forced cutover in which one candidate integrated and one
-    blocked on a conflict (its path is markup), a rollback, human pushes to main that cutover
-    would refuse, queued candidates (one in the hotfix lane), one waiting for its review, and
-    a lease holder."""
+    """A shadow run with history: a forced cutover in which one candidate integrated, one
+    blocked on a conflict (its path is markup) and a commit reached main around the guard; a
+    rollback, human pushes to main that cutover would refuse, queued candidates (one in the
+    hotfix lane), one waiting for its review, and a lease holder."""
     story = Story(world, tokens("reader", "dashboard-reader"))
     operator = world.get("/v1/whoami")
     story.operator_name = operator["name"]
@@ -93,6 +94,9 @@ def make_story(world: WorkerWorld, tokens: TokenMaker) -> Story:
     assert world.run_worker("--once").returncode == 0
     assert world.candidate(clean)["status"] == "integrated"
     assert world.candidate(conflicting)["status"] == "blocked"
+    story.rogue = world.canonical.new_commit_on_main("rogue")
+    assert world.canonical.push_as("mallory", f"{story.rogue}:refs/heads/side").returncode == 0
+    git("update-ref", "refs/heads/main", story.rogue, cwd=world.canonical.bare)
     rolled = world.post("/v1/rollback", {"reason": story.rollback_reason}, world.operator)
     assert rolled.status_code == 200, rolled.text
     world.canonical.new_commit_on_main("alice-2")
@@ -217,10 +221,11 @@ def test_an_operator_reads_mode_lease_queue_blocked_and_shadow_evidence_on_a_pho
             page.locator("#conditions .badge").count() >= 1
         )
         assert "not paused" in page.locator("#pause").inner_text()
-        if AUDIT_PRESENT:
-            assert page.locator("#audit .items > li").count() >= 1
-        else:
-            assert "404" in page.locator("#audit").inner_text()
+        verdict = page.locator("#audit-verdict").inner_text()
+        assert "1 pushed around the guard after cutover" in verdict, verdict
+        first = page.locator("#audit .items > li").first.inner_text()
+        assert story.rogue[:10] in first and "pushed around the guard" in first, first
+        assert "integrated by the queue" in page.locator("#audit").inner_text()
 
         assert page.locator("img").count() == 0
         assert page.evaluate("window.__pwned") is None and not watched.dialogs
@@ -237,11 +242,7 @@ def test_an_operator_reads_mode_lease_queue_blocked_and_shadow_evidence_on_a_pho
         stored = page.evaluate("Object.values(sessionStorage)")
         assert stored == [story.reader]
 
-        # A service without the audit answers 404 once (the page stops asking): chromium
-        # logs every 4xx response to the console, which no script can prevent.
-        audit = f"{world.service.url}/v1/audit"
-        unexpected = [p for p in watched.problems if AUDIT_PRESENT or audit not in p]
-        assert unexpected == [], unexpected
+        assert watched.problems == []
     finally:
         watched.close()
 
@@ -350,8 +351,18 @@ LOW_CONTRAST = """() => {
 }"""
 
 
+@pytest.fixture
+def service_on_repo(settings: Settings, tmp_path: Path) -> Iterator[ServiceProcess]:
+    """A service on a canonical repository with one commit and nothing else."""
+    on_repo = settings.model_copy(update={"repo": str(Canonical(tmp_path).bare)})
+    process = ServiceProcess(on_repo, tmp_path / "service.log")
+    process.start()
+    yield process
+    process.stop()
+
+
 def test_the_token_form_is_reached_by_keyboard_a_refused_token_asks_again_and_the_page_refreshes(
-    browser: Any, service: Any, tokens: TokenMaker
+    browser: Any, service_on_repo: ServiceProcess, tokens: TokenMaker
 ) -> None:
     """Tab reaches the form, Enter signs in; a 401 brings the form back with the reason; the
     page shows a change made after it loaded, without a reload, and stops asking while
@@ -361,7 +372,7 @@ def test_the_token_form_is_reached_by_keyboard_a_refused_token_asks_again_and_th
     watched = Watched(browser, DESKTOP)
     page = watched.page
     try:
-        page.goto(service.url + "/")
+        page.goto(service_on_repo.url + "/")
         page.get_by_label("Reader token").wait_for()
         for _ in range(10):
             page.keyboard.press("Tab")
@@ -390,10 +401,10 @@ def test_the_token_form_is_reached_by_keyboard_a_refused_token_asks_again_and_th
         assert "not paused" in page.locator("#pause").inner_text()
 
         paused = httpx.post(
-            f"{service.url}/v1/queue/pause", json={"reason": "release freeze"}, headers=operator
+            service_on_repo.url + "/v1/queue/pause", json={"reason": "freeze"}, headers=operator
         )
         assert paused.status_code == 200, paused.text
-        page.locator("#pause").filter(has_text="release freeze").wait_for(timeout=15_000)
+        page.locator("#pause").filter(has_text="freeze").wait_for(timeout=15_000)
         assert page.evaluate(LOW_CONTRAST) == []
 
         page.evaluate(
@@ -404,6 +415,25 @@ def test_the_token_form_is_reached_by_keyboard_a_refused_token_asks_again_and_th
         page.on("request", lambda r: asked.append(r.url))
         page.wait_for_timeout(6_000)
         assert asked == [], asked
-        assert watched.problems == [] or all("/v1/audit" in p for p in watched.problems)
+        assert watched.problems == []
+    finally:
+        watched.close()
+
+
+def test_a_panel_whose_endpoint_fails_says_why_and_the_others_still_show(
+    browser: Any, service: ServiceProcess, tokens: TokenMaker
+) -> None:
+    """Without a canonical repository the audit cannot be read: its panel says so, the mode,
+    the lease and the queue are shown all the same."""
+    watched = Watched(browser, DESKTOP)
+    try:
+        sign_in(watched.page, service.url + "/", tokens("reader"))
+        audit = watched.page.locator("#audit .message")
+        audit.wait_for()
+        assert "Could not read this" in audit.inner_text()
+        assert "INTEGRATOR_REPO" in audit.inner_text()
+        assert watched.page.locator("#mode-name").inner_text().lower() == "shadow"
+        assert "Nobody holds the lease" in watched.page.locator("#lease").inner_text()
+        assert "Nothing is waiting or queued" in watched.page.locator("#queue").inner_text()
     finally:
         watched.close()
