@@ -234,6 +234,8 @@ def test_an_operator_reads_mode_lease_queue_blocked_and_shadow_evidence_on_a_pho
         )
         assert width[0] <= width[1], f"the page overflows a phone's width: {width}"
         page.screenshot(path=artifacts_dir() / "dashboard-phone.png", full_page=True)
+        page.set_viewport_size(DESKTOP)
+        page.screenshot(path=artifacts_dir() / "dashboard-desktop.png", full_page=True)
 
         assert story.reader not in page.url
         assert story.reader not in page.content()
