@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from integrator import hookbodies, hosting
-from integrator.errors import IntegratorError
+from integrator.errors import InvalidInput
 from integrator.hostlayouts import gitea
 
 MARKER = "# integrator-hook"
@@ -61,8 +61,9 @@ _GIT_SCRUB = (
 )
 
 
-class HookInstallError(IntegratorError):
-    """The hooks could not be installed, checked or removed."""
+class HookInstallError(InvalidInput):
+    """The hooks could not be installed, checked or removed: what was asked cannot be done
+    with this repository or these options (the CLI exits 2 with the one line)."""
 
     code = "hook_install_failed"
 
@@ -137,8 +138,14 @@ def install(
     Everything is checked before anything changes: the options, the repository, the
     interpreter (run as the repository's owner) and the hooks already there.
     """
-    _validate(url=url, token=token, python=python, layout=layout, source=identity_source)
-    _validate_deadline(deadline)
+    _validate(
+        url=url,
+        token=token,
+        python=python,
+        layout=layout,
+        source=identity_source,
+        deadline=deadline,
+    )
     git_dir = _bare_git_dir(repo)
     owner = os.stat(git_dir)
     hooks_path = _git(git_dir, "config", "--get", "core.hooksPath").stdout.strip()
@@ -312,12 +319,12 @@ def interpreter_runs(python: str, uid: int, gid: int) -> tuple[bool, str]:
 # -- helpers ---------------------------------------------------------------------------------
 
 
-def _validate(*, url: str, token: str, python: str, layout: str, source: str) -> None:
+def validate_common(*, url: str, python: str, layout: str, source: str, deadline: float) -> None:
+    """The options every layout shares, checked before anything is written (the interpreter's
+    path only: it may live on another machine)."""
     netloc = url.partition("://")[2].partition("/")[0]
     if not url.startswith(("http://", "https://")) or not netloc or "@" in netloc:
         raise HookInstallError(f"--url must be http(s)://host[:port] without credentials: {url}")
-    if not token.strip() or any(c.isspace() for c in token.strip()):
-        raise HookInstallError("the hook token is empty or contains whitespace")
     if layout not in LAYOUTS:
         raise HookInstallError(f"--layout must be one of {', '.join(LAYOUTS)}: {layout}")
     if source not in IDENTITY_SOURCES:
@@ -326,6 +333,15 @@ def _validate(*, url: str, token: str, python: str, layout: str, source: str) ->
         )
     if not os.path.isabs(python) or any(c.isspace() for c in python):
         raise HookInstallError(f"--python must be an absolute path without spaces: {python}")
+    _validate_deadline(deadline)
+
+
+def _validate(
+    *, url: str, token: str, python: str, layout: str, source: str, deadline: float
+) -> None:
+    validate_common(url=url, python=python, layout=layout, source=source, deadline=deadline)
+    if not token.strip() or any(c.isspace() for c in token.strip()):
+        raise HookInstallError("the hook token is empty or contains whitespace")
     if not (os.path.isfile(python) and os.access(python, os.X_OK)):
         raise HookInstallError(f"--python {python} is not an executable file")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -67,14 +67,58 @@ def install(
         bool, typer.Option(help="In cutover, allow protected pushes when the service is down.")
     ] = False,
     chain_existing: Annotated[
-        bool, typer.Option(help="Keep a foreign hook and run it before ours.")
+        bool,
+        typer.Option(
+            help="Keep a hook that is not ours and run it before ours (without this, install "
+            "refuses to replace it)."
+        ),
+    ] = False,
+    output: Annotated[
+        Path, typer.Option(help="gitlab: where to write the custom_hooks tarball.")
+    ] = Path("integrator-custom-hooks.tar"),
+    storage: Annotated[str, typer.Option(help="gitlab: the Gitaly storage name.")] = "default",
+    gitaly_config: Annotated[
+        str, typer.Option(help="gitlab: the Gitaly configuration file on the nodes.")
+    ] = "/var/opt/gitlab/gitaly/config.toml",
+    gitaly_node: Annotated[
+        list[str] | None,
+        typer.Option(help="gitlab: a Gitaly node to print the commands for (repeatable)."),
+    ] = None,
+    node_dir: Annotated[
+        str, typer.Option(help="gitlab: the token and state directory on each node.")
+    ] = "/var/opt/gitlab/integrator",
+    shared: Annotated[
+        bool,
+        typer.Option(help="gitlab: serve any repository (its name from GL_PROJECT_PATH)."),
     ] = False,
 ) -> None:
-    """Install the pre-receive and post-receive hooks into a bare repository."""
+    """Install the pre-receive and post-receive hooks into a bare repository.
+
+    With --layout gitlab, REPO.git is the repository's relative path on the Gitaly storage: the
+    hooks go into a tarball, with the commands that set it on each Gitaly node."""
     from integrator import hookinstall, hosting
     from integrator.settings import get_settings
 
     settings = get_settings()
+    if layout == "gitlab":
+        _install_gitlab(
+            str(repo),
+            url=url or settings.url,
+            repository=repository,
+            output=output,
+            python=python,
+            identity_source=identity_source,
+            deadline=deadline,
+            fail_open=fail_open,
+            protected_refs=settings.protected_refs,
+            shared=shared,
+            storage=storage,
+            gitaly_config=gitaly_config,
+            nodes=gitaly_node or [],
+            node_dir=node_dir,
+            token_source=token_file if token_file and token_file != "-" else "hook.token",
+        )
+        return
     result = hookinstall.install(
         repo,
         url=url or settings.url,
@@ -96,6 +140,18 @@ def install(
     if layout == "gitolite":
         for line in hosting.gitolite_advice(result.git_dir, result.repository):
             typer.echo(f"gitolite: push options are advertised by this repository's config; {line}")
+
+
+def _install_gitlab(relative_path: str, **options: Any) -> None:
+    from integrator.hostlayouts import gitlab
+
+    made = gitlab.install(relative_path, **options)
+    contents = f"custom_hooks/: pre-receive, post-receive, {gitlab.CONFIG_NAME}; no token"
+    typer.echo(f"wrote {made.tarball} ({contents})")
+    for node, commands in made.commands:
+        typer.echo(f"on {node}:" if node else "on each Gitaly node:")
+        for command in commands:
+            typer.echo(f"  {command}")
 
 
 @hooks_app.command("check")
