@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
-from pydantic import BaseModel
+from pydantic import BaseModel, StrictBool
 
 from integrator import blocked, followups
 from integrator.api.deps import (
@@ -70,7 +70,7 @@ def close_followup(
 
 class ResumeIn(BaseModel):
     #: Give up the original turn: queue behind everything queued now.
-    to_back: bool = False
+    to_back: StrictBool = False
 
 
 @router.post("/slugs/{slug}/resume")

@@ -12,7 +12,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import DataError, StatementError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -49,8 +49,8 @@ _UNDECODABLE_BODY = "There was an error parsing the body"
 class ErrorDetail(BaseModel):
     """One problem: which field broke which rule."""
 
-    field: str
-    rule: str
+    field: str = Field(min_length=1)
+    rule: str = Field(min_length=1)
     message: str
 
 

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, StrictBool
 
 from integrator import cutover, modes
 from integrator.api.deps import Operator, Reader, ReadSessionDep, SessionDep, SettingsDep
@@ -46,14 +46,14 @@ class CutoverIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     reason: Reason
-    force: bool = False
+    force: StrictBool = False
 
 
 class RollbackIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     reason: Reason
-    drill: bool = False
+    drill: StrictBool = False
 
 
 class EvidenceOut(BaseModel):

@@ -8,7 +8,8 @@ router added later is covered without its author doing anything:
 - the writing session (`deps.get_session`): 409, a write the current state refuses;
 - any parameter or body: 422, in the error shape instead of FastAPI's own.
 
-Every one of them, and any error a router declares without a body, has the `Error` schema.
+Every one of them, and any error a router declares without a body, has the `Error` schema
+(`InvalidRequest` for a 422: the same, with at least one detail).
 """
 
 from __future__ import annotations
@@ -16,14 +17,18 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from fastapi import FastAPI, routing
+from fastapi import FastAPI, Request, routing
 from fastapi.dependencies.models import Dependant
+from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
+from starlette.exceptions import HTTPException
 
 from integrator.api.deps import GUARDS, get_session
-from integrator.api.errors import Error
+from integrator.api.errors import Error, error_body
 
 ERROR_REF = "#/components/schemas/Error"
+#: A 422 says which field broke which rule: at least one detail.
+INVALID_REF = "#/components/schemas/InvalidRequest"
 _FASTAPI_422 = ("HTTPValidationError", "ValidationError")
 
 
@@ -38,12 +43,33 @@ def install_openapi(app: FastAPI) -> None:
 
     app.openapi = openapi  # type: ignore[method-assign]
 
+    @app.exception_handler(405)
+    async def _method_not_allowed(request: Request, _: HTTPException) -> JSONResponse:
+        # Starlette's Allow names the first route of the path only; a path served by a GET
+        # route and a POST route has both, as the document says.
+        path = request.scope["path"]
+        methods = sorted(
+            {m for r in _api_routes(app) if r.path_regex.match(path) for m in r.methods or ()}
+        )
+        allowed = ", ".join(methods)
+        message = f"{request.method} is not allowed here: use {allowed}"
+        return JSONResponse(
+            error_body("method_not_allowed", message), status_code=405, headers={"Allow": allowed}
+        )
+
 
 def declare_errors(app: FastAPI, schema: dict[str, Any]) -> None:
     components = schema.setdefault("components", {}).setdefault("schemas", {})
     error = Error.model_json_schema(ref_template="#/components/schemas/{model}")
     components.update(error.pop("$defs", {}))
     components["Error"] = error
+    components["InvalidRequest"] = {
+        **error,
+        "title": "InvalidRequest",
+        "description": "Invalid input: each detail names the field and the rule it broke.",
+        "properties": {**error["properties"], "details": {**error["properties"]["details"],
+                                                          "minItems": 1}},
+    }  # fmt: skip
     for route in _api_routes(app):
         if not route.include_in_schema:
             continue
@@ -101,7 +127,8 @@ def _declare(operation: dict[str, Any], errors: dict[int, str]) -> None:
             answer["headers"] = {"WWW-Authenticate": {"schema": {"type": "string"}}}
     for code, answer in responses.items():
         if code[0] in "45" and _has_no_body_schema(answer):
-            answer["content"] = {"application/json": {"schema": {"$ref": ERROR_REF}}}
+            ref = INVALID_REF if code == "422" else ERROR_REF
+            answer["content"] = {"application/json": {"schema": {"$ref": ref}}}
 
 
 def _is_fastapis_422(answer: dict[str, Any]) -> bool:

@@ -22,10 +22,13 @@ T = TypeVar("T")
 
 #: A row id (an INTEGER column, so smaller than a BIGINT), in a path, a query or a body.
 Id = Annotated[int, Ge(1), Le(events.MAX_INTEGER)]
-#: A lease epoch (a BIGINT column).
-Epoch = Annotated[int, Ge(1), Le(events.MAX_BIGINT)]
+#: The largest integer every JSON reader holds exactly (a double): a bound above it is
+#: rounded by clients, so that a value at the bound may arrive beyond it.
+JSON_MAX_INTEGER = 2**53 - 1
+#: A lease epoch (a BIGINT column, counted far below this).
+Epoch = Annotated[int, Ge(1), Le(JSON_MAX_INTEGER)]
 #: `next_cursor` of the previous page (a position in the listing).
-Cursor = Annotated[int, Ge(0), Le(events.MAX_BIGINT)]
+Cursor = Annotated[int, Ge(0), Le(JSON_MAX_INTEGER)]
 #: An identity or a name: one printable line that fits its column.
 Name = Annotated[
     str,

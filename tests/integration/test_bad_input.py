@@ -346,3 +346,15 @@ def test_a_body_that_is_not_json_is_422_naming_the_body(api: Api, body: bytes) -
     headers = {**api.headers["operator"], "Content-Type": "application/json"}
     response = api.client.post("/v1/lease/force-release", content=body, headers=headers)
     assert problems(response) == {"body": "json_invalid"} or body == b"", response.text
+
+
+def test_the_largest_cursor_and_epoch_are_exact_in_json(api: Api) -> None:
+    """2^63-1 cannot be written as a JSON number every client reads exactly (a double rounds
+    it up past the bound): the bound is 2^53-1, and one more is refused."""
+    exact = 2**53 - 1
+    assert api.get("reader", "/v1/events", cursor=str(exact)).status_code == 200
+    assert problems(api.get("reader", "/v1/events", cursor=str(exact + 1))) == {
+        "cursor": "less_than_equal"
+    }
+    body = {"epoch": exact + 1, "token": "t"}
+    assert problems(api.post("integrator", "/v1/lease/renew", body)) == {"epoch": "less_than_equal"}

@@ -19,6 +19,7 @@ from integrator.settings import Settings
 from tests.support import TokenMaker
 
 ERROR_REF = "#/components/schemas/Error"
+INVALID_REF = "#/components/schemas/InvalidRequest"
 METHODS = ("get", "post", "put", "patch", "delete")
 
 
@@ -86,9 +87,11 @@ def test_422_is_the_error_shape_not_fastapis_default(spec: dict[str, Any]) -> No
     assert "HTTPValidationError" not in spec["components"]["schemas"]
     error = spec["components"]["schemas"]["Error"]
     assert set(error["required"]) == {"code", "message", "details"}
+    invalid = spec["components"]["schemas"]["InvalidRequest"]
+    assert invalid["properties"]["details"]["minItems"] == 1
     for path, method, operation in operations(spec):
         if operation.get("parameters") or operation.get("requestBody"):
-            assert error_schema(operation, "422") == ERROR_REF, f"{method.upper()} {path}"
+            assert error_schema(operation, "422") == INVALID_REF, f"{method.upper()} {path}"
 
 
 def test_routes_added_later_are_covered_without_their_authors_doing_anything(
@@ -122,3 +125,23 @@ def test_metrics_answer_in_the_declared_media_type(client: TestClient, tokens: T
 def test_times_are_declared_as_date_time(spec: dict[str, Any]) -> None:
     [until] = [p for p in spec["paths"]["/v1/events"]["get"]["parameters"] if p["name"] == "until"]
     assert until["schema"]["anyOf"][0] == {"type": "string", "format": "date-time"}
+
+
+@pytest.mark.parametrize(
+    ("path", "allowed"),
+    [("/v1/mode", "GET, POST"), ("/v1/events", "GET, POST"), ("/v1/whoami", "GET")],
+)
+def test_405_lists_every_method_the_path_has(client: TestClient, path: str, allowed: str) -> None:
+    """Starlette named only the first route's methods (`Allow: GET` for /v1/mode)."""
+    response = client.request("OPTIONS", path)
+    assert response.status_code == 405
+    assert response.headers["allow"] == allowed
+    assert response.json()["code"] == "method_not_allowed"
+
+
+def test_a_body_flag_must_be_a_json_boolean(client: TestClient, tokens: TokenMaker) -> None:
+    """`"drill": 0` was read as false: the schema says boolean, so a number is refused."""
+    headers = {"Authorization": f"Bearer {tokens('operator')}"}
+    response = client.post("/v1/rollback", json={"reason": "r", "drill": 0}, headers=headers)
+    assert response.status_code == 422
+    assert [d["field"] for d in response.json()["details"]] == ["drill"]
