@@ -1,4 +1,4 @@
-"""Operator controls over the queue: the lanes, and pausing it.
+"""Operator controls over the queue: the lanes, pausing it, and a candidate's check timeouts.
 
 A promotion puts a slug's newest open candidate in the `hotfix` lane, which the worker
 empties before the `normal` one; a demotion puts it back. Either is an operator's recorded
@@ -10,6 +10,11 @@ stall); a freeze (`reject_new`) also refuses new `finalize_ready`. It ends by co
 when its `until` passes; both are recorded (`queue_paused` / `queue_resumed`). Whether
 `until` has passed is read on the lease's clock (the database's, `clock`), so every replica,
 the dequeue, the status and the liveness conditions agree on when a pause ended.
+
+A check's timeout can be raised (or lowered) for one candidate — a change known to need a
+longer test run — as an operator's recorded decision (`check_timeout_overridden`). The events
+are the storage: the handout carries the candidate's overrides, folded from them, and the
+worker runs that check under that timeout. It applies to that candidate (that sha) only.
 """
 
 from __future__ import annotations
@@ -21,12 +26,13 @@ from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from integrator.check_contract import name_problem
 from integrator.db import now_ms, now_ms_expr
 from integrator.errors import Conflict, Detail, InvalidInput, TransitionRefused
 from integrator.events import record_system_event
 from integrator.lease import datetime_of_ms
 from integrator.liveness import iso
-from integrator.models import Candidate, QueuePause, utcnow
+from integrator.models import Candidate, Event, QueuePause, utcnow
 from integrator.queue import Lane, candidate_fields, newest_open
 from integrator.settings import Settings
 
@@ -202,4 +208,67 @@ def pause_view(row: QueuePause | None) -> dict[str, Any] | None:
         "until": iso(row.until),
         "reject_new": row.reject_new,
         "summary": describe(row),
+    }
+
+
+# ---- a candidate's check timeouts ---------------------------------------------------------
+
+#: The event an operator's per-candidate check timeout records.
+TIMEOUT_OVERRIDDEN = "check_timeout_overridden"
+#: The longest timeout an operator may give one check of one candidate (a week).
+MAX_CHECK_TIMEOUT_SECONDS = 7 * 86400.0
+
+
+def override_check_timeout(
+    session: Session,
+    settings: Settings,
+    slug: str,
+    check: str,
+    seconds: float,
+    *,
+    reason: str,
+    by: str,
+) -> Candidate:
+    """Run check `check` of the slug's newest open candidate under `seconds`; recorded. The
+    worker applies it from the candidate's next handout."""
+    problem = name_problem(check)
+    if problem:
+        raise InvalidInput(problem, details=[Detail("check", "pattern", problem)])
+    if not 0 < seconds <= MAX_CHECK_TIMEOUT_SECONDS:
+        rule = f"more than 0 and at most {MAX_CHECK_TIMEOUT_SECONDS:g} seconds"
+        raise InvalidInput(f"a check timeout is {rule}", details=[Detail("seconds", "range", rule)])
+    candidate = newest_open(session, settings.repository_name, slug)
+    record_system_event(
+        session,
+        type=TIMEOUT_OVERRIDDEN,
+        repository=candidate.repository,
+        fields={
+            **candidate_fields(candidate),
+            "check": check,
+            "seconds": seconds,
+            "reason": reason,
+        },
+        slug=candidate.slug,
+        branch=candidate.branch,
+        sha=candidate.sha,
+        actor=by,
+    )
+    return candidate
+
+
+def check_timeouts(session: Session, candidate: Candidate) -> dict[str, float]:
+    """The candidate's check timeouts by check name, as operators last set them."""
+    rows = session.scalars(
+        select(Event)
+        .where(
+            Event.type == TIMEOUT_OVERRIDDEN,
+            Event.slug == candidate.slug,
+            Event.repository == candidate.repository,
+        )
+        .order_by(Event.seq)
+    )
+    return {
+        str(row.fields["check"]): float(row.fields["seconds"])
+        for row in rows
+        if row.fields.get("candidate_id") == candidate.id
     }

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from integrator import lease, modes, registrations, scoring
 from integrator.admission import CanonicalRepo, check, record
+from integrator.check_contract import REPORTED
 from integrator.errors import EvidenceIncomplete, TransitionRefused
 from integrator.events import record_system_event
 from integrator.gitops import GitError
@@ -225,6 +226,52 @@ def live_policy_allows_registration(
     return Item("registration_allowed", title, not blockers, numbers, blockers)
 
 
+def checks_reported(session: Session, settings: Settings) -> Item:
+    """Every configured check has reported a result on at least one shadow candidate.
+
+    The configured checks are the required ones (`INTEGRATOR_REQUIRED_CHECKS`) and every check
+    the shadow outcomes listed. A check counts as reported only when it ran to a verdict
+    (passed, failed, timed out) on a prediction made in the latest stretch of shadow: a check
+    that was always skipped, never wrote its result or never ran could stay silent for ever
+    after cutover, and a queue waiting on it would stall without anyone seeing why.
+    """
+    first = session.scalar(select(Event).order_by(Event.seq).limit(1))
+    run = latest_shadow_run(first, _events(session, "mode_changed"))
+    seen: dict[str, dict[str, int]] = {name: {} for name in settings.required_check_names}
+    for event in _events(session, *PREDICTION_TYPES):
+        if run is None or not run.holds(event.seq):
+            continue
+        for listed in event.fields.get("checks") or []:
+            statuses = seen.setdefault(str(listed["name"]), {})
+            statuses[listed["status"]] = statuses.get(listed["status"], 0) + 1
+    title = "every configured check has reported a result on at least one shadow candidate"
+    if not seen:
+        numbers = {"checks": 0, "required": []}
+        return Item("checks_reported", f"{title} (no checks configured)", True, numbers)
+    reported = {name: sum(n for s, n in statuses.items() if s in REPORTED)
+                for name, statuses in seen.items()}  # fmt: skip
+    blockers = [_silent(name, seen[name]) for name, count in reported.items() if not count]
+    numbers = {
+        "checks": len(seen),
+        "required": settings.required_check_names,
+        "reported": reported,
+    }
+    return Item("checks_reported", title, not blockers, numbers, blockers)
+
+
+def _silent(name: str, statuses: dict[str, int]) -> str:
+    if not statuses:
+        return (
+            f"check {name} is required but has not reported on any shadow candidate: run the "
+            f"shadow worker with --check {name}=CMD"
+        )
+    shown = ", ".join(f"{status} {count}x" for status, count in sorted(statuses.items()))
+    return (
+        f"check {name} has never reported a result (passed, failed or timed out) on a shadow "
+        f"candidate, only: {shown}; a skipped, resultless or unrun check proves nothing"
+    )
+
+
 def drill_recorded(session: Session) -> Item:
     drills = [e for e in _events(session, "rollback_drill") if e.fields.get("refusal_observed")]
     numbers = {
@@ -273,6 +320,7 @@ def evidence(session: Session, settings: Settings, repo: CanonicalRepo) -> Evide
         live_policy_refuses_last_human_push(session, settings),
         live_policy_allows_registration(session, settings, repo),
         drill_recorded(session),
+        checks_reported(session, settings),
     ]
     return Evidence(items, hooks_seen(session))
 

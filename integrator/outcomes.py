@@ -4,6 +4,10 @@ Called by `integrator.processing` inside its fenced transaction. A real outcome 
 `integration_completed` or `integration_blocked`; a shadow outcome writes a prediction,
 keyed per handout (candidate, epoch, attempt): a candidate can be predicted again after a
 cutover and a rollback, and one handout can still never record two predictions.
+
+Each of these events carries the outcome's `checks`: every configured check with its status
+and attempts. A green outcome (`integrated`, `would_integrate`) is refused unless every check
+it lists passed and every required check (`INTEGRATOR_REQUIRED_CHECKS`) is among them.
 """
 
 from __future__ import annotations
@@ -16,7 +20,8 @@ from typing import Any, TypeVar
 from sqlalchemy.orm import Session
 
 from integrator import events, followups, modes, webhooks
-from integrator.errors import Detail, InvalidInput, TransitionRefused
+from integrator.check_contract import CheckStatus, not_green
+from integrator.errors import Conflict, Detail, InvalidInput, TransitionRefused
 from integrator.models import Candidate
 from integrator.queue import Status
 from integrator.queue import transition as move
@@ -45,10 +50,17 @@ class Outcome(StrEnum):
 
 PREDICTIONS = frozenset({Outcome.would_integrate, Outcome.would_block})
 REAL = frozenset({Outcome.integrated, Outcome.blocked})
-#: Outcomes that say the check passed: a failed attempt before that pass is a flaky check.
+#: Outcomes that say green: every check passed (a failed attempt before a pass is a flake).
 PASSED = frozenset({Outcome.integrated, Outcome.would_integrate})
-#: The most check runs one outcome carries (`integrator worker --check-retries` is at most 20).
+#: The most runs of one check an outcome carries (`integrator worker --check-retries` is at
+#: most 20).
 MAX_CHECK_ATTEMPTS = 21
+
+
+class ChecksIncomplete(Conflict):
+    """A green outcome whose checks do not show every required check passed."""
+
+    code = "checks_incomplete"
 
 
 @dataclass(frozen=True)
@@ -61,41 +73,67 @@ class Report:
     next_action: str | None = None
     reason: str | None = None
     registration_id: int | None = None
-    #: Every run of the check ({exit_code?, timed_out, seconds, output_tail}), in order.
-    check_attempts: list[dict[str, Any]] = field(default_factory=list)
+    #: Every configured check: {name, status, attempts: [{exit_code?, timed_out, seconds,
+    #: output_tail}]}, in the order they ran.
+    checks: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _failed(attempt: dict[str, Any]) -> bool:
-    return bool(attempt.get("timed_out")) or attempt.get("exit_code") != 0
+def require_green(report: Report, required: list[str]) -> None:
+    """A green outcome lists every required check as passed, and no check that did not pass:
+    green means every named check ran and passed on the commit that lands."""
+    if report.outcome not in PASSED:
+        return
+    problems = not_green(required, report.checks)
+    if problems:
+        raise ChecksIncomplete(
+            f"{report.outcome.value} refused: {'; '.join(problems)}; the worker must run every "
+            f"required check ({', '.join(required) or 'none required'}) and report each as "
+            "passed",
+            details=[Detail("checks", "checks_incomplete", problem) for problem in problems],
+        )
 
 
-def flaky(report: Report) -> bool:
-    """The check passed, but only after at least one failed run on the same commit."""
-    return report.outcome in PASSED and any(_failed(a) for a in report.check_attempts[:-1])
+def flaky_checks(report: Report) -> list[dict[str, Any]]:
+    """The checks of a green outcome that passed only after a failed run on the same commit."""
+    if report.outcome not in PASSED:
+        return []
+    return [
+        check
+        for check in report.checks
+        if check["status"] == CheckStatus.passed and len(check["attempts"]) > 1
+    ]
 
 
 def record_flaky(
     session: Session, settings: Settings, candidate: Candidate, report: Report, by: str
 ) -> None:
-    """`check_flaky`: the candidate integrated (or would) on a check that failed before it
-    passed; every attempt is kept, so the flake rate and the flaky check can be read later."""
-    events.record_system_event(
-        session,
-        type="check_flaky",
-        repository=settings.repository_name,
-        fields={
-            "candidate_id": candidate.id,
-            "slug": candidate.slug,
-            "sha": candidate.sha,
-            "outcome": report.outcome.value,
-            "attempt": report.attempt,
-            "attempts": report.check_attempts,
-        },
-        slug=candidate.slug,
-        branch=candidate.branch,
-        sha=candidate.sha,
-        actor=by,
-    )
+    """`check_flaky`, one per flaky check: the candidate integrated (or would) on a check that
+    failed before it passed; every attempt is kept, so the flake rate and the flaky check can
+    be read later."""
+    for check in flaky_checks(report):
+        events.record_system_event(
+            session,
+            type="check_flaky",
+            repository=settings.repository_name,
+            fields={
+                "candidate_id": candidate.id,
+                "slug": candidate.slug,
+                "sha": candidate.sha,
+                "outcome": report.outcome.value,
+                "attempt": report.attempt,
+                "check": check["name"],
+                "attempts": check["attempts"],
+            },
+            slug=candidate.slug,
+            branch=candidate.branch,
+            sha=candidate.sha,
+            actor=by,
+        )
+
+
+def _with_checks(fields: dict[str, Any], checks: list[dict[str, Any]] | None) -> dict[str, Any]:
+    """The event's fields with the outcome's checks (validated by the API's schema)."""
+    return {**fields, "checks": checks} if checks else fields
 
 
 def prediction_key(candidate_id: int, epoch: int, attempt: str) -> str:
@@ -130,7 +168,9 @@ def complete(
     main_sha: str | None,
     by: str,
     reason: str,
+    checks: list[dict[str, Any]] | None = None,
 ) -> None:
+    """`integration_completed` (with the checks that passed, when the holder reported it)."""
     fields = events.validate_fields(
         "integration_completed",
         {
@@ -144,7 +184,7 @@ def complete(
     events.append(
         session,
         type_name="integration_completed",
-        fields=fields,
+        fields=_with_checks(fields, checks),
         repository=settings.repository_name,
         actor=by,
     )
@@ -169,6 +209,7 @@ def block(
             "attempt": outcome.attempt or "",
         },
     )
+    fields = _with_checks(fields, outcome.checks)
     events.append(
         session,
         type_name="integration_blocked",
@@ -214,6 +255,7 @@ def predict(
             "conflict_evidence": outcome.conflict_evidence,
             "diagnostics": outcome.diagnostics,
             "next_action": outcome.next_action,
+            "checks": outcome.checks,
         },
         natural_key=prediction_key(candidate.id, epoch, attempt),
         slug=candidate.slug,

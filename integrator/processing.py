@@ -12,7 +12,7 @@ own, so that it is not handed out again and again; an operator can close it.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from sqlalchemy.orm import Session
@@ -28,9 +28,9 @@ from integrator.outcomes import (
     block,
     check_mode,
     complete,
-    flaky,
     predict,
     record_flaky,
+    require_green,
     required,
 )
 from integrator.queue import (
@@ -64,6 +64,8 @@ class Handout:
     mode: modes.Mode
     main_sha: str | None
     requeued: tuple[int, ...] = ()
+    #: An operator's timeouts for this candidate's checks, by check name (seconds).
+    check_timeouts: dict[str, float] = field(default_factory=dict)
 
 
 def requeue_stale(session: Session, settings: Settings, epoch: int) -> list[int]:
@@ -94,7 +96,8 @@ def take_next(
     mode = modes.current(session).mode
     current = handed_to(session, settings.repository_name, epoch)
     if current is not None:  # a retry whose first answer was lost: the same handout again
-        return Handout(current, mode, current.main_sha_checked, requeued)
+        return Handout(current, mode, current.main_sha_checked, requeued,
+                       controls.check_timeouts(session, current))  # fmt: skip
     controls.end_if_expired(session, settings)
     if controls.active_pause(session, settings.repository_name) is not None:
         return None  # paused: the holder keeps its lease and idles
@@ -106,7 +109,8 @@ def take_next(
         record(candidate, readiness)
         if readiness.ready:
             if claim(session, candidate, epoch):
-                return Handout(candidate, mode, readiness.main_sha, requeued)
+                return Handout(candidate, mode, readiness.main_sha, requeued,
+                               controls.check_timeouts(session, candidate))  # fmt: skip
             continue
         if readiness.unmet == (Condition.not_on_main,):
             complete(session, settings, candidate, readiness.main_sha, by, "already on main")
@@ -126,7 +130,9 @@ def report(
     outcome: Report,
     by: str,
 ) -> Candidate:
-    """Record the outcome of a candidate handed to `epoch`; at most one per handout."""
+    """Record the outcome of a candidate handed to `epoch`; at most one per handout. A green
+    outcome without every required check passed is refused (`ChecksIncomplete`): the handout
+    stays with the holder, which gives it back (`requeue`)."""
     lease.fence(session, settings, epoch, token)
     candidate = _handout(session, candidate_id, epoch)
     if candidate is None:
@@ -137,13 +143,14 @@ def report(
         )
     mode = modes.current(session).mode
     check_mode(outcome.outcome, mode)
+    require_green(outcome, settings.required_check_names)
     kind = outcome.outcome
     if kind is Outcome.requeue:
         move(session, candidate, Status.queued, reason=outcome.reason or "returned by the holder")
     elif kind is Outcome.integrated:
         landed = _landed(session, repo, candidate, epoch, outcome, by)
         complete(session, settings, candidate, landed.new, by,
-                 f"epoch {epoch}, registration {landed.id}")  # fmt: skip
+                 f"epoch {epoch}, registration {landed.id}", outcome.checks)  # fmt: skip
     elif kind is Outcome.already_integrated:
         found = _found_on_main(session, repo, candidate)
         complete(session, settings, candidate, found.commit, by,
@@ -152,8 +159,7 @@ def report(
         block(session, settings, candidate, outcome, by)
     else:
         predict(session, settings, candidate, outcome, epoch, by)
-    if flaky(outcome):
-        record_flaky(session, settings, candidate, outcome, by=by)
+    record_flaky(session, settings, candidate, outcome, by=by)
     supersede_if_replaced(session, candidate)
     return candidate
 

@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from integrator.check_contract import name_problem
 from integrator.refnames import branch_name_problem
 
 DEFAULT_DATABASE_URL = "sqlite:///./integrator.db"
@@ -40,6 +41,8 @@ class Settings(BaseSettings):
     token: str | None = Field(default=None, repr=False)
     identities: Annotated[list[str], NoDecode] = ["integrator-bot"]
     protected_refs: Annotated[list[str], NoDecode] = ["refs/heads/main"]
+    #: Named checks every green outcome must list as passed (comma-separated; unset: none).
+    required_checks: Annotated[list[str] | None, NoDecode] = None
     mirror_dir: str = "./var/mirrors"
 
     lease_ttl_seconds: float = Field(default=120.0, gt=0)
@@ -80,6 +83,8 @@ class Settings(BaseSettings):
     #: The wait after a first failed try; it doubles at each failure, up to the maximum.
     webhook_retry_base_seconds: float = Field(default=1.0, gt=0)
     webhook_retry_max_seconds: float = Field(default=3600.0, gt=0)
+    #: The secret of GitHub's push webhook (POST /v1/webhooks/github); unset: refused.
+    github_webhook_secret: str | None = Field(default=None, repr=False)
     #: The service's and the worker's log lines: `text` for people, `json` (one object a line).
     log_format: Literal["text", "json"] = "text"
 
@@ -87,7 +92,7 @@ class Settings(BaseSettings):
     @classmethod
     def _parse_lists(cls, data: object) -> object:
         if isinstance(data, dict):
-            for key in ("identities", "protected_refs"):
+            for key in ("identities", "protected_refs", "required_checks"):
                 if key in data:
                     data[key] = _split_csv(data[key])
         return data
@@ -131,6 +136,19 @@ class Settings(BaseSettings):
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"not an http(s) URL: {hint}")
         return value
+
+    @field_validator("required_checks")
+    @classmethod
+    def _check_names(cls, names: list[str] | None) -> list[str] | None:
+        if not names:
+            return None
+        for name in names:
+            problem = name_problem(name)
+            if problem:
+                raise ValueError(problem)
+        if len(set(names)) != len(names):
+            raise ValueError("each check is named once")
+        return names
 
     @field_validator("protected_refs")
     @classmethod
@@ -178,6 +196,11 @@ class Settings(BaseSettings):
             base = PurePosixPath(self.repo.rstrip("/")).name
             return base.removesuffix(".git") or "main"
         return "default"
+
+    @property
+    def required_check_names(self) -> list[str]:
+        """The checks every green outcome must list as passed (none when unset)."""
+        return list(self.required_checks or [])
 
     @property
     def lease_key(self) -> str:

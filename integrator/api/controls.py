@@ -1,10 +1,10 @@
 """Operator controls over the queue: promote a slug to the hotfix lane, demote it back;
-pause and resume processing."""
+pause and resume processing; give a candidate's check a timeout of its own."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
 from integrator import controls
 from integrator.api.deps import Operator, Reader, ReadSessionDep, SessionDep, SettingsDep
@@ -95,3 +95,34 @@ def resume_processing(session: SessionDep, settings: SettingsDep, caller: Operat
     with session.begin():
         controls.resume(session, settings, by=caller.name)
         return PauseOut.of(None)
+
+
+class CheckTimeoutIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    check: StrictStr = Field(max_length=64)
+    seconds: float = Field(gt=0, le=controls.MAX_CHECK_TIMEOUT_SECONDS, allow_inf_nan=False)
+    reason: Reason
+
+
+class CheckTimeoutOut(BaseModel):
+    """The candidate and every check timeout an operator set for it."""
+
+    candidate: CandidateOut
+    check_timeouts: dict[str, float]
+
+
+@router.post("/slugs/{slug}/check-timeout")
+def override_check_timeout(
+    slug: Slug, body: CheckTimeoutIn, session: SessionDep, settings: SettingsDep, caller: Operator
+) -> CheckTimeoutOut:
+    """Run one check of the slug's newest open candidate under this timeout (recorded as
+    `check_timeout_overridden`); the worker applies it from the candidate's next handout."""
+    with session.begin():
+        candidate = controls.override_check_timeout(
+            session, settings, slug, body.check, body.seconds, reason=body.reason, by=caller.name
+        )
+        return CheckTimeoutOut(
+            candidate=CandidateOut.of(candidate),
+            check_timeouts=controls.check_timeouts(session, candidate),
+        )

@@ -1,4 +1,5 @@
-"""POST /v1/queue/next and POST /v1/candidates/{id}/outcome: the holder's fenced path."""
+"""POST /v1/queue/next and POST /v1/candidates/{id}/outcome: the holder's fenced path; and
+GET /v1/checks, the checks the service requires for green."""
 
 from __future__ import annotations
 
@@ -13,10 +14,12 @@ from pydantic import (
     StrictBool,
     StrictStr,
     StringConstraints,
+    field_validator,
+    model_validator,
 )
 
-from integrator import outcomes, processing
-from integrator.api.deps import SessionDep, SettingsDep
+from integrator import check_contract, outcomes, processing
+from integrator.api.deps import Reader, SessionDep, SettingsDep
 from integrator.api.events import Repo
 from integrator.api.lease import GrantIn, Integrator
 from integrator.api.schemas import CandidateOut, Id, Name, Reason
@@ -32,10 +35,20 @@ class HandoutOut(CandidateOut):
 
     mode: str
     requeued: list[int]
+    #: An operator's timeouts for this candidate's checks, by check name (seconds).
+    check_timeouts: dict[str, float]
+    #: The checks that must pass for green (`INTEGRATOR_REQUIRED_CHECKS`).
+    required_checks: list[str]
+
+
+class ChecksOut(BaseModel):
+    """The checks every green outcome must list as passed."""
+
+    required: list[str]
 
 
 class CheckAttemptIn(BaseModel):
-    """One run of the check on the candidate's merged commit (`--check-retries`)."""
+    """One run of a check on the candidate's merged commit (more with `--check-retries`)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -46,6 +59,34 @@ class CheckAttemptIn(BaseModel):
     output_tail: Annotated[
         StrictStr, StringConstraints(max_length=OUTPUT_MAX_LENGTH), AfterValidator(storable)
     ] = ""
+
+
+CheckName = Annotated[
+    StrictStr,
+    StringConstraints(
+        max_length=check_contract.NAME_MAX_LENGTH, pattern=check_contract.NAME_PATTERN
+    ),
+]
+
+
+class CheckReportIn(BaseModel):
+    """One named check on the candidate's merged commit: its status and every attempt."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: CheckName
+    status: check_contract.CheckStatus
+    attempts: list[CheckAttemptIn] = Field(
+        default_factory=list, max_length=outcomes.MAX_CHECK_ATTEMPTS
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> CheckReportIn:
+        attempts = [a.model_dump() for a in self.attempts]
+        problem = check_contract.consistency_problem(self.status, attempts)
+        if problem:
+            raise ValueError(problem)
+        return self
 
 
 class OutcomeIn(GrantIn):
@@ -60,10 +101,24 @@ class OutcomeIn(GrantIn):
     reason: Reason | None = None
     #: `integrated`: the registration the commit landed with.
     registration_id: Id | None = None
-    #: Every run of the check when a pass followed failures (a flaky check).
-    check_attempts: list[CheckAttemptIn] = Field(
-        default_factory=list, max_length=outcomes.MAX_CHECK_ATTEMPTS
-    )
+    #: Every configured check, in the order they ran (`not_run` after one that failed).
+    checks: list[CheckReportIn] = Field(default_factory=list, max_length=check_contract.MAX_CHECKS)
+
+    @field_validator("checks")
+    @classmethod
+    def _unique_names(cls, checks: list[CheckReportIn]) -> list[CheckReportIn]:
+        names = [check.name for check in checks]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise ValueError(f"each check is listed once; listed more than once: {twice}")
+        return checks
+
+
+@router.get("/checks")
+def required_checks(settings: SettingsDep, _caller: Reader) -> ChecksOut:
+    """The checks the service requires every green outcome to list as passed; a worker reads
+    them at start and refuses to run without one of them."""
+    return ChecksOut(required=settings.required_check_names)
 
 
 @router.post("/queue/next", response_model=None)
@@ -83,7 +138,13 @@ def next_candidate(
         if handout is None:
             return Response(status_code=204)
         base = CandidateOut.of(handout.candidate).model_dump()
-        return HandoutOut(**base, mode=handout.mode.value, requeued=list(handout.requeued))
+        return HandoutOut(
+            **base,
+            mode=handout.mode.value,
+            requeued=list(handout.requeued),
+            check_timeouts=handout.check_timeouts,
+            required_checks=settings.required_check_names,
+        )
 
 
 @router.post("/candidates/{candidate_id}/outcome")
@@ -109,7 +170,7 @@ def report_outcome(
         next_action=body.next_action,
         reason=body.reason,
         registration_id=body.registration_id,
-        check_attempts=[a.model_dump(mode="json", exclude_none=True) for a in body.check_attempts],
+        checks=[c.model_dump(mode="json", exclude_none=True) for c in body.checks],
     )
     if body.outcome in (outcomes.Outcome.already_integrated, outcomes.Outcome.integrated):
         repo.refresh()  # the claim is checked against main as it is now

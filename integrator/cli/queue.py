@@ -115,6 +115,9 @@ def show(
         elif event["type"] in ("candidate_promoted", "candidate_demoted"):
             detail = f"{fields['from_lane']} -> {fields['to_lane']} by {event['actor']}: "
             detail += fields["reason"]
+        elif event["type"] == "check_timeout_overridden":
+            detail = f"{fields['check']} {fields['seconds']:g}s by {event['actor']}: "
+            detail += fields["reason"]
         else:
             detail = fields.get("sha", "")[:12]
         typer.echo(f"  #{event['seq']} {event['recorded_at']} {event['type']} {detail}")
@@ -195,3 +198,23 @@ def resume_processing(as_json: JsonFlag = False) -> None:
     """End the pause (operators): the worker takes the next candidate at its next poll."""
     body = ApiClient.from_environment().post("/v1/queue/resume-processing", {})
     print_json(body) if as_json else typer.echo("resumed: the queue hands out candidates again")
+
+
+@queue_app.command("check-timeout")
+def check_timeout(
+    slug: Annotated[str, typer.Argument(help="The slug.")],
+    name: Annotated[str, typer.Argument(help="The check's name (as the worker names it).")],
+    seconds: Annotated[float, typer.Argument(help="Its timeout for this candidate, in seconds.")],
+    reason: Annotated[str, typer.Option(help="Why (recorded).")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Give one check of the slug's newest open candidate a timeout of its own (operators);
+    the worker applies it from the candidate's next turn."""
+    body = ApiClient.from_environment().post(
+        f"/v1/slugs/{slug}/check-timeout", {"check": name, "seconds": seconds, "reason": reason}
+    )
+    if as_json:
+        print_json(body)
+        return
+    shown = ", ".join(f"{check}={value:g}s" for check, value in body["check_timeouts"].items())
+    typer.echo(f"check timeouts of {candidate_line(body['candidate']).strip()}: {shown}")

@@ -27,11 +27,27 @@ def worker(
         Path, typer.Option(help="Where the worker keeps its own clone (reused on restart).")
     ] = Path("./var/worker"),
     check: Annotated[
-        str | None,
-        typer.Option(help="Shell command run in the merged tree; non-zero blocks the candidate."),
+        list[str] | None,
+        typer.Option(
+            help="A named check, NAME=CMD (repeatable; run in this order after the file's): a "
+            "shell command run in the merged tree, which passes only by exiting 0 in time. NAME "
+            "is lowercase letters, digits, '_', '.', '-' right before the first '='; any other "
+            "text is one command named 'check' (FOO=1 make stays a command).",
+        ),
+    ] = None,
+    checks_file: Annotated[
+        Path | None,
+        typer.Option(
+            help='A TOML file of named checks: [checks.NAME] command = "...", optional '
+            "timeout_seconds and result (a file the check must write)."
+        ),
     ] = None,
     check_timeout: Annotated[
-        float, typer.Option(help="Seconds before the check's process group is killed.", min=0.001)
+        float,
+        typer.Option(
+            help="Seconds before a check's process group is killed (checks without their own).",
+            min=0.001,
+        ),
     ] = 3600.0,
     check_retries: Annotated[
         int,
@@ -58,14 +74,21 @@ def worker(
 ) -> None:
     """Take the lease and work the queue: merge, check, record; in cutover, land on main.
 
-    Each candidate is merged in a private clone and checked. In shadow the outcome is a
+    Each candidate is merged in a private clone and its named checks run in order, each from
+    a clean tree with its own timeout; exit 77 (skipped), a kill, a timeout or a declared
+    result not written is a failure. In shadow the outcome is a
     prediction and main is never pushed; in cutover the tested commit is pushed to main as
     a registered update.
     """
     from integrator.logs import configure_worker_logging
     from integrator.settings import get_settings
+    from integrator.worker.check_config import CheckConfigError, configured_checks
     from integrator.worker.loop import Worker, WorkerExit, WorkerOptions, default_holder
 
+    try:
+        checks = configured_checks(check or [], checks_file)
+    except CheckConfigError as exc:
+        fail(EXIT_BAD_INPUT, str(exc))
     settings = get_settings()
     source = repo or settings.repo
     if not source:
@@ -74,7 +97,7 @@ def worker(
     options = WorkerOptions(
         repo=source,
         workspace=workspace,
-        check=check,
+        checks=checks,
         check_timeout=check_timeout,
         check_retries=check_retries,
         merge_method=merge_method,

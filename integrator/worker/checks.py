@@ -1,6 +1,6 @@
-"""Running the operator's `--check` command for a candidate.
+"""Running the operator's named checks for a candidate, in order, each with its own timeout.
 
-The check is code the worker does not control (a test suite, a linter), so:
+A check is code the worker does not control (a test suite, a linter), so:
 
 - it gets a scrubbed environment: no `INTEGRATOR_*` variable (the worker's service token lives
   there), no `GIT_CONFIG_*` (the push option carrying a registration nonce travels that
@@ -12,6 +12,10 @@ The check is code the worker does not control (a test suite, a linter), so:
 - its output goes to a file, not a pipe: a chatty check cannot fill the worker's memory, and a
   grandchild that keeps a pipe open cannot make the worker wait. Only the tail is kept as
   evidence.
+
+Each check starts from the merged commit, clean (the tree is reset between checks and between
+attempts): no check can make a later one pass by what it leaves behind. A declared result file
+is removed before the run, so only a file this run wrote counts.
 """
 
 from __future__ import annotations
@@ -24,8 +28,11 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+
+from integrator.check_contract import CheckStatus, status_of
+from integrator.worker.check_config import CheckSpec
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +58,7 @@ def check_environment(base: Mapping[str, str] | None = None) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class CheckResult:
-    """What one run of the check did. `exit_code` is None when it was killed by us."""
+    """What one run of a check did. `exit_code` is None when it was killed by us."""
 
     command: str
     exit_code: int | None
@@ -61,10 +68,44 @@ class CheckResult:
     seconds: float
     #: The limit it ran under (seconds).
     timeout: float | None = None
+    #: The declared result file it exited 0 without writing.
+    result_missing: str | None = None
+
+    @property
+    def status(self) -> CheckStatus:
+        if self.cancelled:
+            return CheckStatus.killed
+        written = self.result_missing is None
+        return status_of(self.exit_code, timed_out=self.timed_out, result_written=written)
 
     @property
     def ok(self) -> bool:
-        return self.exit_code == 0 and not self.timed_out and not self.cancelled
+        return self.status is CheckStatus.passed
+
+
+@dataclass(frozen=True)
+class CheckRun:
+    """One named check on a candidate: every attempt in order (none: it was not run)."""
+
+    spec: CheckSpec
+    attempts: tuple[CheckResult, ...] = ()
+
+    @property
+    def status(self) -> CheckStatus:
+        return self.attempts[-1].status if self.attempts else CheckStatus.not_run
+
+    @property
+    def ok(self) -> bool:
+        return self.status is CheckStatus.passed
+
+    @property
+    def last(self) -> CheckResult | None:
+        return self.attempts[-1] if self.attempts else None
+
+    @property
+    def flaky(self) -> bool:
+        """It passed, after at least one failed attempt on the same commit."""
+        return self.ok and len(self.attempts) > 1
 
 
 def _kill_group(pgid: int) -> None:
@@ -86,11 +127,7 @@ class CheckRunner:
     """Runs one shell command at a time and can kill it from another thread or a signal
     handler (`cancel`)."""
 
-    def __init__(self, command: str, timeout: float) -> None:
-        if timeout <= 0:
-            raise ValueError("the check timeout must be positive")
-        self.command = command
-        self.timeout = timeout
+    def __init__(self) -> None:
         self._lock = threading.Lock()
         self._pgid: int | None = None
         self._cancelled = False
@@ -105,13 +142,20 @@ class CheckRunner:
         if pgid is not None:
             _kill_group(pgid)
 
-    def run(self, cwd: Path, output: Path) -> CheckResult:
-        """Run the command in `cwd` with `sh -c`; its output goes to `output`."""
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled
+
+    def run(self, command: str, timeout: float, cwd: Path, output: Path) -> CheckResult:
+        """Run `command` in `cwd` with `sh -c` for at most `timeout` seconds; its output goes
+        to `output`."""
+        if timeout <= 0:
+            raise ValueError("the check timeout must be positive")
         started = time.monotonic()
         timed_out = False
         with output.open("wb") as sink:
             proc = subprocess.Popen(
-                ["/bin/sh", "-c", self.command],
+                ["/bin/sh", "-c", command],
                 cwd=cwd,
                 env=check_environment(),
                 stdin=subprocess.DEVNULL,
@@ -121,15 +165,15 @@ class CheckRunner:
             )
         with self._lock:
             self._pgid = proc.pid  # a new session: its leader's pid is the group id
-        log.info("check started (pid %d): %s", proc.pid, self.command)
+        log.info("check started (pid %d): %s", proc.pid, command)
         try:
             if self._cancelled:  # the stop came between the flag check and the start
                 _kill_group(proc.pid)
             try:
-                proc.wait(timeout=self.timeout)
+                proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
                 timed_out = True
-                log.warning("check exceeded %gs: killing its process group", self.timeout)
+                log.warning("check exceeded %gs: killing its process group", timeout)
                 _kill_group(proc.pid)
                 proc.wait()
         finally:
@@ -143,20 +187,50 @@ class CheckRunner:
         tail = _tail(output)
         killed = timed_out or self._cancelled
         if timed_out:
-            tail += f"\n[integrator: check killed after its {self.timeout:g}s timeout]"
+            tail += f"\n[integrator: check killed after its {timeout:g}s timeout]"
         return CheckResult(
-            command=self.command,
+            command=command,
             exit_code=None if killed else proc.returncode,
             timed_out=timed_out,
             cancelled=self._cancelled and not timed_out,
             output_tail=tail,
             seconds=time.monotonic() - started,
-            timeout=self.timeout,
+            timeout=timeout,
         )
 
 
+def _written(cwd: Path, result: str) -> bool:
+    """The declared result is a non-empty regular file inside the tree."""
+    target = cwd / result
+    try:
+        inside = target.resolve().is_relative_to(cwd.resolve())
+        return inside and target.is_file() and target.stat().st_size > 0
+    except OSError:
+        return False
+
+
+def run_check(
+    runner: CheckRunner, spec: CheckSpec, timeout: float, cwd: Path, output: Path
+) -> CheckResult:
+    """One attempt at `spec`; a declared result is removed first and looked for after."""
+    if spec.result is not None:
+        with contextlib.suppress(FileNotFoundError, IsADirectoryError, PermissionError):
+            (cwd / spec.result).unlink()
+    result = runner.run(spec.command, timeout, cwd, output)
+    if spec.result is None or result.status is not CheckStatus.passed or _written(cwd, spec.result):
+        return result
+    note = f"\n[integrator: exited 0 without writing its declared result {spec.result}]"
+    return replace(result, result_missing=spec.result, output_tail=result.output_tail + note)
+
+
 def run_with_retries(
-    runner: CheckRunner, retries: int, cwd: Path, output: Path, reset: Callable[[], None]
+    runner: CheckRunner,
+    spec: CheckSpec,
+    timeout: float,
+    retries: int,
+    cwd: Path,
+    output: Path,
+    reset: Callable[[], None],
 ) -> tuple[CheckResult, ...]:
     """Run the check, and rerun a failed one up to `retries` times on the same tree.
 
@@ -164,13 +238,44 @@ def run_with_retries(
     must not see what the previous one left behind. A cancelled run is never retried (the
     worker is stopping). Every attempt is returned, the last one decides.
     """
-    attempts = [runner.run(cwd, output)]
+    attempts = [run_check(runner, spec, timeout, cwd, output)]
     while not attempts[-1].ok and not attempts[-1].cancelled and len(attempts) <= retries:
         log.warning(
-            "check failed (attempt %d of %d); running it again on the same commit",
+            "check %s %s (attempt %d of %d); running it again on the same commit",
+            spec.name,
+            attempts[-1].status,
             len(attempts),
             retries + 1,
         )
         reset()
-        attempts.append(runner.run(cwd, output))
+        attempts.append(run_check(runner, spec, timeout, cwd, output))
     return tuple(attempts)
+
+
+@dataclass(frozen=True)
+class CheckPlan:
+    """How the checks run on one candidate."""
+
+    specs: tuple[CheckSpec, ...]
+    default_timeout: float
+    retries: int = 0
+    #: An operator's per-candidate timeouts, by check name (from the handout).
+    overrides: dict[str, float] = field(default_factory=dict)
+
+
+def run_checks(
+    runner: CheckRunner, plan: CheckPlan, cwd: Path, output: Path, reset: Callable[[], None]
+) -> tuple[CheckRun, ...]:
+    """Every check in declared order, each from a clean tree; after the first that fails
+    (after its retries), or a stop, the rest are `not_run`."""
+    runs: list[CheckRun] = []
+    for index, spec in enumerate(plan.specs):
+        if runner.cancelled or (runs and not runs[-1].ok):
+            runs.append(CheckRun(spec))
+            continue
+        if index:
+            reset()
+        timeout = spec.timeout_or(plan.default_timeout, plan.overrides)
+        runs.append(CheckRun(spec, run_with_retries(runner, spec, timeout, plan.retries, cwd,
+                                                    output, reset)))  # fmt: skip
+    return tuple(runs)

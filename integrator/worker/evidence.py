@@ -19,8 +19,9 @@ import signal
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from integrator.check_contract import DEFAULT_NAME, SKIPPED_EXIT_CODE, CheckStatus
 from integrator.gitops import Conflict
-from integrator.worker.checks import CheckResult
+from integrator.worker.checks import CheckResult, CheckRun
 from integrator.worker.landing import POLICY_REFUSAL, PushFacts, Verdict
 
 if TYPE_CHECKING:
@@ -121,7 +122,7 @@ def conflicted(handed: Handed, base: str, conflicts: tuple[Conflict, ...]) -> Bl
 
 
 def attempt_record(check: CheckResult) -> dict[str, Any]:
-    """One run of the check as an outcome's `check_attempts` item."""
+    """One run of a check as an item of a reported check's `attempts`."""
     record: dict[str, Any] = {
         "timed_out": check.timed_out,
         "seconds": round(check.seconds, 3),
@@ -130,6 +131,15 @@ def attempt_record(check: CheckResult) -> dict[str, Any]:
     if check.exit_code is not None:
         record["exit_code"] = check.exit_code
     return record
+
+
+def check_report(run: CheckRun) -> dict[str, Any]:
+    """One named check as an outcome's `checks` item: its status and every attempt."""
+    return {
+        "name": run.spec.name,
+        "status": run.status.value,
+        "attempts": [attempt_record(attempt) for attempt in run.attempts],
+    }
 
 
 def _check_item(check: CheckResult) -> dict[str, Any]:
@@ -143,66 +153,104 @@ def _check_item(check: CheckResult) -> dict[str, Any]:
     return item
 
 
-def check_failed(
-    handed: Handed, base: str, check: CheckResult, earlier: tuple[CheckResult, ...] = ()
-) -> Blocked:
-    """A failed check (fixed on the branch) or a timed-out one (no exit code: it was killed;
-    resumed once what hung is fixed). With retries, `earlier` are the failed runs before the
-    last one: each is an evidence item, and the first diagnostic says how many there were."""
-    found = _last_check_failed(handed, base, check)
-    if not earlier:
+def label(run: CheckRun) -> str:
+    """How a diagnostic names a check: by its command alone when it has no name of its own."""
+    command = storable(run.spec.command)
+    if run.spec.name == DEFAULT_NAME:
+        return f"check `{command}`"
+    return f"check {run.spec.name} (`{command}`)"
+
+
+def check_failed(handed: Handed, base: str, run: CheckRun) -> Blocked:
+    """A check that did not pass: failed, skipped or without its result (fixed on the branch),
+    killed or timed out (resumed once what hung is fixed). With retries, every attempt is an
+    evidence item, and the first diagnostic says how many there were."""
+    last = run.last
+    if last is None:
+        raise ValueError("a check that was not run did not fail")
+    found = _last_check_failed(handed, base, run, last)
+    if len(run.attempts) == 1:
         return found
-    runs = len(earlier) + 1
-    items = [_check_item(run) for run in earlier] + found.evidence
-    how = ", ".join(_how(run) for run in (*earlier, check))
+    items = [_check_item(attempt) for attempt in run.attempts[:-1]] + found.evidence
+    how = ", ".join(_how(attempt) for attempt in run.attempts)
     first = (
-        f"check `{storable(check.command)}` failed on every one of {runs} attempts on the same "
-        f"commit ({how}); every attempt's output tail is in the evidence"
+        f"{label(run)} did not pass on any of {len(run.attempts)} attempts on the same "
+        f"commit ({how}; status {run.status}); every attempt's output tail is in the evidence"
     )
     return _blocked(items, [first, *found.diagnostics], found.next_action)
 
 
 def _how(check: CheckResult) -> str:
-    if check.timed_out:
+    status = check.status
+    if status is CheckStatus.timed_out:
         return "timed out"
+    if status is CheckStatus.skipped:
+        return f"skipped (exit {SKIPPED_EXIT_CODE})"
+    if status is CheckStatus.no_result:
+        return "exit 0 without its result"
     return "stopped" if check.exit_code is None else f"exit {check.exit_code}"
 
 
-def _last_check_failed(handed: Handed, base: str, check: CheckResult) -> Blocked:
+def _last_check_failed(handed: Handed, base: str, run: CheckRun, check: CheckResult) -> Blocked:
     command = storable(check.command)
+    named = label(run)
+    status = check.status
     evidence = _check_item(check)
     where = (
         f"on {handed.branch} at {handed.sha[:12]} merged onto main at {base[:12]}; the end "
         "of its output is in the evidence"
     )
-    if check.timed_out:
+    if status is CheckStatus.timed_out:
         limit = f"its {check.timeout:g}s" if check.timeout is not None else "its"
         return _blocked(
             [evidence],
             [
-                f"check `{command}` timed out: it did not finish within {limit} timeout and its "
-                f"process group was killed after {check.seconds:.1f}s, {where}",
+                f"{named} timed out: it did not finish within {limit} timeout and its process "
+                f"group was killed after {check.seconds:.1f}s (status timed_out), {where}",
                 "if the change itself makes the check hang, push a fix instead and run "
                 f"{_resubmit(handed)}",
             ],
-            f"find out why `{command}` did not finish within {limit} timeout on "
-            f"{handed.branch} merged with main (a slow or stuck machine, a hung service), fix "
-            f"that, then run {_resume(handed)} to test the same sha again in its original turn",
+            f"{named} timed out: find out why `{command}` did not finish within {limit} "
+            f"timeout on {handed.branch} merged with main (a slow or stuck machine, a hung "
+            f"service), fix that (an operator may give this candidate a longer timeout: "
+            f"`integrator queue check-timeout {handed.slug} {run.spec.name} SECONDS --reason "
+            f"…`), then run {_resume(handed)} to test the same sha again in its original turn",
         )
+    if status is CheckStatus.skipped:
+        lines = [
+            f"{named} exited {SKIPPED_EXIT_CODE}, which means skipped (status skipped), after "
+            f"{check.seconds:.1f}s {where}",
+            "a skipped check is a failure, never a pass: green means every check ran",
+        ]
+        action = (
+            f"{named} was skipped: make `{command}` run (not skip) on {handed.branch} merged "
+            f"with main, push the branch, then run {_resubmit(handed)}"
+        )
+        return _blocked([evidence], lines, action)
+    if status is CheckStatus.no_result:
+        result = storable(check.result_missing or "")
+        lines = [
+            f"{named} exited 0 but did not write its declared result {result} (status "
+            f"no_result) after {check.seconds:.1f}s {where}",
+            "a check without its result is a failure, never a pass",
+        ]
+        action = (
+            f"{named} wrote no result: make `{command}` write {result} on {handed.branch} "
+            f"merged with main, push the branch, then run {_resubmit(handed)}"
+        )
+        return _blocked([evidence], lines, action)
     exit_code = check.exit_code
     if exit_code is None:
-        how = "was stopped before it finished"
+        how = "was stopped before it finished (status killed)"
+    elif exit_code < 0:
+        how = f"was killed by signal {-exit_code} ({_signal_name(-exit_code)}) (status killed)"
     else:
-        how = (
-            f"was killed by signal {-exit_code} ({_signal_name(-exit_code)})"
-            if exit_code < 0
-            else f"failed with exit code {exit_code}"
-        )
+        how = f"failed with exit code {exit_code} (status failed)"
     return _blocked(
         [evidence],
-        [f"check `{command}` {how} after {check.seconds:.1f}s {where}"],
-        f"run `{command}` on {handed.branch} merged with main, fix what fails, push the "
-        f"branch, then run {_resubmit(handed)}",
+        [f"{named} {how} after {check.seconds:.1f}s {where}"],
+        f"{named} {status}: run `{command}` on {handed.branch} merged with main, fix what "
+        f"fails, push the branch, then run {_resubmit(handed)}",
     )
 
 

@@ -10,11 +10,13 @@ The loop, and why it is shaped this way:
    the worker keeps nothing that matters in memory.
 4. Per candidate: fetch; its sha already reachable from main → `already_integrated`; else
    merge the candidate's *recorded* sha onto `origin/main`'s sha with the candidate, epoch
-   and attempt trailers (the attempt uuid chosen before committing), run `--check` (a failed
-   one is rerun up to `--check-retries` times on the same commit, the tree reset clean). A merge
-   that changes nothing is `already_integrated` too. A trailer on main is never taken as
-   proof (anyone can write one): the service checks every `already_integrated` against main
-   itself, and when it does not find the content there the merge is reported for what it is.
+   and attempt trailers (the attempt uuid chosen before committing), run the named checks in
+   order, each from a clean tree with its own timeout (a failed one is rerun up to
+   `--check-retries` times on the same commit; after one that does not pass, the rest are
+   `not_run`). A merge that changes nothing is `already_integrated` too. A trailer on main is
+   never taken as proof (anyone can write one): the service checks every `already_integrated`
+   against main itself, and when it does not find the content there the merge is reported for
+   what it is.
 5. In cutover, a clean merge is pushed by `integrator.worker.landing`: registered, then *that same
    commit* pushed (the tested sha is the landed sha). A try that did not land is retried a
    bounded number of times with a fresh registration; when main moved meanwhile, the candidate
@@ -27,6 +29,10 @@ The loop, and why it is shaped this way:
 
 SIGTERM (or SIGINT): kill a running check's process group, give the candidate back
 (`requeue`), release the lease, exit 0. `--once` drains until the queue answers 204.
+
+The service names the checks it requires for green (`GET /v1/checks`, and each handout): a
+worker whose configuration lacks one stops at once (exit 2) — at start, or giving the candidate
+back — rather than report outcomes the service would refuse.
 """
 
 from __future__ import annotations
@@ -43,9 +49,11 @@ from typing import Any
 
 import httpx
 
+from integrator.check_contract import missing
 from integrator.gitops import GitError
 from integrator.settings import Settings
-from integrator.worker.checks import CheckRunner, run_with_retries
+from integrator.worker.check_config import CheckSpec
+from integrator.worker.checks import CheckPlan, CheckRun, CheckRunner, run_checks
 from integrator.worker.landing import Lander, Verdict
 from integrator.worker.lease_client import LeaseClientError, LeaseKeeper
 from integrator.worker.service_client import (
@@ -79,6 +87,8 @@ __all__ = ["Worker", "WorkerExit", "WorkerOptions", "default_holder"]
 
 #: The service's answer to an `already_integrated` it cannot confirm on main.
 NOT_ON_MAIN = "content_not_on_main"
+#: The service's answer to a green outcome without every required check passed.
+CHECKS_INCOMPLETE = "checks_incomplete"
 
 
 def default_holder() -> str:
@@ -92,7 +102,9 @@ class WorkerOptions:
 
     repo: str
     workspace: Path
-    check: str | None = None
+    #: The named checks, in the order they run.
+    checks: tuple[CheckSpec, ...] = ()
+    #: The timeout of a check without its own (seconds).
     check_timeout: float = 3600.0
     #: Reruns of a failed check on the same commit; a later pass integrates, marked flaky.
     check_retries: int = 0
@@ -120,7 +132,7 @@ class Worker:
         self.workspace = Workspace(
             options.repo, options.workspace, main_branch=main_ref.removeprefix("refs/heads/")
         )
-        self.runner = CheckRunner(options.check, options.check_timeout) if options.check else None
+        self.runner = CheckRunner()
         self.lander = Lander(
             self.workspace.git,
             self.service,
@@ -135,8 +147,7 @@ class Worker:
     def request_stop(self) -> None:
         """Stop soon: a running check is killed now; the candidate is given back."""
         self.stopping.set()
-        if self.runner is not None:
-            self.runner.cancel()
+        self.runner.cancel()
 
     def on_signal(self, signum: int) -> None:
         """The body of a SIGTERM/SIGINT handler: only calls that are safe there.
@@ -146,8 +157,7 @@ class Worker:
         process group (a flag and a `killpg`) and hands the rest to a watcher thread through
         `SimpleQueue.put`, which is reentrant.
         """
-        if self.runner is not None:
-            self.runner.cancel()
+        self.runner.cancel()
         self._signals.put(signum)
 
     def _watch_signals(self) -> None:
@@ -169,6 +179,7 @@ class Worker:
                 raise WorkerExit(
                     EXIT_UNAVAILABLE, f"cannot clone {self.options.repo}: {exc}"
                 ) from None
+            self._require(self._required_checks(), "the service")
             if not self._acquire():
                 return EXIT_OK
             while not self.stopping.is_set():
@@ -190,6 +201,24 @@ class Worker:
             return EXIT_OK
         finally:
             self._shutdown()
+
+    def _required_checks(self) -> list[str]:
+        response = self.service.get("/v1/checks")
+        if response.status_code != 200:
+            refused(response, "reading the required checks")
+        return [str(name) for name in response.json().get("required", [])]
+
+    def _require(self, required: list[str] | tuple[str, ...], who: str) -> None:
+        """Stop (exit 2) when the service requires a check this worker does not run."""
+        lacking = missing(required, (spec.name for spec in self.options.checks))
+        if lacking:
+            names = ", ".join(lacking)
+            raise WorkerExit(
+                EXIT_BAD_INPUT,
+                f"{who} requires check(s) {names} (INTEGRATOR_REQUIRED_CHECKS) and this worker "
+                f"does not run them: add --check {lacking[0]}=CMD (or [checks.{lacking[0]}] to "
+                "--checks-file)",
+            )
 
     def _acquire(self) -> bool:
         try:
@@ -229,6 +258,11 @@ class Worker:
             self._report(handed, requeue("the worker is stopping"))
             return
         try:
+            self._require(handed.required_checks, f"the service, handing out {handed.describe()},")
+        except WorkerExit as exc:
+            self._report(handed, requeue(exc.message))
+            raise
+        try:
             trial = self._try(handed)
         except GitError as exc:
             self._report(handed, requeue(f"the worker's git failed: {exc}"))
@@ -248,6 +282,16 @@ class Worker:
                         message_of(response))  # fmt: skip
             decision = not_on_main(handed, trial)
             response = self._send_outcome(handed, decision)
+        if code_of(response) == CHECKS_INCOMPLETE:
+            # Green without a required check: give the candidate back, then stop loudly.
+            why = f"the worker's outcome was refused: {message_of(response)}"
+            self._report(handed, requeue(why))
+            raise WorkerExit(
+                EXIT_BAD_INPUT,
+                f"outcome for {handed.describe()} refused: {message_of(response)}; the "
+                "candidate was returned to the queue: configure this worker with every "
+                "required check",
+            )
         self._accepted(handed, decision, response)
         if decision.stop:
             raise WorkerExit(EXIT_REFUSED, decision.reason or "stopped")
@@ -281,30 +325,27 @@ class Worker:
             return Trial(base=base, attempt=attempt, already_on_main=base)
         epoch = self.keeper.epoch or 0
         message = merge_message(handed, epoch, attempt, self.options.merge_method)
+        specs = self.options.checks
         merged = ws.merge(
-            fetched, handed.sha, message, self.options.merge_method, worktree=bool(self.runner)
+            fetched, handed.sha, message, self.options.merge_method, worktree=bool(specs)
         )
+        not_run = tuple(CheckRun(spec) for spec in specs)
         if not merged.ok or merged.empty:
-            return Trial(base=base, attempt=attempt, merge=merged)
-        if self.runner is None or self.stopping.is_set() or merged.sha is None:
-            return Trial(base=base, attempt=attempt, merge=merged, merged_sha=merged.sha)
+            return Trial(base=base, attempt=attempt, merge=merged, checks=not_run)
+        if not specs or self.stopping.is_set() or merged.sha is None:
+            return Trial(base=base, attempt=attempt, merge=merged, merged_sha=merged.sha,
+                         checks=not_run)  # fmt: skip
         ws.mark_dirty()
         commit = merged.sha
-        checks = run_with_retries(
-            self.runner,
-            self.options.check_retries,
-            ws.clone_path,
-            ws.check_log,
-            reset=lambda: ws.reset_to(commit),
+        unknown = sorted(set(handed.check_timeouts) - {spec.name for spec in specs})
+        if unknown:
+            log.warning("timeout overrides for checks this worker does not run: %s", unknown)
+        plan = CheckPlan(specs, self.options.check_timeout, self.options.check_retries,
+                         dict(handed.check_timeouts))  # fmt: skip
+        checks = run_checks(
+            self.runner, plan, ws.clone_path, ws.check_log, reset=lambda: ws.reset_to(commit)
         )
-        return Trial(
-            base=base,
-            attempt=attempt,
-            merge=merged,
-            merged_sha=commit,
-            check=checks[-1],
-            earlier_checks=checks[:-1],
-        )
+        return Trial(base=base, attempt=attempt, merge=merged, merged_sha=commit, checks=checks)
 
     # -- the service ------------------------------------------------------------------------
 

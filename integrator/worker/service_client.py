@@ -46,7 +46,7 @@ class LeaseLost(Exception):
 
 
 class ServiceClient:
-    """POSTs to the service with the worker's token; see the module docstring for retries."""
+    """Calls the service with the worker's token; see the module docstring for retries."""
 
     def __init__(self, url: str, token: str, timeout: float = 120.0) -> None:
         self.url = url.rstrip("/")
@@ -63,10 +63,16 @@ class ServiceClient:
     def post(self, path: str, body: dict[str, Any]) -> httpx.Response:
         if path == NEXT_PATH:
             requestid.begin()
+        return self._request("POST", path, body)
+
+    def get(self, path: str) -> httpx.Response:
+        return self._request("GET", path, None)
+
+    def _request(self, method: str, path: str, body: dict[str, Any] | None) -> httpx.Response:
         pause = 0.2
         for attempt in range(1, ATTEMPTS + 1):
             try:
-                response = self.http.post(path, json=body)
+                response = self.http.request(method, path, json=body)
             except httpx.TransportError as exc:
                 failure = type(exc).__name__
             else:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from integrator.worker import evidence
-from integrator.worker.checks import CheckResult
+from integrator.worker.checks import CheckRun
 from integrator.worker.landing import PushFacts, Verdict
 from integrator.worker.workspace import Merged, MergeMethod
 
@@ -47,6 +47,10 @@ class Handed:
     sha: str
     mode: str
     position: int | None
+    #: An operator's timeouts for this candidate's checks, by name (seconds).
+    check_timeouts: dict[str, float] = field(default_factory=dict)
+    #: The checks the service requires to pass for green.
+    required_checks: tuple[str, ...] = ()
 
     @classmethod
     def from_json(cls, body: dict[str, Any]) -> Handed:
@@ -57,6 +61,11 @@ class Handed:
             sha=str(body["sha"]),
             mode=str(body["mode"]),
             position=body.get("position"),
+            check_timeouts={
+                str(name): float(seconds)
+                for name, seconds in (body.get("check_timeouts") or {}).items()
+            },
+            required_checks=tuple(str(name) for name in body.get("required_checks") or ()),
         )
 
     def describe(self) -> str:
@@ -72,16 +81,21 @@ class Trial:
     already_on_main: str | None = None
     merge: Merged | None = None
     merged_sha: str | None = None
-    check: CheckResult | None = None
-    #: Failed runs of the check on the same commit before `check` (with --check-retries).
-    earlier_checks: tuple[CheckResult, ...] = ()
+    #: Every configured check in declared order, run or not (`not_run`: an earlier one failed,
+    #: or there was no commit to check).
+    checks: tuple[CheckRun, ...] = ()
     #: In cutover: what the registered push of `merged_sha` did.
     push: PushFacts | None = None
 
     @property
     def clean(self) -> bool:
-        """A commit was made and the check (if any) passed on it: ready to be pushed."""
-        return self.merged_sha is not None and (self.check is None or self.check.ok)
+        """A commit was made and every check passed on it: ready to be pushed."""
+        return self.merged_sha is not None and all(run.ok for run in self.checks)
+
+    @property
+    def failed_check(self) -> CheckRun | None:
+        """The check that blocks: the first one run that did not pass."""
+        return next((run for run in self.checks if run.attempts and not run.ok), None)
 
     @property
     def landed(self) -> bool:
@@ -100,8 +114,8 @@ class Decision:
     next_action: str | None = None
     reason: str | None = None
     registration_id: int | None = None
-    #: A pass after failed attempts (a flaky check): every attempt, in order.
-    check_attempts: list[dict[str, Any]] = field(default_factory=list)
+    #: Every configured check: name, status and every attempt, in declared order.
+    checks: list[dict[str, Any]] = field(default_factory=list)
     #: Report, then stop the worker with `reason` as its one-line error.
     stop: bool = False
 
@@ -115,7 +129,7 @@ class Decision:
             "next_action": self.next_action,
             "reason": self.reason,
             "registration_id": self.registration_id,
-            "check_attempts": self.check_attempts,
+            "checks": self.checks,
         }
         return {k: v for k, v in fields.items() if v not in (None, [])}
 
@@ -148,7 +162,12 @@ def _would_block(trial: Trial, found: evidence.Blocked) -> Decision:
         conflict_evidence=found.evidence,
         diagnostics=found.diagnostics,
         next_action=found.next_action,
+        checks=_reports(trial),
     )
+
+
+def _reports(trial: Trial) -> list[dict[str, Any]]:
+    return [evidence.check_report(run) for run in trial.checks]
 
 
 def _as_real(decision: Decision) -> Decision:
@@ -172,8 +191,12 @@ def judge(handed: Handed, trial: Trial) -> Decision:
         raise ValueError("a trial without a merge must have found the content on main")
     if not merge.ok:
         failed = _would_block(trial, evidence.conflicted(handed, trial.base, merge.conflicts))
-    elif trial.check is not None and not trial.check.ok:
-        found = evidence.check_failed(handed, trial.base, trial.check, trial.earlier_checks)
+    elif (blocking := trial.failed_check) is not None:
+        found = evidence.check_failed(handed, trial.base, blocking)
+        skipped = [run.spec.name for run in trial.checks if run.status == "not_run"]
+        if skipped:
+            note = f"not run, since {blocking.spec.name} did not pass: {', '.join(skipped)}"
+            found = replace(found, diagnostics=[*found.diagnostics, evidence.storable(note)])
         failed = _would_block(trial, found)
     else:
         return _clean(handed, trial)
@@ -215,30 +238,32 @@ def _clean(handed: Handed, trial: Trial) -> Decision:
         if trial.merged_sha
         else f"merges cleanly onto main at {base} and changes nothing there"
     ]
-    if trial.check is not None:
-        lines.append(f"check `{trial.check.command}` passed in {trial.check.seconds:.1f}s")
-    lines += _flaky_lines(trial)
+    lines += _passed_lines(trial, "")
     return Decision(
         outcome="would_integrate",
         attempt=trial.attempt,
         main_sha=trial.base,
         diagnostics=lines,
-        check_attempts=_attempts(trial),
+        checks=_reports(trial),
     )
 
 
-def _attempts(trial: Trial) -> list[dict[str, Any]]:
-    """Every run of the check when a pass followed failures; none when it simply passed."""
-    if not trial.earlier_checks or trial.check is None:
-        return []
-    return [evidence.attempt_record(run) for run in (*trial.earlier_checks, trial.check)]
-
-
-def _flaky_lines(trial: Trial) -> list[str]:
-    if not trial.earlier_checks:
-        return []
-    runs = len(trial.earlier_checks) + 1
-    return [f"flaky: the check failed {runs - 1} time(s) before passing on attempt {runs}"]
+def _passed_lines(trial: Trial, where: str) -> list[str]:
+    """A line per check that passed, and one per flaky check (it failed before passing)."""
+    lines = []
+    for run in trial.checks:
+        last = run.last
+        if last is None:
+            continue
+        passed = f"{evidence.label(run)} passed{where} in {last.seconds:.1f}s"
+        lines.append(evidence.storable(passed))
+        if run.flaky:
+            tries = len(run.attempts)
+            lines.append(
+                f"flaky: check {run.spec.name} did not pass {tries - 1} time(s) before passing "
+                f"on attempt {tries}"
+            )
+    return lines
 
 
 def _pushed(handed: Handed, trial: Trial, push: PushFacts) -> Decision:
@@ -247,15 +272,13 @@ def _pushed(handed: Handed, trial: Trial, push: PushFacts) -> Decision:
     if push.verdict is Verdict.landed:
         lines = [f"merged onto main at {base} as {new} and pushed (registration "
                  f"{push.registration_id})"]  # fmt: skip
-        if trial.check is not None:
-            lines.append(f"check `{trial.check.command}` passed on {new} before the push")
         return Decision(
             outcome="integrated",
             attempt=trial.attempt,
             main_sha=push.new,
             registration_id=push.registration_id,
-            diagnostics=lines + _flaky_lines(trial),
-            check_attempts=_attempts(trial),
+            diagnostics=lines + _passed_lines(trial, f" on {new} before the push"),
+            checks=_reports(trial),
         )
     if push.verdict is Verdict.unsupported:
         return requeue(NO_PUSH_OPTIONS, stop=True)

@@ -48,6 +48,7 @@ def test_a_flaky_check_lands_and_is_recorded_and_a_broken_one_blocks_with_every_
     assert world.candidate(flaky)["status"] == "integrated"
     (event,) = world.events("check_flaky")
     assert event.fields["candidate_id"] == flaky and event.fields["slug"] == "flaky"
+    assert event.fields["check"] == "check"
     attempts = event.fields["attempts"]
     assert [(a.get("exit_code"), a["timed_out"]) for a in attempts] == [(1, False), (0, False)]
     assert attempts[0]["output_tail"] == "flaked\n" and attempts[1]["output_tail"] == "ok\n"
@@ -59,7 +60,10 @@ def test_a_flaky_check_lands_and_is_recorded_and_a_broken_one_blocks_with_every_
     assert [(item["kind"], item["exit_code"]) for item in evidence] == [("check", 5)] * 3
     assert all(item["command"] == command for item in evidence)
     assert all(item["output_tail"] == "always broken\n" for item in evidence)
-    assert "failed on every one of 3 attempts" in blocked.fields["diagnostics"][0]
+    assert "did not pass on any of 3 attempts" in blocked.fields["diagnostics"][0]
+    (check,) = blocked.fields["checks"]
+    assert check["name"] == "check" and check["status"] == "failed"
+    assert [a["exit_code"] for a in check["attempts"]] == [5, 5, 5]
 
 
 def test_outcome_check_attempts_that_cannot_be_stored_are_refused_naming_the_field(
@@ -67,13 +71,14 @@ def test_outcome_check_attempts_that_cannot_be_stored_are_refused_naming_the_fie
 ) -> None:
     """A NUL in an output tail, and more attempts than a worker can make: 422, not a 500."""
     attempt = {"exit_code": 1, "timed_out": False, "seconds": 0.5, "output_tail": "bad\0"}
-    body = {"epoch": 1, "token": "t", "outcome": "would_integrate", "check_attempts": [attempt]}
+    check = {"name": "unit", "status": "failed", "attempts": [attempt]}
+    body = {"epoch": 1, "token": "t", "outcome": "would_block", "checks": [check]}
     refused = world.post("/v1/candidates/1/outcome", body, world.integrator)
     assert refused.status_code == 422, refused.text
     fields = [detail["field"] for detail in refused.json()["details"]]
-    assert any("check_attempts" in field for field in fields), fields
+    assert any("checks" in field and "attempts" in field for field in fields), fields
 
-    many = {**body, "check_attempts": [{**attempt, "output_tail": "x"}] * 22}
-    refused = world.post("/v1/candidates/1/outcome", many, world.integrator)
+    many = {**check, "attempts": [{**attempt, "output_tail": "x"}] * 22}
+    refused = world.post("/v1/candidates/1/outcome", {**body, "checks": [many]}, world.integrator)
     assert refused.status_code == 422, refused.text
-    assert refused.json()["details"][0]["field"] == "check_attempts"
+    assert refused.json()["details"][0]["field"].startswith("checks.0.attempts")

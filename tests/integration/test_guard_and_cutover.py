@@ -158,14 +158,14 @@ def test_rollback_outside_cutover_is_a_recorded_no_op(ops: Ops, engine: Engine) 
 def test_complete_evidence_allows_cutover_and_predictions_go_back_to_the_queue(
     ops: Ops, engine: Engine
 ) -> None:
-    """All five items pass; predicted candidates are processed for real in position order."""
+    """All six items pass; predicted candidates are processed for real in position order."""
     predicted = ops.predict_one("p")
     ops.human_main_push()
     drill = ops.post("/v1/rollback", {"reason": "rehearse", "drill": True})
     assert drill.json()["drill"]["refusal_observed"] is True
     evidence = ops.client.get("/v1/evidence", headers=ops.hook).json()
     assert evidence["complete"], evidence["blockers"]
-    assert [i["ok"] for i in evidence["items"]] == [True] * 5
+    assert [i["ok"] for i in evidence["items"]] == [True] * 6
     assert evidence["hooks"][0]["pending"] is True
     response = ops.post("/v1/cutover", {"reason": "evidence accepted"})
     assert response.status_code == 200 and response.json()["forced"] is False

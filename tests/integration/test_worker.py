@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from integrator.settings import Settings
+from integrator.worker.check_config import CheckSpec
 from integrator.worker.lease_client import LeaseKeeper
 from integrator.worker.loop import Worker, WorkerExit, WorkerOptions
 from tests.gitrepos import git
@@ -249,7 +250,7 @@ def test_the_worker_fences_itself_and_does_not_report_past_its_renew_deadline(
     options = WorkerOptions(
         repo=str(world.canonical.bare),
         workspace=tmp_path / "in-process",
-        check=f"touch {jumped}",
+        checks=(CheckSpec("check", f"touch {jumped}"),),
         once=True,
         holder="stalled",
     )

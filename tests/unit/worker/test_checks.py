@@ -31,18 +31,19 @@ def test_the_check_environment_drops_tokens_injected_git_configuration_and_trace
 
 def test_a_passing_check_reports_exit_code_zero_and_its_output(tmp_path: Path) -> None:
     """stdout and stderr land in the tail, in order."""
-    result = CheckRunner("echo out; echo err >&2; exit 0", timeout=30).run(
-        tmp_path, tmp_path / "log"
-    )
+    result = CheckRunner().run("echo out; echo err >&2; exit 0", 30, tmp_path, tmp_path / "log")
     assert result.ok and result.exit_code == 0
     assert result.output_tail == "out\nerr\n"
 
 
 def test_a_failing_check_keeps_only_the_tail_of_a_long_output(tmp_path: Path) -> None:
     """The end is where failures are; the beginning is dropped and marked."""
-    result = CheckRunner(
-        "i=0; while [ $i -lt 3000 ]; do echo line-$i; i=$((i+1)); done; exit 3", timeout=30
-    ).run(tmp_path, tmp_path / "log")
+    result = CheckRunner().run(
+        "i=0; while [ $i -lt 3000 ]; do echo line-$i; i=$((i+1)); done; exit 3",
+        30,
+        tmp_path,
+        tmp_path / "log",
+    )
     assert (result.ok, result.exit_code) == (False, 3)
     assert result.output_tail.startswith("…")
     assert result.output_tail.endswith("line-2999\n")
@@ -55,8 +56,8 @@ def test_the_timeout_kills_the_whole_process_group_including_background_children
     """Not just the shell: what it started in the background dies too."""
     child_file = tmp_path / "child.pid"
     started = time.monotonic()
-    result = CheckRunner(f"sleep 60 & echo $! > {child_file}; wait", timeout=0.5).run(
-        tmp_path, tmp_path / "log"
+    result = CheckRunner().run(
+        f"sleep 60 & echo $! > {child_file}; wait", 0.5, tmp_path, tmp_path / "log"
     )
     assert time.monotonic() - started < 10
     assert result.timed_out and result.exit_code is None and not result.ok
@@ -65,7 +66,7 @@ def test_the_timeout_kills_the_whole_process_group_including_background_children
 
 def test_cancel_from_another_thread_kills_a_running_check(tmp_path: Path) -> None:
     """What the worker's SIGTERM handler does: the group dies, the run returns cancelled."""
-    runner = CheckRunner(f"echo $$ > {tmp_path / 'pid'}; sleep 60", timeout=120)
+    runner = CheckRunner()
     threading.Thread(
         target=lambda: (
             wait_for(lambda: (tmp_path / "pid").exists(), what="check start"),
@@ -73,5 +74,5 @@ def test_cancel_from_another_thread_kills_a_running_check(tmp_path: Path) -> Non
         ),
         daemon=True,
     ).start()
-    result = runner.run(tmp_path, tmp_path / "log")
+    result = runner.run(f"echo $$ > {tmp_path / 'pid'}; sleep 60", 120, tmp_path, tmp_path / "log")
     assert result.cancelled and not result.timed_out and result.exit_code is None

@@ -6,7 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from integrator import events
-from integrator.worker.checks import CheckResult, CheckRunner, run_with_retries
+from integrator.worker.check_config import CheckSpec
+from integrator.worker.checks import CheckResult, CheckRun, CheckRunner, run_with_retries
 from integrator.worker.landing import PushFacts, Verdict
 from integrator.worker.trial import Decision, Handed, Trial, judge
 from integrator.worker.workspace import Merged
@@ -21,13 +22,19 @@ def fails_first_time(marker: Path) -> str:
     return f"if [ -e {marker} ]; then echo passed; exit 0; fi; touch {marker}; echo flake; exit 1"
 
 
+def spec(command: str) -> CheckSpec:
+    return CheckSpec(name="check", command=command)
+
+
 def test_a_check_that_fails_once_is_rerun_and_its_pass_decides(tmp_path: Path) -> None:
     """Two runs: the failure (exit 1, its output) and the pass; the tree is reset in between."""
     resets: list[int] = []
-    runner = CheckRunner(fails_first_time(tmp_path / "marker"), timeout=30)
+    check = spec(fails_first_time(tmp_path / "marker"))
     work = tmp_path / "work"
     work.mkdir()
-    runs = run_with_retries(runner, 2, work, tmp_path / "log", reset=lambda: resets.append(1))
+    runs = run_with_retries(
+        CheckRunner(), check, 30, 2, work, tmp_path / "log", reset=lambda: resets.append(1)
+    )
     assert [(run.exit_code, run.ok) for run in runs] == [(1, False), (0, True)]
     assert runs[0].output_tail == "flake\n" and runs[1].output_tail == "passed\n"
     assert resets == [1]
@@ -35,30 +42,30 @@ def test_a_check_that_fails_once_is_rerun_and_its_pass_decides(tmp_path: Path) -
 
 def test_a_check_that_always_fails_runs_retries_plus_one_times(tmp_path: Path) -> None:
     counter = tmp_path / "count"
-    runner = CheckRunner(f"echo run >> {counter}; exit 4", timeout=30)
-    runs = run_with_retries(runner, 2, tmp_path, tmp_path / "log", reset=lambda: None)
+    check = spec(f"echo run >> {counter}; exit 4")
+    runs = run_with_retries(CheckRunner(), check, 30, 2, tmp_path, tmp_path / "log", lambda: None)
     assert [run.exit_code for run in runs] == [4, 4, 4]
     assert counter.read_text() == "run\nrun\nrun\n"
 
 
 def test_without_retries_a_failed_check_runs_once(tmp_path: Path) -> None:
-    runner = CheckRunner(fails_first_time(tmp_path / "marker"), timeout=30)
-    runs = run_with_retries(runner, 0, tmp_path, tmp_path / "log", reset=lambda: None)
+    check = spec(fails_first_time(tmp_path / "marker"))
+    runs = run_with_retries(CheckRunner(), check, 30, 0, tmp_path, tmp_path / "log", lambda: None)
     assert [run.exit_code for run in runs] == [1]
 
 
 def test_a_timed_out_check_is_retried_too(tmp_path: Path) -> None:
     marker = tmp_path / "marker"
-    runner = CheckRunner(f"[ -e {marker} ] && exit 0; touch {marker}; sleep 30", timeout=0.5)
-    runs = run_with_retries(runner, 1, tmp_path, tmp_path / "log", reset=lambda: None)
+    check = spec(f"[ -e {marker} ] && exit 0; touch {marker}; sleep 30")
+    runs = run_with_retries(CheckRunner(), check, 0.5, 1, tmp_path, tmp_path / "log", lambda: None)
     assert [(run.timed_out, run.ok) for run in runs] == [(True, False), (False, True)]
 
 
 def test_a_cancelled_check_is_not_retried(tmp_path: Path) -> None:
     """The worker is stopping: no rerun after a cancel."""
-    runner = CheckRunner("exit 1", timeout=30)
+    runner = CheckRunner()
     runner.cancel()
-    runs = run_with_retries(runner, 3, tmp_path, tmp_path / "log", reset=lambda: None)
+    runs = run_with_retries(runner, spec("exit 1"), 30, 3, tmp_path, tmp_path / "log", lambda: None)
     assert len(runs) == 1 and runs[0].cancelled
 
 
@@ -76,8 +83,7 @@ def retried(*runs: CheckResult, **facts: object) -> Trial:
         attempt="att-1",
         merge=Merged(ok=True, conflicts=(), output=""),
         merged_sha=MERGED,
-        check=runs[-1],
-        earlier_checks=runs[:-1],
+        checks=(CheckRun(spec("make test"), runs),),
         **facts,  # type: ignore[arg-type]
     )
 
@@ -85,9 +91,15 @@ def retried(*runs: CheckResult, **facts: object) -> Trial:
 def test_a_pass_after_a_failure_would_integrate_with_every_attempt() -> None:
     decision = judge(handed("shadow"), retried(run(1, tail="boom\n"), run(0)))
     assert decision.outcome == "would_integrate"
-    assert decision.body()["check_attempts"] == [
-        {"exit_code": 1, "timed_out": False, "seconds": 1.25, "output_tail": "boom\n"},
-        {"exit_code": 0, "timed_out": False, "seconds": 1.25, "output_tail": "out\n"},
+    assert decision.body()["checks"] == [
+        {
+            "name": "check",
+            "status": "passed",
+            "attempts": [
+                {"exit_code": 1, "timed_out": False, "seconds": 1.25, "output_tail": "boom\n"},
+                {"exit_code": 0, "timed_out": False, "seconds": 1.25, "output_tail": "out\n"},
+            ],
+        }
     ]
     assert any("flaky" in line for line in decision.diagnostics)
 
@@ -96,14 +108,17 @@ def test_a_pass_after_a_timeout_integrates_in_cutover_with_the_timeout_recorded(
     push = PushFacts(Verdict.landed, new=MERGED, main=BASE, registration_id=5)
     decision = judge(handed("cutover"), retried(run(None, timed_out=True), run(0), push=push))
     assert decision.outcome == "integrated" and decision.registration_id == 5
-    first, second = decision.check_attempts
+    (check,) = decision.checks
+    first, second = check["attempts"]
     assert first["timed_out"] is True and "exit_code" not in first
     assert second["exit_code"] == 0
 
 
-def test_a_plain_pass_carries_no_attempts() -> None:
+def test_a_plain_pass_carries_its_one_attempt_and_is_not_flaky() -> None:
     decision = judge(handed("shadow"), retried(run(0)))
-    assert "check_attempts" not in decision.body()
+    (check,) = decision.body()["checks"]
+    assert check["status"] == "passed" and len(check["attempts"]) == 1
+    assert not any("flaky" in line for line in decision.diagnostics)
 
 
 def assert_recordable(decision: Decision) -> None:
@@ -130,8 +145,9 @@ def test_a_failure_on_every_attempt_blocks_with_each_attempt_as_check_evidence()
         ("check", 3),
     ]
     assert all(item["command"] == "make test" for item in decision.conflict_evidence)
-    assert "failed on every one of 3 attempts" in decision.diagnostics[0]
+    assert "did not pass on any of 3 attempts" in decision.diagnostics[0]
     assert "exit 2, timed out, exit 3" in decision.diagnostics[0]
     assert "integrator submit" in (decision.next_action or "")
-    assert "check_attempts" not in decision.body()
+    (check,) = decision.body()["checks"]
+    assert check["status"] == "failed" and len(check["attempts"]) == 3
     assert_recordable(decision)

@@ -8,7 +8,8 @@ import pytest
 
 from integrator import events
 from integrator.gitops import Conflict
-from integrator.worker.checks import CheckResult
+from integrator.worker.check_config import CheckSpec
+from integrator.worker.checks import CheckResult, CheckRun
 from integrator.worker.landing import PushFacts, Verdict
 from integrator.worker.trial import (
     NO_PUSH_OPTIONS,
@@ -50,8 +51,11 @@ def assert_recordable(decision: Decision) -> None:
     )  # fmt: skip
 
 
-def trial(**facts: object) -> Trial:
+def trial(check: CheckResult | None = None, **facts: object) -> Trial:
+    """A trial; `check` is one run of the plain check (named `check`)."""
     values: dict[str, object] = {"base": BASE, "attempt": "att-1", **facts}
+    if check is not None:
+        values["checks"] = (CheckRun(CheckSpec("check", check.command), (check,)),)
     return Trial(**values)  # type: ignore[arg-type]
 
 
@@ -168,8 +172,8 @@ def test_a_failed_check_is_evidence_with_its_command_exit_code_and_output_tail()
     ]
     assert "exit code 2" in decision.diagnostics[0]
     assert decision.next_action == (
-        "run `make test` on feat/seven merged with main, fix what fails, push the branch, then "
-        "run `integrator submit --slug feat-7 --branch feat/seven`"
+        "check `make test` failed: run `make test` on feat/seven merged with main, fix what "
+        "fails, push the branch, then run `integrator submit --slug feat-7 --branch feat/seven`"
     )
     assert_recordable(decision)
 
@@ -228,7 +232,21 @@ def test_a_landed_push_in_cutover_is_integrated_with_the_tested_commit_and_regis
         "registration_id": 12,
         "diagnostics": [
             f"merged onto main at {BASE[:12]} as {NEW[:12]} and pushed (registration 12)",
-            f"check `make test` passed on {NEW[:12]} before the push",
+            f"check `make test` passed on {NEW[:12]} before the push in 1.5s",
+        ],
+        "checks": [
+            {
+                "name": "check",
+                "status": "passed",
+                "attempts": [
+                    {
+                        "exit_code": 0,
+                        "timed_out": False,
+                        "seconds": 1.5,
+                        "output_tail": "last lines\n",
+                    }
+                ],
+            }
         ],
     }
 
