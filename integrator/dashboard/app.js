@@ -264,7 +264,10 @@
           {},
           el("span", { class: "title" }, e.kind || "evidence", ": "),
           rest.map(([k, v], i) => [i ? ", " : "", k + " ", el("code", { text: String(v) })]),
-          e.output_tail ? el("pre", { text: e.output_tail }) : null,
+          // A long output scrolls in its box: focusable, so a keyboard can scroll it too.
+          e.output_tail
+            ? el("pre", { class: "tail", tabindex: "0", "aria-label": "output tail", text: e.output_tail })
+            : null,
         );
       }),
     );

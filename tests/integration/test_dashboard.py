@@ -32,6 +32,9 @@ CHROMIUM = Path("/usr/bin/chromium")
 #: Markup a pusher can put in a path or a branch name: it must read as text, never run.
 XSS_PATH = "<img src=x onerror=window.__pwned=1>.txt"
 XSS_BRANCH = "xss/<img/src=x/onerror=window.__pwned=1>"
+#: A check that fails on the branch that adds fail.txt, printing markup.
+CHECK_OUTPUT = "<script>alert(document.domain)</script>"
+CHECK = f"test ! -f fail.txt || {{ echo '{CHECK_OUTPUT}'; exit 1; }}"
 #: A phone's width, in CSS pixels.
 PHONE = {"width": 375, "height": 812}
 DESKTOP = {"width": 1280, "height": 900}
@@ -87,13 +90,15 @@ def make_story(world: WorkerWorld, tokens: TokenMaker) -> Story:
     story.operator_name = operator["name"]
     clean = world.ready("clean")
     conflicting = world.ready("conflicting", path=XSS_PATH, content="theirs\n")
+    failing = world.ready("failing-check", path="fail.txt")
     world.canonical.new_commit_on_main("alice-1")
     world.canonical.commit(XSS_PATH, "ours\n", "alice edits the same file")
     assert world.canonical.push_as("alice", "main").returncode == 0
     world.cutover()
-    assert world.run_worker("--once").returncode == 0
+    assert world.run_worker("--once", "--check", CHECK).returncode == 0
     assert world.candidate(clean)["status"] == "integrated"
     assert world.candidate(conflicting)["status"] == "blocked"
+    assert world.candidate(failing)["status"] == "blocked"
     story.rogue = world.canonical.new_commit_on_main("rogue")
     assert world.canonical.push_as("mallory", f"{story.rogue}:refs/heads/side").returncode == 0
     git("update-ref", "refs/heads/main", story.rogue, cwd=world.canonical.bare)
@@ -198,12 +203,16 @@ def test_an_operator_reads_mode_lease_queue_blocked_and_shadow_evidence_on_a_pho
         assert "no review_approved event for the slug yet" in waiting.inner_text()
         assert XSS_BRANCH in waiting.inner_text()
 
-        (followup,) = world.get("/v1/followups")["items"]
+        followup = next(
+            f for f in world.get("/v1/followups")["items"] if f["slug"] == "conflicting"
+        )
         blocked = page.locator("#blocked .items > li").filter(has_text="conflicting")
         blocked_text = blocked.inner_text()
         assert "follow-up open" in blocked_text
         assert followup["next_action"] in blocked_text
         assert XSS_PATH in blocked_text  # the conflict's path, read as text
+        failed = page.locator("#blocked .items > li").filter(has_text="failing-check")
+        assert CHECK_OUTPUT in failed.locator("pre.tail").inner_text()  # the check's output
         assert "clean" in page.locator("#integrated").inner_text()
 
         groups = page.locator("#would-rejects .items > li")
@@ -227,7 +236,7 @@ def test_an_operator_reads_mode_lease_queue_blocked_and_shadow_evidence_on_a_pho
         assert story.rogue[:10] in first and "pushed around the guard" in first, first
         assert "integrated by the queue" in page.locator("#audit").inner_text()
 
-        assert page.locator("img").count() == 0
+        assert page.locator("img").count() == 0 and page.locator("main script").count() == 0
         assert page.evaluate("window.__pwned") is None and not watched.dialogs
         width = page.evaluate(
             "[document.documentElement.scrollWidth, document.documentElement.clientWidth]"
