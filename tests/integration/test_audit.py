@@ -13,6 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from integrator.api.app import create_app
+from integrator.api.audit import AuditOut
 from integrator.settings import Settings
 from tests.gitrepos import Canonical, git
 from tests.integration.test_cli_startup import probe
@@ -251,6 +252,7 @@ def test_pages_follow_the_cursor_and_bad_input_is_a_422_naming_the_field(api: Ap
     rest = api.audit(limit=2, cursor=first["next_cursor"]).json()
 
     assert [i["sha"] for i in first["items"] + rest["items"]] == history
+    AuditOut.model_validate(first)  # the body is what the OpenAPI document says
     assert rest["next_cursor"] is None and first["total"] == rest["total"] == 4
     for params, field in (
         ({"since": "no-such-rev"}, "since"),
