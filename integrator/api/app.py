@@ -16,6 +16,7 @@ from integrator.api import (
     controls,
     dashboard,
     events,
+    github_webhook,
     guard,
     health,
     modes,
@@ -73,6 +74,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_openapi(app)  # declares the errors of every route, those included below too
     app.include_router(health.router)
     app.include_router(whoami.router)
+    app.include_router(github_webhook.router)
     app.include_router(tokens.router)
     app.include_router(events.router)
     app.include_router(candidates.router)
