@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 
 from integrator.settings import Settings
+from integrator.worker.check_config import CheckSpec
+from integrator.worker.loop import Worker, WorkerExit, WorkerOptions
 from tests.support import TokenMaker, run_cli
 from tests.worker_support import WorkerWorld
 
@@ -308,3 +310,48 @@ def test_bad_check_configuration_is_one_line_and_exit_2(world: WorkerWorld, tmp_
         done = world.run_worker("--once", *args)
         assert done.returncode == 2, (args, done.stderr)
         assert message in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+def in_process_worker(world: WorkerWorld, tmp_path: Path, *checks: CheckSpec) -> Worker:
+    settings = world.settings.model_copy(
+        update={"url": world.service.url, "token": world.integrator_token}
+    )
+    options = WorkerOptions(
+        repo=str(world.canonical.bare),
+        workspace=tmp_path / "in-process",
+        checks=checks,
+        once=True,
+        poll_interval=0.2,
+    )
+    return Worker(settings, options)
+
+
+def test_a_worker_that_learns_of_a_required_check_from_its_handout_gives_the_candidate_back(
+    strict: WorkerWorld, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The requirement changed after the worker started (simulated: its start-up read said
+    none): the handout names the checks, and the worker stops before merging anything."""
+    candidate = strict.ready("late")
+    bot = in_process_worker(strict, tmp_path, CheckSpec("unit", "true"))
+    monkeypatch.setattr(bot, "_required_checks", list)
+    with pytest.raises(WorkerExit) as stopped:
+        bot.run()
+    assert stopped.value.code == 2 and "lint" in stopped.value.message
+    assert strict.candidate(candidate)["status"] == "queued"
+    assert strict.events("would_integrate", "would_block") == []
+
+
+def test_a_green_outcome_the_service_refuses_sends_the_candidate_back_and_stops_the_worker(
+    strict: WorkerWorld, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Should a worker report green without a required check (its own checks skipped here),
+    the service's 409 checks_incomplete makes it give the candidate back and exit 2."""
+    candidate = strict.ready("unchecked")
+    bot = in_process_worker(strict, tmp_path, CheckSpec("unit", "true"))
+    monkeypatch.setattr(bot, "_require", lambda *_: None)
+    with pytest.raises(WorkerExit) as stopped:
+        bot.run()
+    assert stopped.value.code == 2
+    assert "checks_incomplete" in stopped.value.message and "'lint'" in stopped.value.message
+    assert strict.candidate(candidate)["status"] == "queued"
+    assert strict.events("would_integrate") == []
