@@ -66,8 +66,14 @@ def summary(explanation: Explanation) -> str:
         case "before_guard":
             return "on main before the guard recorded its first verdict"
         case "unexplained":
-            modes = " or ".join(f["modes"])
-            return f"unexplained: {f['reason']}; it reached main while the mode was {modes}"
+            if len(f["modes"]) == 1:
+                return f"unexplained: {f['reason']}; it reached main in {f['modes'][0]}"
+            modes = ", then ".join(f["modes"])
+            may = "; it may have come in cutover" if "cutover" in f["modes"] else ""
+            return (
+                f"unexplained: {f['reason']}; between its explained neighbours the mode was "
+                f"{modes}{may}"
+            )
 
 
 # ---- the report ---------------------------------------------------------------------------------

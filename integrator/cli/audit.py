@@ -26,8 +26,8 @@ def _unexplained_lines(body: dict[str, Any]) -> list[str]:
     lines = []
     if failures:
         lines.append(
-            f"FAILURE: {body['unexplained_after_cutover']} commit(s) reached main while in "
-            "cutover without the queue, a verdict or a bypass record:"
+            f"FAILURE: {body['unexplained_after_cutover']} commit(s) on main that no queue "
+            "registration, verdict or bypass record explains, and that may have come in cutover:"
         )
         lines += [f"  {_line(i)}\n      {i['explanation']['summary']}" for i in failures]
     if warnings:

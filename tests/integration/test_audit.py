@@ -124,7 +124,7 @@ def test_a_full_rollout_is_explained_and_a_commit_around_the_guard_in_cutover_fa
     human = auditor.run()
     assert human.returncode == 1, human.stderr
     lines = human.stdout.splitlines()
-    assert lines[1].startswith("FAILURE: 2 commit(s) reached main while in cutover")
+    assert lines[1].startswith("FAILURE: 2 commit(s) on main that no queue registration")
     assert forged[:12] in lines[2] and sneaked[:12] in lines[4]
     assert "a trailer alone explains nothing" in lines[3]
     assert "1 commit(s) from before the guard watched main" in human.stdout

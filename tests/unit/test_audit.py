@@ -401,11 +401,24 @@ def test_within_keeps_the_commits_after_a_revision_or_committed_since_a_date() -
     assert [a.commit.sha for a in within(audited, since=at(1))] == [sha("c"), sha("b")]
 
 
-def test_a_commit_made_in_the_same_second_the_guard_began_is_not_history_from_before_it() -> (
-    None
-):
+def test_a_commit_made_in_the_same_second_the_guard_began_is_not_history_from_before_it() -> None:
     """git keeps whole seconds: a commit stamped in the guard's first second may follow it."""
     commits = chain("a", "b")  # b committed at at(1), a whole minute
     records = Records(guard_since=at(1) + timedelta(milliseconds=700), **CUTOVER_AT_5)
 
     assert kinds(explain(commits, records)) == ["unexplained", "before_guard"]
+
+
+def test_an_unexplained_commit_says_the_mode_it_came_in_or_that_it_may_have_come_in_cutover() -> (
+    None
+):
+    records = Records(verdicts=[verdict("a", "b", 2)], guard_since=at(2),
+                      guard_first_old=sha("a"), **CUTOVER_AT_5)  # fmt: skip
+    between = explain(chain("a", "b", "c"), records)[0]
+    shadow_only = explain(chain("a", "b", "c"), replace(records, mode_changes=[]))[0]
+
+    assert summary(between.explanation).endswith(
+        "between its explained neighbours the mode was shadow, then cutover; it may have come "
+        "in cutover"
+    )
+    assert summary(shadow_only.explanation).endswith("; it reached main in shadow")
