@@ -422,3 +422,18 @@ def test_an_unexplained_commit_says_the_mode_it_came_in_or_that_it_may_have_come
         "in cutover"
     )
     assert summary(shadow_only.explanation).endswith("; it reached main in shadow")
+
+
+def test_a_push_in_off_mode_is_explained_by_its_allowed_verdict() -> None:
+    """off records every update of main as push_allowed, so that the audit can explain it."""
+    commits = chain("a", "b")
+    off = verdict("a", "b", 1, mode=Mode.off, would_reject=False, reason_code="mode_off")
+    records = Records(verdicts=[off], initial_mode=Mode.off, guard_since=at(1),
+                      guard_first_old=sha("a"))  # fmt: skip
+
+    top = explain(commits, records)[0]
+
+    assert (top.explanation.kind, top.mode, top.explanation.fields["decision"]) == (
+        "push", Mode.off, "allowed"
+    )  # fmt: skip
+    assert summary(top.explanation) == "push by alice (plain) in off: allowed, verdict #10"
