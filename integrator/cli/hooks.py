@@ -91,11 +91,17 @@ def install(
         bool,
         typer.Option(help="gitlab: serve any repository (its name from GL_PROJECT_PATH)."),
     ] = False,
+    fallback_mode: Annotated[
+        str,
+        typer.Option(help="ghes: the mode decided from when no mode was cached (shadow, cutover)."),
+    ] = "shadow",
 ) -> None:
     """Install the pre-receive and post-receive hooks into a bare repository.
 
     With --layout gitlab, REPO.git is the repository's relative path on the Gitaly storage: the
-    hooks go into a tarball, with the commands that set it on each Gitaly node."""
+    hooks go into a tarball, with the commands that set it on each Gitaly node. With --layout
+    ghes, it is a directory to write the hooks repository's script and the pre-receive
+    environment's build context into."""
     from integrator import hookinstall, hosting
     from integrator.settings import get_settings
 
@@ -117,6 +123,25 @@ def install(
             nodes=gitaly_node or [],
             node_dir=node_dir,
             token_source=token_file if token_file and token_file != "-" else "hook.token",
+        )
+        return
+    if layout == "ghes":
+        from integrator.hostlayouts import ghes
+
+        made = ghes.install(
+            repo,
+            url=url or settings.url,
+            deadline=deadline,
+            fail_open=fail_open,
+            fallback_mode=fallback_mode,
+            protected_refs=settings.protected_refs,
+            python=python,
+        )
+        typer.echo(f"wrote {made.hook}: commit it to the hooks repository")
+        typer.echo(
+            f"wrote {made.environment}: copy the hook token to "
+            f"{made.environment / 'integrator' / 'token'}, build the environment from its "
+            "Dockerfile and upload it (see docs/hosting.md, GitHub Enterprise Server)"
         )
         return
     result = hookinstall.install(
