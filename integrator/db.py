@@ -17,9 +17,10 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Engine, create_engine, event, literal_column
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, sessionmaker
 
-from integrator.errors import DatabaseMissing
+from integrator.errors import DatabaseMissing, Detail, InvalidInput
 from integrator.settings import Settings
 
 #: Execution option that marks a connection read-only: SQLite then begins DEFERRED.
@@ -33,10 +34,27 @@ _POSTGRES_NOW_MS = "(extract(epoch from statement_timestamp()) * 1000)::bigint"
 
 def normalise_url(raw: str) -> URL:
     """Pick the psycopg 3 driver for plain `postgresql://` URLs."""
-    url = make_url(raw)
+    try:
+        url = make_url(raw)
+    except (ValueError, ArgumentError):  # say, a bracketed host never closed: `[::1/db`
+        raise InvalidInput(
+            "INTEGRATOR_DATABASE_URL is malformed (its host, port or database cannot be read):"
+            " use sqlite:///PATH or postgresql://USER@HOST:PORT/DB",
+            details=[Detail("INTEGRATOR_DATABASE_URL", "url", "malformed")],
+        ) from None
     if url.drivername in ("postgresql", "postgres"):
         url = url.set(drivername="postgresql+psycopg")
     return url
+
+
+def check_reachable(settings: Settings) -> None:
+    """Connect once, so that a database that does not answer is said before anything starts."""
+    engine = make_engine(settings)
+    try:
+        with engine.connect():
+            pass
+    finally:
+        engine.dispose()
 
 
 def sqlite_path(url: URL) -> Path | None:

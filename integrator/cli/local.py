@@ -106,15 +106,17 @@ def serve(
 
     from integrator import migrate
     from integrator.api.app import create_app
-    from integrator.db import normalise_url, sqlite_path
+    from integrator.db import check_reachable, normalise_url, sqlite_path
     from integrator.logs import service_log_config
 
     settings = _settings()
-    sock = listen(host, port)
     path = sqlite_path(normalise_url(settings.database_url))
     if path is not None and not path.exists():
         typer.echo(f"integrator: creating {path.resolve()}", err=True)
         migrate.upgrade(settings)
+    else:
+        check_reachable(settings)  # one line and exit 3 now, not a traceback at startup
+    sock = listen(host, port)
     config = uvicorn.Config(
         create_app(settings),
         host=host,

@@ -88,3 +88,75 @@ def test_serve_on_a_taken_port_offers_a_free_one(settings: Settings) -> None:
     assert result.returncode == 2
     assert f"port {port} is in use" in line
     assert "integrator serve --port " in line and "make run PORT=" in line
+
+
+# Every command that opens the database, with every kind of bad URL.
+
+DATABASE_COMMANDS = [
+    ["db", "upgrade"],
+    ["tokens", "list"],
+    ["tokens", "create", "--role", "reader", "--name", "r"],
+    ["tokens", "revoke", "r"],
+    ["serve", "--port", "0"],
+]
+
+
+@pytest.mark.parametrize("command", DATABASE_COMMANDS, ids=lambda c: " ".join(c[:2]))
+def test_every_database_command_on_an_unreachable_postgresql_is_exit_3(
+    command: list[str], tmp_path: Path
+) -> None:
+    """Port 1 on loopback: nothing listens. One line naming the database, never a traceback."""
+    url = "postgresql://ops:secret@127.0.0.1:1/integrator"
+    result = run_cli(*command, env=settings_env(Settings(database_url=url)), cwd=tmp_path)
+    line = one_line(result.stderr)
+    assert result.returncode == 3, line
+    assert "127.0.0.1" in line and "secret" not in line
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["mysql://root@localhost/integrator", "foo://", "postgresql://[::1/x", "://", "sqlite:"],
+)
+@pytest.mark.parametrize("command", DATABASE_COMMANDS, ids=lambda c: " ".join(c[:2]))
+def test_every_database_command_with_a_bad_database_url_is_exit_2(
+    command: list[str], url: str, tmp_path: Path
+) -> None:
+    """An unknown scheme or a malformed URL is bad configuration, named in one line."""
+    env = settings_env(Settings(), INTEGRATOR_DATABASE_URL=url)
+    result = run_cli(*command, env=env, cwd=tmp_path)
+    line = one_line(result.stderr)
+    assert result.returncode == 2, line
+    assert "INTEGRATOR_DATABASE_URL" in line
+    assert not list(tmp_path.iterdir()), "nothing is created for a bad URL"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["review_approved", "--field", "slug"],
+        ["review_approved", "--field", "=x"],
+        ["--file", "missing.json"],
+        ["--file", "."],
+        ["review_approved", "--file", "bad.json"],
+    ],
+)
+def test_events_emit_with_a_bad_field_or_file_is_exit_2_before_any_request(
+    args: list[str], tmp_path: Path
+) -> None:
+    """No service is needed to refuse these: nothing listens at the URL."""
+    (tmp_path / "bad.json").write_text("{not json")
+    env = settings_env(
+        Settings(), INTEGRATOR_URL=f"http://127.0.0.1:{free_port()}", INTEGRATOR_TOKEN="itg_a_b"
+    )
+    result = run_cli("events", "emit", *args, env=env, cwd=tmp_path)
+    one_line(result.stderr)
+    assert result.returncode == 2
+
+
+def test_hooks_install_with_a_missing_token_file_is_exit_2(tmp_path: Path) -> None:
+    repo = tmp_path / "r.git"
+    repo.mkdir()
+    env = settings_env(Settings(), INTEGRATOR_URL="http://127.0.0.1:1")
+    result = run_cli("hooks", "install", str(repo), "--token-file", str(tmp_path / "none"), env=env)
+    line = one_line(result.stderr)
+    assert result.returncode == 2 and "--token-file" in line
