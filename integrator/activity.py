@@ -7,9 +7,10 @@ shadow predictions, and the candidates that integrated last.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
 from integrator.liveness import iso
@@ -23,12 +24,27 @@ VERDICTS = ("push_allowed", "push_would_reject", "push_rejected")
 GROUPS_SHOWN = 50
 
 
+def newest(
+    session: Session, types: Iterable[str], limit: int, *where: ColumnElement[bool]
+) -> list[Event]:
+    """The newest `limit` events of these types, newest first: one query per type along the
+    (type, recorded_at) index, merged — a single `type IN (…) ORDER BY seq` query makes SQLite
+    sort every event of those types."""
+    found: list[Event] = []
+    for type_ in types:
+        found += session.scalars(
+            select(Event)
+            .where(Event.type == type_, *where)
+            .order_by(Event.recorded_at.desc(), Event.seq.desc())
+            .limit(limit)
+        )
+    found.sort(key=lambda e: (e.recorded_at, e.seq), reverse=True)
+    return found[:limit]
+
+
 def recent_verdicts(session: Session, limit: int) -> list[dict[str, Any]]:
     """The last push verdicts, newest first, as the hook's request and the decision said."""
-    rows = session.scalars(
-        select(Event).where(Event.type.in_(VERDICTS)).order_by(Event.seq.desc()).limit(limit)
-    )
-    return [_verdict(e) for e in rows]
+    return [_verdict(e) for e in newest(session, VERDICTS, limit)]
 
 
 def _verdict(event: Event) -> dict[str, Any]:
@@ -103,12 +119,7 @@ def would_rejects_grouped(session: Session) -> dict[str, Any]:
 def recent_predictions(session: Session, repository: str, limit: int) -> list[dict[str, Any]]:
     """The last shadow outcomes (`would_integrate` / `would_block`), newest first, with the
     evidence a would-block named."""
-    rows = session.scalars(
-        select(Event)
-        .where(Event.type.in_(PREDICTIONS), Event.repository == repository)
-        .order_by(Event.seq.desc())
-        .limit(limit)
-    )
+    rows = newest(session, PREDICTIONS, limit, Event.repository == repository)
     return [
         {
             "seq": e.seq,
