@@ -29,6 +29,7 @@ def worker(
     check: Annotated[
         list[str] | None,
         typer.Option(
+            metavar="NAME=CMD",
             help="A named check, NAME=CMD (repeatable; run in this order after the file's): a "
             "shell command run in the merged tree, which passes only by exiting 0 in time. NAME "
             "is lowercase letters, digits, '_', '.', '-' right before the first '='; any other "
@@ -38,8 +39,9 @@ def worker(
     checks_file: Annotated[
         Path | None,
         typer.Option(
+            metavar="FILE",
             help='A TOML file of named checks: [checks.NAME] command = "...", optional '
-            "timeout_seconds and result (a file the check must write)."
+            "timeout_seconds and result (a file the check must write).",
         ),
     ] = None,
     check_timeout: Annotated[
