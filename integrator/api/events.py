@@ -13,7 +13,18 @@ from sqlalchemy.orm import Session
 from integrator import events
 from integrator.admission import CanonicalRepo, on_event
 from integrator.api.deps import Caller, Reader, ReadSessionDep, SessionDep, SettingsDep, require
-from integrator.api.schemas import CandidateOut, Cursor, EventOut, Name, Page, Slug, UtcTime
+from integrator.api.schemas import (
+    Branch,
+    CandidateOut,
+    Cursor,
+    EventOut,
+    Name,
+    Page,
+    Sha,
+    Slug,
+    UtcTime,
+    declared,
+)
 from integrator.errors import Detail, Forbidden, InvalidInput
 from integrator.models import Candidate, Event
 from integrator.tokens import Role
@@ -22,6 +33,8 @@ router = APIRouter(prefix="/v1", tags=["events"])
 
 Poster = Annotated[Caller, Depends(require(Role.reporter, Role.hook))]
 Reporter = Annotated[Caller, Depends(require(Role.reporter))]
+#: The types a caller may post (the others are written by the holder's fenced path).
+PUBLIC_TYPES = sorted(name for name, kind in events.EVENT_TYPES.items() if kind.public)
 
 
 class EventIn(BaseModel):
@@ -29,7 +42,7 @@ class EventIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    type: str = Field(min_length=1, max_length=64)
+    type: Annotated[str, Field(min_length=1, max_length=64), declared(enum=PUBLIC_TYPES)]
     fields: dict[str, Any]
     idempotency_key: Name | None = None
 
@@ -133,8 +146,8 @@ class SubmitIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     slug: Slug
-    branch: events.Branch
-    sha: events.Sha | None = None
+    branch: Branch
+    sha: Sha | None = None
 
 
 @router.post("/submit", status_code=201)
@@ -184,7 +197,7 @@ def list_events(
     _caller: Reader,
     type: Annotated[list[Name] | None, Query()] = None,
     slug: Slug | None = None,
-    branch: events.Branch | None = None,
+    branch: Branch | None = None,
     since: UtcTime | None = None,
     until: UtcTime | None = None,
     cursor: Cursor | None = None,

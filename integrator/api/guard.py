@@ -11,7 +11,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 from integrator import events, guard, scoring
 from integrator.api.deps import Caller, SessionDep, SettingsDep, require
 from integrator.api.events import Repo
-from integrator.api.schemas import Name
+from integrator.api.schemas import PRINTABLE, Name
 from integrator.gitops import SHA_PATTERN
 from integrator.policy import Update
 from integrator.tokens import Role
@@ -23,9 +23,20 @@ Hook = Annotated[Caller, Depends(require(Role.hook))]
 ObjectName = Annotated[str, Field(pattern=SHA_PATTERN)]
 #: Any ref git may send: the branch column's limit applies to what is recorded as a branch.
 RefName = Annotated[
-    str, StringConstraints(min_length=1, max_length=1024), AfterValidator(events.printable)
+    str,
+    StringConstraints(min_length=1, max_length=1024),
+    AfterValidator(events.printable),
+    PRINTABLE,
 ]
-Short = Annotated[str, StringConstraints(max_length=32), AfterValidator(events.printable)]
+Short = Annotated[
+    str, StringConstraints(min_length=1, max_length=32), AfterValidator(events.printable), PRINTABLE
+]
+HookInstance = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=500),
+    AfterValidator(events.printable),
+    PRINTABLE,
+]
 
 
 class UpdateIn(BaseModel):
@@ -50,9 +61,7 @@ class PushIn(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     repository: Name
-    hook_instance: Annotated[
-        str, StringConstraints(min_length=1, max_length=500), AfterValidator(events.printable)
-    ]
+    hook_instance: HookInstance
     hook_version: Short | None = None
     pusher: Name | None = None
     identity_source: Short = "none"

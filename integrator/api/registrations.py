@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from integrator import processing, registrations
 from integrator.api.deps import Reader, ReadSessionDep, SessionDep, SettingsDep
 from integrator.api.lease import GrantIn, Integrator
-from integrator.api.schemas import Id, Name, Reason
+from integrator.api.schemas import SPACES, Id, Name, Reason
 from integrator.gitops import SHA_PATTERN
 from integrator.lease import datetime_of_ms
 from integrator.models import Registration
@@ -23,7 +23,10 @@ from integrator.models import Registration
 router = APIRouter(prefix="/v1/registrations", tags=["registrations"])
 
 ObjectName = Annotated[str, Field(pattern=SHA_PATTERN)]
-RefName = Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=r"^refs/\S+$")]
+#: `refs/` and no white space, spelled out so that every regex engine reads it alike.
+RefName = Annotated[
+    str, StringConstraints(min_length=1, max_length=255, pattern=f"^refs/[^{SPACES}]+$")
+]
 
 
 class RegistrationIn(GrantIn):

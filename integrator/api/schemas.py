@@ -7,14 +7,24 @@ is a 422 naming the field and its rule, never a 500 from the database or the dri
 from __future__ import annotations
 
 import re
+import sys
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Generic, TypeVar
 
 from annotated_types import Ge, Le
-from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, StringConstraints
-from pydantic_core import PydanticCustomError
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    GetJsonSchemaHandler,
+    StringConstraints,
+)
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema, PydanticCustomError
 
-from integrator import events
+from integrator import events, refnames
 from integrator.messages import explain_unmet
 from integrator.models import Candidate, Event, Followup
 
@@ -29,20 +39,88 @@ JSON_MAX_INTEGER = 2**53 - 1
 Epoch = Annotated[int, Ge(1), Le(JSON_MAX_INTEGER)]
 #: `next_cursor` of the previous page (a position in the listing).
 Cursor = Annotated[int, Ge(0), Le(JSON_MAX_INTEGER)]
+
+
+@dataclass(frozen=True)
+class Declared:
+    """JSON Schema keywords published for a value whose rule a validator of ours decides:
+    the pattern says to clients exactly what the validator accepts (a test compares them)."""
+
+    keywords: tuple[tuple[str, Any], ...]
+
+    def __get_pydantic_json_schema__(
+        self, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        schema = handler(core_schema)
+        schema.update(dict(self.keywords))
+        return schema
+
+
+def declared(**keywords: Any) -> Declared:
+    return Declared(tuple(keywords.items()))
+
+
+def _escaped(cp: int) -> str:
+    return f"\\u{cp:04x}" if cp <= 0xFFFF else f"\\U{cp:08x}"
+
+
+def _class_of(members: Any) -> str:
+    """A regex character class body naming every code point for which `members` is true,
+    as ranges of escapes (read the same by Python, ECMA 262 and Rust regex)."""
+    parts: list[str] = []
+    start: int | None = None
+    for cp in range(sys.maxunicode + 2):
+        inside = cp <= sys.maxunicode and members(chr(cp))
+        if inside and start is None:
+            start = cp
+        elif not inside and start is not None:
+            end = cp - 1
+            parts.append(_escaped(start) if start == end else f"{_escaped(start)}-{_escaped(end)}")
+            start = None
+    return "".join(parts)
+
+
+#: Characters `str.isprintable()` refuses (every other separator and `Other`), and those
+#: `str.strip()` removes: the rules of names and reasons, spelled out for the schema.
+_NOT_PRINTABLE = _class_of(lambda c: not c.isprintable())
+SPACES = "".join(_escaped(ord(c)) for c in map(chr, range(0x3001)) if c.isspace())
+#: One line of printable characters, not only spaces (`events.printable`).
+PRINTABLE_LINE = f"^ *[^ {_NOT_PRINTABLE}][^{_NOT_PRINTABLE}]*$"
+#: Text that says something and holds no NUL (`events.prose`).
+PROSE_PATTERN = f"^[^\\x00]*[^\\x00{SPACES}][^\\x00]*$"
+#: A slug (`refnames.slug_problem`).
+SLUG_PATTERN = f"^{refnames._SLUG_RE.pattern}$"
+#: A branch name by git's rules (`refnames.branch_name_problem`).
+BRANCH_PATTERN = (
+    r"^(?!-)(?!HEAD$)(?![/.])(?!.*(?:\.\.|@\{|//|/\.|\.lock/))(?!.*(?:\.lock|/|\.)$)"
+    r"[^\x00-\x1f\x7f ~^:?*\[\\]+$"
+)
+#: A commit id, either case (`events.Sha` lowers it).
+SHA_PATTERN = "^[0-9a-fA-F]{40}(?:[0-9a-fA-F]{24})?$"
+
+
+#: Beside `AfterValidator(events.printable)`: its rule, declared.
+PRINTABLE = declared(pattern=PRINTABLE_LINE)
 #: An identity or a name: one printable line that fits its column.
 Name = Annotated[
     str,
     StringConstraints(min_length=1, max_length=events.NAME_MAX_LENGTH),
     AfterValidator(events.printable),
+    PRINTABLE,
 ]
 #: A free-text reason, recorded and logged (escaped).
 Reason = Annotated[
     str,
     StringConstraints(min_length=1, max_length=events.PROSE_MAX_LENGTH),
     AfterValidator(events.prose),
+    declared(pattern=PROSE_PATTERN),
 ]
 #: A slug: one URL path segment.
-Slug = events.Slug
+Slug = Annotated[events.Slug, declared(pattern=SLUG_PATTERN)]
+#: A branch name (without refs/heads/).
+Branch = Annotated[events.Branch, declared(pattern=BRANCH_PATTERN, minLength=1)]
+#: A commit id.
+Sha = Annotated[events.Sha, declared(pattern=SHA_PATTERN)]
 #: RFC 3339, the OpenAPI `date-time`: date, time to the second, and an offset.
 _DATE_TIME = re.compile(
     r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})", re.ASCII

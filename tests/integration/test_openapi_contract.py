@@ -145,3 +145,31 @@ def test_a_body_flag_must_be_a_json_boolean(client: TestClient, tokens: TokenMak
     response = client.post("/v1/rollback", json={"reason": "r", "drill": 0}, headers=headers)
     assert response.status_code == 422
     assert [d["field"] for d in response.json()["details"]] == ["drill"]
+
+
+def _parameter(spec: dict[str, Any], path: str, name: str) -> dict[str, Any]:
+    [found] = [p for p in spec["paths"][path]["get"]["parameters"] if p["name"] == name]
+    schema: dict[str, Any] = found["schema"]
+    return schema.get("anyOf", [schema])[0]
+
+
+def test_names_slugs_branches_and_reasons_declare_their_rules(spec: dict[str, Any]) -> None:
+    """schemathesis built `slug=é`, `branch=` and names with control characters from the
+    schema and got 422s: each rule is now in the schema as a pattern."""
+    from integrator.api import schemas
+
+    assert _parameter(spec, "/v1/candidates", "slug")["pattern"] == schemas.SLUG_PATTERN
+    assert _parameter(spec, "/v1/events", "branch")["pattern"] == schemas.BRANCH_PATTERN
+    submit = spec["components"]["schemas"]["SubmitIn"]["properties"]
+    assert submit["branch"]["pattern"] == schemas.BRANCH_PATTERN
+    assert submit["sha"]["anyOf"][0]["pattern"] == schemas.SHA_PATTERN
+    acquire = spec["components"]["schemas"]["AcquireIn"]["properties"]
+    assert acquire["holder"]["pattern"] == schemas.PRINTABLE_LINE
+    assert (
+        spec["components"]["schemas"]["PushIn"]["properties"]["hook_version"]["anyOf"][0]["pattern"]
+        == schemas.PRINTABLE_LINE
+    )
+    mode = spec["components"]["schemas"]["ModeIn"]["properties"]
+    assert mode["reason"]["pattern"] == schemas.PROSE_PATTERN
+    event = spec["components"]["schemas"]["EventIn"]["properties"]
+    assert set(event["type"]["enum"]) == {"review_approved", "finalize_ready", "branch_pushed"}
