@@ -21,9 +21,9 @@ from integrator.hookinstall import (
     _git,
     hook_paths,
     hook_sources,
-    interpreter_runs,
     is_ours,
 )
+from integrator.hookpython import interpreter_runs
 from integrator.hostlayouts import gitea
 
 

@@ -34,6 +34,7 @@ from typing import Any
 
 from integrator import hookbodies, hosting
 from integrator.errors import InvalidInput
+from integrator.hookpython import interpreter_runs
 from integrator.hostlayouts import gitea
 
 MARKER = "# integrator-hook"
@@ -43,8 +44,6 @@ IDENTITY_SOURCES = ("auto", "gitlab", "gitea", "gitolite", "ghes", "http", "plai
 ORIG_SUFFIX = ".integrator-orig"
 ADVERTISE = "receive.advertisePushOptions"
 MAX_DEADLINE = 30.0
-#: What git is told about the interpreter: runs with -IS, needs Python >= 3.8.
-PYTHON_PROBE = "import sys; sys.exit(sys.version_info < (3, 8))"
 #: Inherited variables (prefixes) that would point git at another repository or a quarantine,
 #: or inject configuration: install runs from shells and from hooks alike.
 _GIT_SCRUB = (
@@ -279,43 +278,6 @@ def check(repo: Path) -> list[CheckItem]:
     return hookcheck.check(repo)
 
 
-def interpreter_runs(python: str, uid: int, gid: int) -> tuple[bool, str]:
-    """Whether ``python -IS`` runs as the repository owner and is Python >= 3.8."""
-    argv = [python, "-IS", "-c", PYTHON_PROBE]
-    who = "as this user"
-    if os.geteuid() == 0 and uid != 0:
-        setpriv, runuser = shutil.which("setpriv"), shutil.which("runuser")
-        if setpriv:
-            # through env, so that the path is looked up as the owner: setpriv itself may find
-            # the program before it drops root's access to a private directory
-            become = [setpriv, f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "--"]
-            argv = [*become, shutil.which("env") or "/usr/bin/env", *argv]
-            who = f"as uid {uid}"
-        elif runuser:
-            argv = [runuser, "-u", _user_name(uid), "--", *argv]
-            who = f"as uid {uid}"
-        else:
-            who = f"as root (no setpriv/runuser to switch to uid {uid})"
-    try:
-        proc = subprocess.run(
-            argv,
-            cwd="/",
-            env={"PATH": "/usr/bin:/bin"},
-            capture_output=True,
-            text=True,
-            timeout=15,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return False, f"cannot run {who}: {exc}"
-    if proc.returncode == 0:
-        return True, f"runs {who}, Python >= 3.8"
-    if proc.returncode == 1 and not proc.stderr.strip():
-        return False, f"Python older than 3.8 {who}"
-    tail = (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1]
-    return False, f"cannot run {who}: {tail}"
-
-
 # -- helpers ---------------------------------------------------------------------------------
 
 
@@ -463,12 +425,3 @@ def _write(path: Path, text: str, mode: int) -> None:
     finally:
         os.close(fd)
     os.replace(temporary, path)
-
-
-def _user_name(uid: int) -> str:
-    import pwd
-
-    try:
-        return pwd.getpwuid(uid).pw_name
-    except KeyError:
-        return str(uid)
