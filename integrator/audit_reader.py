@@ -18,7 +18,7 @@ from integrator import audit, modes
 from integrator.admission import CanonicalRepo
 from integrator.audit import Commit, Landing, ModeChange, Records, Verdict
 from integrator.audit_report import Report, Since, within
-from integrator.errors import Detail, InvalidInput, RepositoryUnreadable
+from integrator.errors import Detail, NotFound, RepositoryUnreadable
 from integrator.gitops import Git, GitError, is_zero_sha
 from integrator.guard import indexed_branch
 from integrator.models import Candidate, Event, Registration
@@ -108,7 +108,7 @@ def _after(git: HistoryGit, since: Since, head: str | None) -> set[str]:
     found = git.rev_parse(since.rev)
     if found is None:
         message = f"{since.rev} names no commit of the canonical repository"
-        raise InvalidInput(message, details=[Detail("since", "known_revision", message)])
+        raise NotFound(message, details=[Detail("since", "known_revision", message)])
     return git.first_parents_after(found, head) if head else set()
 
 

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from integrator.audit import KINDS, Audited, Explanation, Kind
-from integrator.errors import Detail, InvalidInput
+from integrator.errors import Detail, InvalidInput, NotFound
 
 
 def item(audited: Audited) -> dict[str, Any]:
@@ -106,7 +106,7 @@ class Report:
             start = next((i for i, a in enumerate(self.items) if a.commit.sha == cursor), -1)
             if start < 0:
                 message = f"cursor {cursor} is not a commit of the audited range of main"
-                raise InvalidInput(message, details=[Detail("cursor", "in_range", message)])
+                raise NotFound(message, details=[Detail("cursor", "in_range", message)])
         page = self.items[start : start + limit]
         following = self.items[start + limit : start + limit + 1]
         unexplained = [a for a in self.items if a.explanation.kind == "unexplained"]
@@ -142,7 +142,8 @@ class Since:
 
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 #: A revision as git reads it, without what could be taken for an option or another argument.
-_REV = re.compile(r"[^-\s\x00-\x1f\x7f][^\s\x00-\x1f\x7f]{0,199}")
+SINCE_PATTERN = r"^[^-\s\x00-\x1f\x7f][^\s\x00-\x1f\x7f]{0,199}$"
+_REV = re.compile(SINCE_PATTERN)
 
 
 def parse_since(text: str) -> Since:

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict
 from integrator import audit_reader
 from integrator.admission import CanonicalRepo
 from integrator.api.deps import Reader, ReadSessionDep, SettingsDep
-from integrator.audit_report import parse_since
+from integrator.audit_report import SINCE_PATTERN, parse_since
 from integrator.gitops import SHA_PATTERN
 
 router = APIRouter(prefix="/v1", tags=["audit"])
@@ -69,17 +69,22 @@ class AuditOut(BaseModel):
     next_cursor: str | None
 
 
-@router.get("/audit", response_model=AuditOut)
+@router.get(
+    "/audit",
+    response_model=AuditOut,
+    responses={404: {"description": "`since` or `cursor` names no commit of main's history"}},
+)
 def get_audit(
     request: Request,
     session: ReadSessionDep,
     settings: SettingsDep,
     _caller: Reader,
-    since: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
+    since: Annotated[str | None, Query(pattern=SINCE_PATTERN)] = None,
     cursor: Annotated[str | None, Query(pattern=SHA_PATTERN)] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100,
 ) -> JSONResponse:
-    """`since`: a revision (the commits after it) or a date (commits committed since then)."""
+    """`since`: a revision (the commits after it) or a date (commits committed since then).
+    An unknown revision, or a cursor that is no commit of the range, is a 404 naming it."""
     repo: CanonicalRepo = request.app.state.repo
     parsed = parse_since(since) if since is not None else None
     report = audit_reader.read(session, settings, repo, parsed)

@@ -153,9 +153,9 @@ def test_since_takes_a_revision_or_a_date_and_refuses_what_is_neither(
     assert after_one["items"][0]["explanation"]["pusher"] == "bob"
     assert [i["sha"] for i in today["items"]] == [two, one, start]
     assert future["items"] == [] and future["total"] == 0
-    for bad, rule in (("no-such-rev", "known_revision"), ("2026-02-30", "date")):
+    for bad, rule, code in (("no-such-rev", "known_revision", 1), ("2026-02-30", "date", 2)):
         refused = auditor.run("--since", bad)
-        assert refused.returncode == 2, refused.stderr
+        assert refused.returncode == code, refused.stderr
         assert "since: " in refused.stderr and f"[{rule}]" in refused.stderr
 
 
@@ -254,15 +254,17 @@ def test_pages_follow_the_cursor_and_bad_input_is_a_422_naming_the_field(api: Ap
     assert [i["sha"] for i in first["items"] + rest["items"]] == history
     AuditOut.model_validate(first)  # the body is what the OpenAPI document says
     assert rest["next_cursor"] is None and first["total"] == rest["total"] == 4
-    for params, field in (
-        ({"since": "no-such-rev"}, "since"),
-        ({"since": "--all"}, "since"),
-        ({"cursor": "f" * 40}, "cursor"),
-        ({"cursor": "not-a-sha"}, "cursor"),
-        ({"limit": 0}, "limit"),
+    for params, field, status in (
+        ({"since": "no-such-rev"}, "since", 404),  # no such commit
+        ({"cursor": "f" * 40}, "cursor", 404),  # no such commit in the range
+        ({"since": "2026-02-30"}, "since", 422),
+        ({"since": "--all"}, "since", 422),
+        ({"since": "a b"}, "since", 422),
+        ({"cursor": "not-a-sha"}, "cursor", 422),
+        ({"limit": 0}, "limit", 422),
     ):
         refused = api.audit(**params)
-        assert refused.status_code == 422, (params, refused.text)
+        assert refused.status_code == status, (params, refused.text)
         assert refused.json()["details"][0]["field"] == field
 
 

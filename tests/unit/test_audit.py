@@ -19,7 +19,7 @@ from integrator.audit import (
     modes_between,
 )
 from integrator.audit_report import Report, item, parse_since, summary, within
-from integrator.errors import InvalidInput
+from integrator.errors import InvalidInput, NotFound
 from integrator.policy import Mode
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
@@ -349,8 +349,8 @@ def test_the_body_pages_by_sha_and_lists_every_unexplained_commit_failures_first
     assert first["before_guard"] == {"count": 1, "newest": sha("a"), "oldest": sha("a")}
 
 
-def test_a_cursor_outside_the_range_is_refused_naming_the_field() -> None:
-    with pytest.raises(InvalidInput) as refused:
+def test_a_cursor_outside_the_range_is_not_found_naming_the_field() -> None:
+    with pytest.raises(NotFound) as refused:
         report(explain(chain("a"), Records())).as_dict(sha("zz"), 10)
     assert refused.value.details[0].field == "cursor"
 
