@@ -84,7 +84,13 @@ def audit(
         str | None,
         typer.Option(help="A revision (audit the commits after it) or a date (YYYY-MM-DD)."),
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the API's JSON body.")] = False,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="Print the API's JSON body (the newest 10,000 commits; next_cursor pages on).",
+        ),
+    ] = False,
 ) -> None:
     """Explain every commit on main; exit 1 if one is unexplained after cutover."""
     client = ApiClient.from_environment()
