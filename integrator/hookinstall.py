@@ -166,7 +166,7 @@ def install(
         if problems:
             raise HookInstallError("; ".join(problems))
     moves = _plan_moves(targets, chain_existing)
-    scripts = {name: _render_hook(hook_sources(), name, python) for name in targets}
+    scripts = {name: render_hook(hook_sources(), name, python) for name in targets}
 
     config_dir = git_dir / "integrator"
     config_path, token_path, state_dir = (config_dir / n for n in ("hook.json", "token", "state"))
@@ -387,7 +387,7 @@ def _plan_moves(targets: dict[str, Path], chain_existing: bool) -> dict[str, tup
     return moves
 
 
-def _render_hook(sources: Path, hook: str, python: str) -> tuple[str, str]:
+def render_hook(sources: Path, hook: str, python: str) -> tuple[str, str]:
     """(launcher, body) of ``hook``: the launcher git runs, with the interpreter in its shebang,
     and the shipped script it imports, unchanged."""
     texts = []

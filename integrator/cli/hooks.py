@@ -171,7 +171,7 @@ def _install_gitlab(relative_path: str, **options: Any) -> None:
     from integrator.hostlayouts import gitlab
 
     made = gitlab.install(relative_path, **options)
-    contents = f"custom_hooks/: pre-receive, post-receive, {gitlab.CONFIG_NAME}; no token"
+    contents = f"custom_hooks/: both hooks, their bodies, {gitlab.CONFIG_NAME}; no token"
     typer.echo(f"wrote {made.tarball} ({contents})")
     for node, commands in made.commands:
         typer.echo(f"on {node}:" if node else "on each Gitaly node:")

@@ -4,8 +4,9 @@ GitHub keeps hook scripts in a repository of the instance and runs them in a chr
 uploaded tarball (the environment); the default environment has no Python. Install therefore
 writes two parts: ``hook/integrator-pre-receive``, a shell script for the hooks repository that
 starts our hook inside the environment, and ``environment/``, the build context of an environment
-(a Dockerfile from Alpine with python3 and git, and ``integrator/``: the hook and its
-``integrator-hook.json``; the token is copied there by the operator, never by install).
+(a Dockerfile from Alpine with python3 and git, and ``integrator/``: the launcher, the hook's
+body, compiled by the image's own Python when it is built, and ``integrator-hook.json``; the
+token is copied there by the operator, never by install).
 
 GitHub gives all pre-receive hooks of a push 5 s together and refuses the push when they run
 out, so the hook's deadline is capped at ``MAX_DEADLINE``. Nothing is kept between runs: when the
@@ -34,7 +35,8 @@ FROM alpine:3.20
 RUN apk add --no-cache python3 git
 COPY integrator/ {path}/
 RUN test -s {path}/token || {{ echo "copy the hook token to integrator/token first"; exit 1; }}; \\
-    chmod 0755 {path}/pre-receive && chmod 0444 {path}/integrator-hook.json {path}/token
+    chmod 0755 {path}/pre-receive && chmod 0444 {path}/integrator-hook.json {path}/token && \\
+    python3 -m compileall -q --invalidation-mode checked-hash {path}/integrator
 """
 
 
@@ -97,8 +99,10 @@ def install(
     }
     inside = output / "environment" / "integrator"
     inside.mkdir(parents=True, exist_ok=True)
-    script = (hookinstall.hook_sources() / "pre-receive").read_text(encoding="utf-8")
-    _write(inside / "pre-receive", f"#!{python} -IS\n" + script.partition("\n")[2], 0o755)
+    launcher, body = hookinstall.render_hook(hookinstall.hook_sources(), "pre-receive", python)
+    _write(inside / "pre-receive", launcher, 0o755)
+    (inside / "integrator").mkdir(exist_ok=True)  # the body, compiled when the image is built
+    _write(inside / "integrator" / "pre_receive.py", body, 0o644)
     _write(inside / "integrator-hook.json", json.dumps(config, indent=2) + "\n", 0o644)
     dockerfile = DOCKERFILE.format(path=environment_path)
     _write(output / "environment" / "Dockerfile", dockerfile, 0o644)

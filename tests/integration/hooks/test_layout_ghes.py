@@ -73,11 +73,13 @@ def test_install_writes_the_hook_script_and_an_environment_without_the_token(
     )
     assert files == [
         "environment", "environment/Dockerfile", "environment/integrator",
-        "environment/integrator/integrator-hook.json", "environment/integrator/pre-receive",
+        "environment/integrator/integrator", "environment/integrator/integrator-hook.json",
+        "environment/integrator/integrator/pre_receive.py", "environment/integrator/pre-receive",
         "hook", "hook/integrator-pre-receive",
     ]  # fmt: skip
     dockerfile = (made.environment / "Dockerfile").read_text()
     assert "apk add --no-cache python3 git" in dockerfile and "integrator/token" in dockerfile
+    assert "compileall -q --invalidation-mode checked-hash" in dockerfile
     config = json.loads((made.environment / "integrator" / "integrator-hook.json").read_text())
     assert (config["layout"], config["shared"], config["fallback_mode"]) == (
         "ghes",

@@ -107,8 +107,12 @@ def test_the_tarball_holds_the_hooks_and_their_configuration_never_the_token(
         "custom_hooks/pre-receive",
         "custom_hooks/post-receive",
         "custom_hooks/integrator-hook.json",
+        "custom_hooks/integrator",
+        "custom_hooks/integrator/pre_receive.py",
+        "custom_hooks/integrator/post_receive.py",
     }
     assert members["custom_hooks/pre-receive"].mode == 0o755
+    assert members["custom_hooks/integrator/pre_receive.py"].mode == 0o644
     assert first == b"#!/opt/gitlab/embedded/bin/python3 -IS\n"
     assert config["token_file"] == f"{node}/token" and config["state_dir"] == f"{node}/state"
     assert (config["layout"], config["repository"], config["shared"]) == ("gitlab", "app", False)
@@ -173,6 +177,8 @@ def test_a_refused_push_under_gitaly_s_environment(
     assert body["identity_detail"] == {"GL_ID": "user-42", "GL_PROTOCOL": "ssh"}
     assert body["repository"] == "app"  # this repository's tarball names it
     assert body["hook_instance"] == f"gitlab:default:{RELATIVE}"
+    # the launcher imported the body, which Python compiled beside it for the next push
+    assert list((repo.bare / "custom_hooks" / "integrator" / "__pycache__").glob("pre_receive.*"))
 
 
 def test_a_web_merge_gets_words_for_gitlab_s_ui(
