@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +20,10 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
+from integrator import github_push
+from integrator.admission import CanonicalRepo
 from integrator.api.app import create_app
+from integrator.db import make_sessionmaker
 from integrator.settings import Settings
 from tests.gitrepos import Canonical
 from tests.integration.test_guard_and_cutover import Ops, events_of
@@ -185,3 +189,33 @@ def test_a_malformed_push_event_is_422_naming_each_field(hub: Hub) -> None:
     assert response.status_code == 422
     fields = {d["field"] for d in response.json()["details"]}
     assert fields == {"ref", "before", "repository.full_name"}
+
+
+def test_two_concurrent_deliveries_of_one_id_record_it_once(
+    settings: Settings, tmp_path: Path, engine: Engine
+) -> None:
+    """GitHub may deliver twice at once (a redelivery while the first is in flight): the unique
+    (type, natural key) of the delivery's event lets one through, the other is a duplicate."""
+    canonical = Canonical(tmp_path)
+    configured = settings.model_copy(update={"repo": str(canonical.bare)})
+    sha = canonical.branch("feat/race")
+    push = github_push.parse("race-1", push_event("refs/heads/feat/race", ZERO, sha))
+    sessions = make_sessionmaker(engine)
+    barrier = threading.Barrier(2)
+    results: list[github_push.Received] = []
+
+    def deliver() -> None:
+        repo = CanonicalRepo(configured)
+        with sessions() as session:
+            barrier.wait()
+            results.append(github_push.receive(session, configured, repo, push))
+
+    threads = [threading.Thread(target=deliver) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    assert sorted(r.duplicate for r in results) == [False, True]
+    assert len(events_of(engine, "github_push_received")) == 1
+    assert len(events_of(engine, "branch_pushed")) == 1
