@@ -195,3 +195,14 @@ def test_the_deadline_holds_under_gitea_with_a_silent_service(
     assert rc != 0 and gitea.ref("main") == old
     assert elapsed < 5.0, elapsed
     assert any("deadline exceeded" in line for line in remote_lines(stderr)), stderr
+
+
+def test_uninstall_leaves_gitea_s_hooks_as_they_were(gitea: ServerRepo) -> None:
+    hooks = gitea.bare / "hooks"
+
+    hookinstall.uninstall(gitea.bare)
+
+    assert sorted(p.name for p in (hooks / "pre-receive.d").iterdir()) == ["gitea"]
+    assert sorted(p.name for p in (hooks / "post-receive.d").iterdir()) == ["gitea"]
+    assert (hooks / "pre-receive").read_text() == WRAPPER
+    assert not (gitea.bare / "integrator").exists()
