@@ -16,6 +16,11 @@ as; we chown when running as root):
 
 A hook that is not ours is never overwritten: with ``chain_existing=True`` it is moved to
 ``<name>.integrator-orig`` and run before ours with the same input; otherwise install refuses.
+
+This writes into the repository itself (``custom_hooks/`` for GitLab before 15.11, a repository
+on a GitHub Enterprise appliance's disk for tests). ``integrator hooks install`` with the gitlab
+or ghes layout writes what those hosts take instead (``integrator.hostlayouts``): a tarball for
+Gitaly, a hooks-repository script and a pre-receive environment.
 """
 
 from __future__ import annotations
