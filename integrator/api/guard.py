@@ -6,12 +6,12 @@ from dataclasses import asdict
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from integrator import events, guard, scoring
+from integrator import guard, scoring
 from integrator.api.deps import Caller, SessionDep, SettingsDep, require
 from integrator.api.events import Repo
-from integrator.api.schemas import PRINTABLE, Name
+from integrator.api.schemas import ONE_LINE, PRINTABLE, Name
 from integrator.gitops import SHA_PATTERN
 from integrator.policy import Update
 from integrator.tokens import Role
@@ -25,16 +25,14 @@ ObjectName = Annotated[str, Field(pattern=SHA_PATTERN)]
 RefName = Annotated[
     str,
     StringConstraints(min_length=1, max_length=1024),
-    AfterValidator(events.printable),
+    ONE_LINE,
     PRINTABLE,
 ]
-Short = Annotated[
-    str, StringConstraints(min_length=1, max_length=32), AfterValidator(events.printable), PRINTABLE
-]
+Short = Annotated[str, StringConstraints(min_length=1, max_length=32), ONE_LINE, PRINTABLE]
 HookInstance = Annotated[
     str,
     StringConstraints(min_length=1, max_length=500),
-    AfterValidator(events.printable),
+    ONE_LINE,
     PRINTABLE,
 ]
 

@@ -7,7 +7,6 @@ is a 422 naming the field and its rule, never a 500 from the database or the dri
 from __future__ import annotations
 
 import re
-import sys
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Generic, TypeVar
@@ -64,28 +63,31 @@ def _escaped(cp: int) -> str:
     return f"\\u{cp:04x}" if cp <= 0xFFFF else f"\\U{cp:08x}"
 
 
-def _class_of(members: Any) -> str:
-    """A regex character class body naming every code point for which `members` is true,
-    as ranges of escapes (read the same by Python, ECMA 262 and Rust regex)."""
-    parts: list[str] = []
-    start: int | None = None
-    for cp in range(sys.maxunicode + 2):
-        inside = cp <= sys.maxunicode and members(chr(cp))
-        if inside and start is None:
-            start = cp
-        elif not inside and start is not None:
-            end = cp - 1
-            parts.append(_escaped(start) if start == end else f"{_escaped(start)}-{_escaped(end)}")
-            start = None
-    return "".join(parts)
-
-
-#: Characters `str.isprintable()` refuses (every other separator and `Other`), and those
-#: `str.strip()` removes: the rules of names and reasons, spelled out for the schema.
-_NOT_PRINTABLE = _class_of(lambda c: not c.isprintable())
+#: What a name or an identity may not hold: control characters (C0, DEL, C1), separators
+#: other than the ASCII space and the invisible format characters of the BMP (bidi controls,
+#: zero widths): whatever could break a log line or hide in one. The class is short and in
+#: the BMP on purpose, so that every regex engine reads it alike and clients and fuzzers can
+#: build values from it. (Lone surrogates, which no UTF-8 text holds, are refused apart.)
+_NOT_IN_A_LINE = (
+    r"\x00-\x1f\x7f-\xa0\xad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u1680"
+    r"\u180e\u2000-\u200f\u2028-\u202f\u205f-\u2064\u2066-\u206f\u3000\ufeff\ufff9-\ufffb"
+)
 SPACES = "".join(_escaped(ord(c)) for c in map(chr, range(0x3001)) if c.isspace())
-#: One line of printable characters, not only spaces (`events.printable`).
-PRINTABLE_LINE = f"^ *[^ {_NOT_PRINTABLE}][^{_NOT_PRINTABLE}]*$"
+#: One line, not only spaces: every name `str.isprintable()` accepts, and code points that
+#: are unassigned, for private use or format characters beyond the BMP.
+PRINTABLE_LINE = f"^ *[^ {_NOT_IN_A_LINE}][^{_NOT_IN_A_LINE}]*$"
+_LINE = re.compile(PRINTABLE_LINE.removesuffix("$") + r"\Z")
+
+
+def one_line(value: str) -> str:
+    """A name's rule at the edge: the declared pattern, read as JSON Schema reads it."""
+    if not value.strip(" "):
+        raise ValueError("must not be empty")
+    if _LINE.match(value) is None or any("\ud800" <= c <= "\udfff" for c in value):
+        raise PydanticCustomError("printable", "must be one line of printable characters")
+    return value
+
+
 #: Text that says something and holds no NUL (`events.prose`).
 PROSE_PATTERN = f"^[^\\x00]*[^\\x00{SPACES}][^\\x00]*$"
 #: A slug (`refnames.slug_problem`).
@@ -99,14 +101,12 @@ BRANCH_PATTERN = (
 SHA_PATTERN = "^[0-9a-fA-F]{40}(?:[0-9a-fA-F]{24})?$"
 
 
-#: Beside `AfterValidator(events.printable)`: its rule, declared.
+#: The rule of a name: put both beside the name's length.
+ONE_LINE = AfterValidator(one_line)
 PRINTABLE = declared(pattern=PRINTABLE_LINE)
 #: An identity or a name: one printable line that fits its column.
 Name = Annotated[
-    str,
-    StringConstraints(min_length=1, max_length=events.NAME_MAX_LENGTH),
-    AfterValidator(events.printable),
-    PRINTABLE,
+    str, StringConstraints(min_length=1, max_length=events.NAME_MAX_LENGTH), ONE_LINE, PRINTABLE
 ]
 #: A free-text reason, recorded and logged (escaped).
 Reason = Annotated[
