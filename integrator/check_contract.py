@@ -55,6 +55,9 @@ REPORTED = frozenset({CheckStatus.passed, CheckStatus.failed, CheckStatus.timed_
 
 #: The most named checks one worker runs (and one outcome lists).
 MAX_CHECKS = 50
+#: The most runs of one check an outcome carries (`integrator worker --check-retries` is at
+#: most 20).
+MAX_CHECK_ATTEMPTS = 21
 
 
 def name_problem(name: str) -> str | None:

@@ -17,13 +17,16 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictBool,
     StrictInt,
     StrictStr,
     StringConstraints,
     ValidationError,
+    model_validator,
 )
 from pydantic_core import PydanticCustomError
 
+from integrator import check_contract
 from integrator.errors import Detail, InvalidInput
 from integrator.gitops import SHA_RE
 from integrator.refnames import (
@@ -164,6 +167,41 @@ class BranchPushed(_Fields):
     pusher: Text
 
 
+class CheckAttempt(_Fields):
+    """One run of a check on the candidate's merged commit (more with `--check-retries`)."""
+
+    #: Absent when the worker killed the check (timeout or stop).
+    exit_code: BigInt | None = None
+    timed_out: StrictBool
+    seconds: float = Field(ge=0, le=10**7, allow_inf_nan=False)
+    output_tail: Annotated[
+        StrictStr, StringConstraints(max_length=OUTPUT_MAX_LENGTH), AfterValidator(storable)
+    ] = ""
+
+
+class CheckReport(_Fields):
+    """One named check on the candidate's merged commit: its status and every attempt."""
+
+    name: Annotated[
+        StrictStr,
+        StringConstraints(
+            max_length=check_contract.NAME_MAX_LENGTH, pattern=check_contract.NAME_PATTERN
+        ),
+    ]
+    status: check_contract.CheckStatus
+    attempts: list[CheckAttempt] = Field(
+        default_factory=list, max_length=check_contract.MAX_CHECK_ATTEMPTS
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> CheckReport:
+        attempts = [a.model_dump() for a in self.attempts]
+        problem = check_contract.consistency_problem(self.status, attempts)
+        if problem:
+            raise ValueError(problem)
+        return self
+
+
 class Evidence(_Fields):
     kind: Literal["conflict", "check", "push"]
     path: Prose | None = None
@@ -189,6 +227,8 @@ class IntegrationBlocked(_Fields):
     next_action: Prose
     blocked_at: Timestamp
     attempt: Text
+    #: Every configured check, as the holder reported them (none without checks).
+    checks: list[CheckReport] | None = None
 
 
 class IntegrationCompleted(_Fields):
@@ -197,6 +237,8 @@ class IntegrationCompleted(_Fields):
     sha: Sha
     main_sha: Sha
     completed_at: Timestamp
+    #: The checks that passed on the landed commit, as the holder reported them.
+    checks: list[CheckReport] | None = None
 
 
 @dataclass(frozen=True)

@@ -52,9 +52,6 @@ PREDICTIONS = frozenset({Outcome.would_integrate, Outcome.would_block})
 REAL = frozenset({Outcome.integrated, Outcome.blocked})
 #: Outcomes that say green: every check passed (a failed attempt before a pass is a flake).
 PASSED = frozenset({Outcome.integrated, Outcome.would_integrate})
-#: The most runs of one check an outcome carries (`integrator worker --check-retries` is at
-#: most 20).
-MAX_CHECK_ATTEMPTS = 21
 
 
 class ChecksIncomplete(Conflict):
@@ -131,11 +128,6 @@ def record_flaky(
         )
 
 
-def _with_checks(fields: dict[str, Any], checks: list[dict[str, Any]] | None) -> dict[str, Any]:
-    """The event's fields with the outcome's checks (validated by the API's schema)."""
-    return {**fields, "checks": checks} if checks else fields
-
-
 def prediction_key(candidate_id: int, epoch: int, attempt: str) -> str:
     """The natural key of one prediction: one per handout, never one per candidate."""
     return f"prediction:{candidate_id}:{epoch}:{attempt}"
@@ -179,12 +171,13 @@ def complete(
             "sha": candidate.sha,
             "main_sha": required(main_sha, "main_sha"),
             "completed_at": _now(),
+            "checks": checks or None,
         },
     )
     events.append(
         session,
         type_name="integration_completed",
-        fields=_with_checks(fields, checks),
+        fields=fields,
         repository=settings.repository_name,
         actor=by,
     )
@@ -207,9 +200,9 @@ def block(
             "next_action": outcome.next_action or "",
             "blocked_at": _now(),
             "attempt": outcome.attempt or "",
+            "checks": outcome.checks or None,
         },
     )
-    fields = _with_checks(fields, outcome.checks)
     events.append(
         session,
         type_name="integration_blocked",

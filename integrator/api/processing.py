@@ -3,19 +3,14 @@ GET /v1/checks, the checks the service requires for green."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
 from fastapi import APIRouter, Response
 from pydantic import (
-    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
-    StrictBool,
-    StrictStr,
-    StringConstraints,
     field_validator,
-    model_validator,
 )
 
 from integrator import check_contract, outcomes, processing
@@ -23,7 +18,7 @@ from integrator.api.deps import Reader, SessionDep, SettingsDep
 from integrator.api.events import Repo
 from integrator.api.lease import GrantIn, Integrator
 from integrator.api.schemas import CandidateOut, Id, Name, Reason
-from integrator.event_schemas import OUTPUT_MAX_LENGTH, BigInt, storable
+from integrator.event_schemas import CheckReport
 from integrator.events import Evidence
 from integrator.gitops import SHA_PATTERN
 
@@ -47,48 +42,6 @@ class ChecksOut(BaseModel):
     required: list[str]
 
 
-class CheckAttemptIn(BaseModel):
-    """One run of a check on the candidate's merged commit (more with `--check-retries`)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    #: Absent when the worker killed the check (timeout or stop).
-    exit_code: BigInt | None = None
-    timed_out: StrictBool
-    seconds: float = Field(ge=0, le=10**7, allow_inf_nan=False)
-    output_tail: Annotated[
-        StrictStr, StringConstraints(max_length=OUTPUT_MAX_LENGTH), AfterValidator(storable)
-    ] = ""
-
-
-CheckName = Annotated[
-    StrictStr,
-    StringConstraints(
-        max_length=check_contract.NAME_MAX_LENGTH, pattern=check_contract.NAME_PATTERN
-    ),
-]
-
-
-class CheckReportIn(BaseModel):
-    """One named check on the candidate's merged commit: its status and every attempt."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    name: CheckName
-    status: check_contract.CheckStatus
-    attempts: list[CheckAttemptIn] = Field(
-        default_factory=list, max_length=outcomes.MAX_CHECK_ATTEMPTS
-    )
-
-    @model_validator(mode="after")
-    def _consistent(self) -> CheckReportIn:
-        attempts = [a.model_dump() for a in self.attempts]
-        problem = check_contract.consistency_problem(self.status, attempts)
-        if problem:
-            raise ValueError(problem)
-        return self
-
-
 class OutcomeIn(GrantIn):
     model_config = ConfigDict(extra="forbid")
 
@@ -102,11 +55,11 @@ class OutcomeIn(GrantIn):
     #: `integrated`: the registration the commit landed with.
     registration_id: Id | None = None
     #: Every configured check, in the order they ran (`not_run` after one that failed).
-    checks: list[CheckReportIn] = Field(default_factory=list, max_length=check_contract.MAX_CHECKS)
+    checks: list[CheckReport] = Field(default_factory=list, max_length=check_contract.MAX_CHECKS)
 
     @field_validator("checks")
     @classmethod
-    def _unique_names(cls, checks: list[CheckReportIn]) -> list[CheckReportIn]:
+    def _unique_names(cls, checks: list[CheckReport]) -> list[CheckReport]:
         names = [check.name for check in checks]
         twice = sorted({name for name in names if names.count(name) > 1})
         if twice:
