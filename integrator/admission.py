@@ -16,7 +16,7 @@ from pathlib import Path
 from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session
 
-from integrator import controls, followups
+from integrator import followups
 from integrator.gitops import GitError, Mirror
 from integrator.models import Candidate, Event
 from integrator.queue import ACTIVE, Status, create, enqueue, transition
@@ -269,7 +269,6 @@ def supersede_if_replaced(session: Session, candidate: Candidate) -> None:
 def on_event(session: Session, repo: CanonicalRepo, event: Event, actor: str | None) -> None:
     """Re-evaluate what a newly stored canonical event can change."""
     if event.type == "finalize_ready":
-        controls.refuse_if_frozen(session, event.repository)  # rolls the event back too
         on_finalize_ready(session, repo, event, actor)
         return
     if event.type == "review_approved":

@@ -27,7 +27,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from integrator.check_contract import name_problem
-from integrator.db import now_ms, now_ms_expr
+from integrator.db import now_ms
 from integrator.errors import Conflict, Detail, InvalidInput, TransitionRefused
 from integrator.events import record_system_event
 from integrator.lease import datetime_of_ms
@@ -81,13 +81,9 @@ class QueueFrozen(Conflict):
     code = "queue_frozen"
 
 
-def clock(session: Session, settings: Settings | None = None) -> datetime:
+def clock(session: Session, settings: Settings) -> datetime:
     """Now on the lease's clock: the database's, plus the test-only offset of `settings`."""
-    if settings is None:
-        expr = now_ms_expr(session.get_bind().dialect.name)
-    else:
-        expr = now_ms(session, settings)
-    return datetime_of_ms(session.execute(select(expr)).scalar_one())
+    return datetime_of_ms(session.execute(select(now_ms(session, settings))).scalar_one())
 
 
 def in_force(row: QueuePause | None, now: datetime) -> QueuePause | None:
@@ -100,12 +96,6 @@ def in_force(row: QueuePause | None, now: datetime) -> QueuePause | None:
 def pause_in_force(session: Session, settings: Settings) -> QueuePause | None:
     """The pause in force now, if any (an expired one no longer counts, recorded or not)."""
     return in_force(session.get(QueuePause, settings.repository_name), clock(session, settings))
-
-
-def active_pause(session: Session, repository: str) -> QueuePause | None:
-    """`pause_in_force` for a caller without the settings: the database's clock, without the
-    test-only offset (the same instant in production)."""
-    return in_force(session.get(QueuePause, repository), clock(session))
 
 
 def describe(row: QueuePause) -> str:
@@ -175,9 +165,9 @@ def end_if_expired(session: Session, settings: Settings) -> None:
         _end(session, row, by=None, why=f"expired at {iso(row.until)}")
 
 
-def refuse_if_frozen(session: Session, repository: str) -> None:
+def refuse_if_frozen(session: Session, settings: Settings) -> None:
     """Refuse new work while the queue is frozen (paused with `reject_new`)."""
-    row = active_pause(session, repository)
+    row = pause_in_force(session, settings)
     if row is not None and row.reject_new:
         raise QueueFrozen(
             f"the queue is frozen, new finalize_ready are refused: {describe(row)}; submit "

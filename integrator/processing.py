@@ -99,7 +99,7 @@ def take_next(
         return Handout(current, mode, current.main_sha_checked, requeued,
                        controls.check_timeouts(session, current))  # fmt: skip
     controls.end_if_expired(session, settings)
-    if controls.active_pause(session, settings.repository_name) is not None:
+    if controls.pause_in_force(session, settings) is not None:
         return None  # paused: the holder keeps its lease and idles
     while (candidate := next_queued(session, settings.repository_name)) is not None:
         readiness = check(session, repo, candidate)

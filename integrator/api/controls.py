@@ -70,7 +70,7 @@ class PauseOut(BaseModel):
 @router.get("/queue/pause")
 def show_pause(session: ReadSessionDep, settings: SettingsDep, _caller: Reader) -> PauseOut:
     """Whether the queue is paused, by whom, why and until when."""
-    return PauseOut.of(controls.active_pause(session, settings.repository_name))
+    return PauseOut.of(controls.pause_in_force(session, settings))
 
 
 @router.post("/queue/pause")

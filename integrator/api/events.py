@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from integrator import events
+from integrator import controls, events
 from integrator.admission import CanonicalRepo, on_event
 from integrator.api.deps import Caller, Reader, ReadSessionDep, SessionDep, SettingsDep, require
 from integrator.api.schemas import (
@@ -27,6 +27,7 @@ from integrator.api.schemas import (
 )
 from integrator.errors import Detail, Forbidden, InvalidInput
 from integrator.models import Candidate, Event
+from integrator.settings import Settings
 from integrator.tokens import Role
 
 router = APIRouter(prefix="/v1", tags=["events"])
@@ -66,12 +67,13 @@ def store(
     session: Session,
     repo: CanonicalRepo,
     caller: Caller,
-    repository: str,
+    settings: Settings,
     type_name: str,
     fields: dict[str, Any],
     idempotency_key: str | None,
 ) -> EventPosted:
     """Validate, append and apply one canonical event in one transaction."""
+    repository = settings.repository_name
     event_type = events.EVENT_TYPES.get(type_name)
     if event_type is not None and not event_type.public:
         raise InvalidInput(
@@ -95,6 +97,8 @@ def store(
             actor=caller.name,
         )
         if not appended.duplicate:
+            if type_name == "finalize_ready":
+                controls.refuse_if_frozen(session, settings)  # rolls the event back too
             on_event(session, repo, appended.event, caller.name)
         return _posted(session, repository, appended.event, duplicate=appended.duplicate)
 
@@ -132,7 +136,7 @@ def post_event(
         session,
         repo,
         caller,
-        settings.repository_name,
+        settings,
         body.type,
         body.fields,
         body.idempotency_key,
@@ -185,7 +189,7 @@ def submit(
         "orchestrator_session_id": f"submit:{caller.name}",
         "ready_at": now,
     }
-    posted = store(session, repo, caller, settings.repository_name, "finalize_ready", fields, None)
+    posted = store(session, repo, caller, settings, "finalize_ready", fields, None)
     if posted.duplicate:
         response.status_code = 200
     return posted
