@@ -44,14 +44,17 @@ def install_openapi(app: FastAPI) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
     @app.exception_handler(405)
-    async def _method_not_allowed(request: Request, _: HTTPException) -> JSONResponse:
+    async def _method_not_allowed(request: Request, exc: HTTPException) -> JSONResponse:
         # Starlette's Allow names the first route of the path only; a path served by a GET
         # route and a POST route has both, as the document says.
         path = request.scope["path"]
-        methods = sorted(
-            {m for r in _api_routes(app) if r.path_regex.match(path) for m in r.methods or ()}
-        )
-        allowed = ", ".join(methods)
+        methods = {
+            m
+            for r in _routes(app)
+            if getattr(r, "path_regex", None) is not None and r.path_regex.match(path)
+            for m in getattr(r, "methods", None) or ()
+        }
+        allowed = ", ".join(sorted(methods)) or (exc.headers or {}).get("Allow", "")
         message = f"{request.method} is not allowed here: use {allowed}"
         return JSONResponse(
             error_body("method_not_allowed", message), status_code=405, headers={"Allow": allowed}
@@ -82,13 +85,16 @@ def declare_errors(app: FastAPI, schema: dict[str, Any]) -> None:
         components.pop(name, None)
 
 
-def _api_routes(app: FastAPI) -> Iterator[Any]:
-    """Every API route as the app serves it (newer FastAPI keeps included routers nested):
-    an `APIRoute`, or a context that reads like one."""
+def _routes(app: FastAPI) -> Iterator[Any]:
+    """Every route as the app serves it (newer FastAPI keeps included routers nested): the
+    route, or a context that reads like it."""
     contexts: Callable[[Any], Iterator[Any]] | None = getattr(routing, "iter_route_contexts", None)
-    for route in contexts(app.routes) if contexts else app.routes:
-        original = getattr(route, "original_route", route)
-        if isinstance(original, APIRoute):
+    yield from contexts(app.routes) if contexts else app.routes
+
+
+def _api_routes(app: FastAPI) -> Iterator[Any]:
+    for route in _routes(app):
+        if isinstance(getattr(route, "original_route", route), APIRoute):
             yield route
 
 
