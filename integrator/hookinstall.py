@@ -188,7 +188,7 @@ def install(
         "token_file": str(token_path),
         "repository": name,
         "hook_instance": f"{socket.gethostname()}:{git_dir}",
-        "identity_source": identity_source,
+        "identity_source": pinned_source(layout, identity_source),
         "deadline_seconds": float(deadline),
         "fail_open": fail_open,
         "state_dir": str(state_dir),
@@ -284,6 +284,14 @@ def check(repo: Path) -> list[CheckItem]:
 
 
 # -- helpers ---------------------------------------------------------------------------------
+
+
+def pinned_source(layout: str, source: str) -> str:
+    """The identity source a layout implies when none was chosen (``auto``): a host sets its own
+    variable, and another host's variable that reached the hook must not be taken instead."""
+    return (
+        layout if source == "auto" and layout in ("gitea", "gitolite", "gitlab", "ghes") else source
+    )
 
 
 def validate_common(*, url: str, python: str, layout: str, source: str, deadline: float) -> None:

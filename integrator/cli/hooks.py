@@ -60,7 +60,11 @@ def install(
     ),
     layout: Annotated[str, typer.Option(help="plain, gitea, gitolite, gitlab or ghes.")] = "plain",
     identity_source: Annotated[
-        str, typer.Option(help="auto, gitlab, gitea, gitolite, ghes, http or plain.")
+        str,
+        typer.Option(
+            help="auto (a host layout's own variable, else the first present), gitlab, gitea, "
+            "gitolite, ghes, http or plain."
+        ),
     ] = "auto",
     deadline: Annotated[float, typer.Option(help="Seconds the hook may take per push.")] = 2.5,
     fail_open: Annotated[

@@ -161,7 +161,7 @@ def install(
         "url": url.rstrip("/"),
         "repository": repository or "",
         "shared": shared,
-        "identity_source": identity_source,
+        "identity_source": hookinstall.pinned_source("gitlab", identity_source),
         "deadline_seconds": float(deadline),
         "fail_open": fail_open,
         "protected_refs_default": list(protected_refs),

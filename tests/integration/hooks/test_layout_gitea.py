@@ -206,3 +206,19 @@ def test_uninstall_leaves_gitea_s_hooks_as_they_were(gitea: ServerRepo) -> None:
     assert sorted(p.name for p in (hooks / "post-receive.d").iterdir()) == ["gitea"]
     assert (hooks / "pre-receive").read_text() == WRAPPER
     assert not (gitea.bare / "integrator").exists()
+
+
+def test_the_layout_pins_the_identity_source_when_none_is_given(
+    repo: ServerRepo, fake: FakeService
+) -> None:
+    """`--layout gitea` reads GITEA_PUSHER_NAME only: another host's variable that reached the
+    hook (here GL_USERNAME, first in `auto`'s order) is not taken for the pusher."""
+    shape_like_gitea(repo)
+    repo.install(layout="gitea")  # identity source left to its default
+    repo.commit("second")
+
+    result = repo.push("main:topic", pusher=None, server_env={**GITEA_ENV, "GL_USERNAME": "eve"})
+
+    assert result.returncode == 0, result.stderr
+    body = fake.received("/v1/push-checks")[0].body
+    assert (body["pusher"], body["identity_source"]) == ("alice", "gitea")
