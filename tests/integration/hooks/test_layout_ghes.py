@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import subprocess
 import time
 from pathlib import Path
 
@@ -162,3 +164,28 @@ def test_the_cli_writes_the_directory_and_says_what_to_do(tmp_path: Path) -> Non
         .endswith("exec /usr/bin/python3 -IS /integrator/pre-receive\n")
     )
     assert too_slow.returncode == 2 and "at most 4 s" in too_slow.stderr
+
+
+def test_the_environment_s_build_steps_run_against_its_own_context(tmp_path: Path) -> None:
+    """No container engine here: the Dockerfile's COPY and its last RUN (token check, modes,
+    compiling the body) are replayed with a local directory standing for the image's /, then the
+    launcher runs the body from the compiled cache, as it will in the environment."""
+    root = tmp_path / "image-root"
+    made = ghes.install(tmp_path / "out", url="http://integrator:8000",
+                        environment_path=str(root / "integrator"))  # fmt: skip
+    steps = [line for line in (made.environment / "Dockerfile").read_text().split("\nRUN ")][1:]
+    copy = [line for line in (made.environment / "Dockerfile").read_text().splitlines()
+            if line.startswith("COPY ")]  # fmt: skip
+    assert copy == [f"COPY integrator/ {root / 'integrator'}/"]
+    last = steps[-1].replace("\\\n", " ").strip()
+
+    shutil.copytree(made.environment / "integrator", root / "integrator")
+    without_token = subprocess.run(["sh", "-c", last], capture_output=True, text=True)
+    (root / "integrator" / "token").write_text("a-token\n")
+    built = subprocess.run(["sh", "-c", last], capture_output=True, text=True)
+
+    assert without_token.returncode != 0 and "copy the hook token" in without_token.stdout
+    assert built.returncode == 0, built.stderr
+    (compiled,) = (root / "integrator" / "integrator" / "__pycache__").glob("pre_receive.*.pyc")
+    assert int.from_bytes(compiled.read_bytes()[4:8], "little") == 0b11  # hash-based, checked
+    assert oct((root / "integrator" / "token").stat().st_mode & 0o777) == "0o444"
