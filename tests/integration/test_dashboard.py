@@ -103,7 +103,7 @@ def make_story(world: WorkerWorld, tokens: TokenMaker) -> Story:
     assert world.canonical.push_as("mallory", f"{story.rogue}:refs/heads/side").returncode == 0
     git("update-ref", "refs/heads/main", story.rogue, cwd=world.canonical.bare)
     rolled = world.post("/v1/rollback", {"reason": story.rollback_reason}, world.operator)
-    assert rolled.status_code == 200, rolled.text
+    expect(world, rolled, 200)
     world.canonical.new_commit_on_main("alice-2")
     assert world.canonical.push_as("alice", "main").returncode == 0
     world.canonical.new_commit_on_main("bob-1")
@@ -111,15 +111,23 @@ def make_story(world: WorkerWorld, tokens: TokenMaker) -> Story:
     for slug in ("first", "second", "urgent"):
         world.ready(slug)
     promoted = world.post("/v1/slugs/urgent/promote", {"reason": "prod is down"}, world.operator)
-    assert promoted.status_code == 200, promoted.text
+    expect(world, promoted, 200)
     sha = world.canonical.branch(XSS_BRANCH)
     needs_review = finalize_ready("needs-review", XSS_BRANCH, sha)  # no review_approved
     for envelope in (branch_pushed(XSS_BRANCH, sha), needs_review):
         response = world.post("/v1/events", envelope, world.reporter)
-        assert response.status_code == 201, response.text
+        expect(world, response, 201)
     held = world.post("/v1/lease/acquire", {"holder": "runner-7"}, world.integrator)
-    assert held.status_code == 200, held.text
+    expect(world, held, 200)
     return story
+
+
+def expect(world: WorkerWorld, response: httpx.Response, status: int) -> None:
+    assert response.status_code == status, response.text
+
+
+def log_tail(world: WorkerWorld, lines: int = 60) -> str:
+    return "\n".join(world.service.log_path.read_text(errors="replace").splitlines()[-lines:])
 
 
 @pytest.fixture
@@ -127,7 +135,11 @@ def story(settings: Settings, tmp_path: Path, tokens: TokenMaker) -> Iterator[St
     lease = {**SHORT_LEASE, "lease_ttl_seconds": 600.0}
     world = WorkerWorld(settings, tmp_path, tokens, lease=lease).start().guard()
     try:
-        yield make_story(world, tokens)
+        try:
+            made = make_story(world, tokens)
+        except AssertionError as failure:  # a 500 says only that the log has the details
+            raise AssertionError(f"{failure}\nservice log:\n{log_tail(world)}") from failure
+        yield made
     finally:
         world.close()
 
