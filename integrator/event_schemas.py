@@ -202,6 +202,20 @@ class CheckReport(_Fields):
         return self
 
 
+def _listed_once(checks: list[CheckReport]) -> list[CheckReport]:
+    names = [check.name for check in checks]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise ValueError(f"each check is listed once; listed more than once: {twice}")
+    return checks
+
+
+#: Every configured check of one outcome (or registration), each listed once.
+CheckReports = Annotated[
+    list[CheckReport], Field(max_length=check_contract.MAX_CHECKS), AfterValidator(_listed_once)
+]
+
+
 class Evidence(_Fields):
     kind: Literal["conflict", "check", "push"]
     path: Prose | None = None
@@ -228,7 +242,7 @@ class IntegrationBlocked(_Fields):
     blocked_at: Timestamp
     attempt: Text
     #: Every configured check, as the holder reported them (none without checks).
-    checks: list[CheckReport] | None = None
+    checks: CheckReports | None = None
 
 
 class IntegrationCompleted(_Fields):
@@ -238,7 +252,7 @@ class IntegrationCompleted(_Fields):
     main_sha: Sha
     completed_at: Timestamp
     #: The checks that passed on the landed commit, as the holder reported them.
-    checks: list[CheckReport] | None = None
+    checks: CheckReports | None = None
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -286,10 +287,16 @@ def register(
     old: str,
     new: str,
     attempt: str,
+    checks: list[dict[str, Any]],
     by: str,
 ) -> registrations.Issued:
-    """A fenced registration of one update of the holder's in_progress candidate."""
+    """A fenced registration of one update of the holder's in_progress candidate.
+
+    Its checks are held to the same rule as a green outcome, before the push rather than
+    after it: a commit whose checks do not show every required check passed never lands.
+    """
     fenced = lease.fence(session, settings, epoch, token)
+    require_green(Report(Outcome.integrated, checks=checks), settings.required_check_names)
     registrations.expire_due(session, settings)
     return registrations.create(session, settings, fenced, candidate_id=candidate_id, ref=ref,
                                 old=old, new=new, attempt=attempt, by=by)  # fmt: skip

@@ -10,15 +10,14 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    field_validator,
 )
 
-from integrator import check_contract, outcomes, processing
+from integrator import outcomes, processing
 from integrator.api.deps import Reader, SessionDep, SettingsDep
 from integrator.api.events import Repo
 from integrator.api.lease import GrantIn, Integrator
 from integrator.api.schemas import CandidateOut, Id, Name, Reason
-from integrator.event_schemas import CheckReport
+from integrator.event_schemas import CheckReports
 from integrator.events import Evidence
 from integrator.gitops import SHA_PATTERN
 
@@ -55,16 +54,7 @@ class OutcomeIn(GrantIn):
     #: `integrated`: the registration the commit landed with.
     registration_id: Id | None = None
     #: Every configured check, in the order they ran (`not_run` after one that failed).
-    checks: list[CheckReport] = Field(default_factory=list, max_length=check_contract.MAX_CHECKS)
-
-    @field_validator("checks")
-    @classmethod
-    def _unique_names(cls, checks: list[CheckReport]) -> list[CheckReport]:
-        names = [check.name for check in checks]
-        twice = sorted({name for name in names if names.count(name) > 1})
-        if twice:
-            raise ValueError(f"each check is listed once; listed more than once: {twice}")
-        return checks
+    checks: CheckReports = Field(default_factory=list)
 
 
 @router.get("/checks")

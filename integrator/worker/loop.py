@@ -303,7 +303,9 @@ class Worker:
         for retry in range(PUSH_RETRIES + 1):
             if not trial.clean or trial.merged_sha is None or self.stopping.is_set():
                 return trial
-            pushed = self.lander.land(handed.id, trial.base, trial.merged_sha, trial.attempt)
+            pushed = self.lander.land(
+                handed.id, trial.base, trial.merged_sha, trial.attempt, trial.check_reports()
+            )
             trial = replace(trial, push=pushed)
             if pushed.verdict is not Verdict.retry or retry == PUSH_RETRIES:
                 return trial

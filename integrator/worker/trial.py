@@ -101,6 +101,10 @@ class Trial:
     def landed(self) -> bool:
         return self.push is not None and self.push.verdict is Verdict.landed
 
+    def check_reports(self) -> list[dict[str, Any]]:
+        """Every configured check as the service reads it (outcome and registration alike)."""
+        return [evidence.check_report(run) for run in self.checks]
+
 
 @dataclass(frozen=True)
 class Decision:
@@ -162,12 +166,8 @@ def _would_block(trial: Trial, found: evidence.Blocked) -> Decision:
         conflict_evidence=found.evidence,
         diagnostics=found.diagnostics,
         next_action=found.next_action,
-        checks=_reports(trial),
+        checks=trial.check_reports(),
     )
-
-
-def _reports(trial: Trial) -> list[dict[str, Any]]:
-    return [evidence.check_report(run) for run in trial.checks]
 
 
 def _as_real(decision: Decision) -> Decision:
@@ -244,7 +244,7 @@ def _clean(handed: Handed, trial: Trial) -> Decision:
         attempt=trial.attempt,
         main_sha=trial.base,
         diagnostics=lines,
-        checks=_reports(trial),
+        checks=trial.check_reports(),
     )
 
 
@@ -278,7 +278,7 @@ def _pushed(handed: Handed, trial: Trial, push: PushFacts) -> Decision:
             main_sha=push.new,
             registration_id=push.registration_id,
             diagnostics=lines + _passed_lines(trial, f" on {new} before the push"),
-            checks=_reports(trial),
+            checks=trial.check_reports(),
         )
     if push.verdict is Verdict.unsupported:
         return requeue(NO_PUSH_OPTIONS, stop=True)

@@ -45,9 +45,17 @@ class Holder:
     def next(self) -> Any:
         return self.client.post("/v1/queue/next", json=self.grant(), headers=self.auth)
 
-    def register(self, candidate: int, old: str, new: str, attempt: str, ref: str = MAIN) -> Any:
+    def register(
+        self,
+        candidate: int,
+        old: str,
+        new: str,
+        attempt: str,
+        ref: str = MAIN,
+        checks: list[dict[str, Any]] | None = None,
+    ) -> Any:
         body = {**self.grant(), "candidate_id": candidate, "ref": ref, "old": old, "new": new,
-                "attempt": attempt}  # fmt: skip
+                "attempt": attempt, "checks": checks or []}  # fmt: skip
         return self.client.post("/v1/registrations", json=body, headers=self.auth)
 
     def fail(self, registration: int, reason: str = "push refused") -> Any:
@@ -191,6 +199,42 @@ def test_a_registration_is_created_only_in_cutover(world: World) -> None:
     refused = holder.register(candidate["id"], old, new, "a1")
     assert refused.status_code == 409 and refused.json()["code"] == "not_in_cutover"
     assert world.events("registration_created") == []
+
+
+def check(name: str, status: str, exit_code: int) -> dict[str, Any]:
+    return {"name": name, "status": status,
+            "attempts": [{"exit_code": exit_code, "timed_out": False, "seconds": 1.5}]}  # fmt: skip
+
+
+def test_a_registration_without_every_required_check_passed_is_refused_before_the_push(
+    settings: Settings, tmp_path: Path, tokens: TokenMaker, engine: Engine
+) -> None:
+    """Green is checked when the holder registers, not only when it reports `integrated` after
+    the push: a registration missing a required check, or listing one that failed, is 409
+    checks_incomplete and nothing is registered; with every check passed it is issued."""
+    canonical = Canonical(tmp_path)
+    strict = settings.model_copy(
+        update={"repo": str(canonical.bare), "required_checks": ["unit", "lint"]}
+    )
+    with TestClient(create_app(strict)) as client:
+        world = World(client, tokens, canonical, engine)
+        world.ready("one")
+        world.cutover()
+        holder = world.holder()
+        candidate = holder.next().json()
+        old, new = world.merge(candidate["sha"], "a1")
+        missing = holder.register(
+            candidate["id"], old, new, "a1", checks=[check("unit", "passed", 0)]
+        )
+        assert missing.status_code == 409, missing.text
+        assert missing.json()["code"] == "checks_incomplete" and "lint" in missing.json()["message"]
+        red = [check("unit", "passed", 0), check("lint", "failed", 1)]
+        failed = holder.register(candidate["id"], old, new, "a1", checks=red)
+        assert failed.status_code == 409 and failed.json()["code"] == "checks_incomplete"
+        assert world.events("registration_created") == []
+        green = [check("unit", "passed", 0), check("lint", "passed", 0)]
+        issued = holder.register(candidate["id"], old, new, "a1", checks=green)
+        assert issued.status_code == 201, issued.text
 
 
 def test_only_the_current_holder_registers(world: World, handed: tuple[Holder, Any]) -> None:
