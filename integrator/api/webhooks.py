@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from integrator.api.deps import Reader, ReadSessionDep, SettingsDep
 from integrator.api.schemas import Cursor, Page
+from integrator.events import MAX_INTEGER
 from integrator.lease import datetime_of_ms
 from integrator.models import WebhookDelivery
 from integrator.webhooks import PENDING, Status
@@ -64,7 +65,7 @@ def list_deliveries(
     query = select(WebhookDelivery).where(WebhookDelivery.repository == settings.repository_name)
     if status is not None:
         query = query.where(WebhookDelivery.status == status)
-    if cursor is not None:
+    if cursor is not None and cursor <= MAX_INTEGER:  # beyond every id: no bound at all
         query = query.where(WebhookDelivery.id < cursor)
     rows = list(session.scalars(query.order_by(WebhookDelivery.id.desc()).limit(limit)))
     next_cursor = str(rows[-1].id) if len(rows) == limit else None

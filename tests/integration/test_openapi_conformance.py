@@ -103,17 +103,21 @@ def unexpected(report: dict[str, Any], role: str | None) -> list[str]:
 def check_all_roles(served: Served, *, examples: int, seed: str | None) -> None:
     problems: list[str] = []
     counts: dict[str, int] = {}
+    outputs: list[str] = []
     for role in (None, *ROLES):
         # Only the operator gets the coverage phase (every boundary of every parameter):
         # the other roles are refused most writes before their bodies are read.
         phases = "coverage,fuzzing,stateful" if role in ("operator", "integrator") else "fuzzing"
         report = served.schemathesis(role, examples=examples, phases=phases, seed=seed)
         counts[role or "none"] = report["test_cases"]["generated"]
-        problems += unexpected(report, role)
+        found = unexpected(report, role)
+        if found:
+            outputs.append(f"--- {role}:\n{report['output'][-6000:]}")
+        problems += found
         server_errors = [f for f in report["failures"] if f["code"] == "ST100"]
         assert not server_errors, report["output"][-5000:]
     print(f"schemathesis: test cases per credential {counts}")
-    assert problems == [], "\n".join(problems) + f"\n(outputs in {served.workdir})"
+    assert problems == [], "\n".join([*problems, *outputs])
 
 
 @pytest.mark.timeout(600)
