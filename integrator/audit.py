@@ -90,6 +90,10 @@ class Landing:
     branch: str | None
     submitted_by: str | None
     approved_by: str | None
+    #: `hotfix` when an operator fast-tracked it; then who did and why.
+    lane: str = "normal"
+    promoted_by: str | None = None
+    promotion_reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -146,6 +150,9 @@ def _queue(landing: Landing) -> Explanation:
             "branch": landing.branch,
             "submitted_by": landing.submitted_by,
             "approved_by": landing.approved_by,
+            "lane": landing.lane,
+            "promoted_by": landing.promoted_by,
+            "promotion_reason": landing.promotion_reason,
             "epoch": landing.epoch,
             "registration_id": landing.registration_id,
             "registration_status": landing.status,

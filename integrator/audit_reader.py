@@ -197,31 +197,61 @@ def _verdict(seq: int, at: datetime, fields: dict[str, Any], base: str | None) -
 
 def _landings(session: Session, name: str, main_ref: str) -> list[Landing]:
     """Registrations of main the guard let through, with their candidate, its submitter (the
-    finalize_ready's actor) and approver (the last review_approved before registering)."""
+    finalize_ready's actor), approver (the last review_approved before registering) and, for
+    a fast-tracked one, who promoted it and why (the last candidate_promoted before)."""
     finalize = aliased(Event)
     landed = (Registration.repository == name, Registration.ref == main_ref,
               Registration.status.in_(audit.LANDING_STATES))  # fmt: skip
     r = Registration
     rows = session.execute(
         select(r.id, r.status, r.old, r.new, r.attempt, r.epoch, r.created_at, r.candidate_id,
-               Candidate.slug, Candidate.branch, finalize.actor)
+               Candidate.slug, Candidate.branch, finalize.actor, Candidate.lane)
         .outerjoin(Candidate, Candidate.id == r.candidate_id)
         .outerjoin(finalize, finalize.seq == Candidate.finalize_seq)
         .where(*landed)
     ).all()  # fmt: skip
     slugs = select(Candidate.slug).join(r, r.candidate_id == Candidate.id).where(*landed)
-    approvals: dict[str, list[tuple[datetime, str | None]]] = {}
-    for slug, actor, at in session.execute(
-        select(Event.slug, Event.actor, Event.recorded_at)
-        .where(Event.type == "review_approved", Event.repository == name, Event.slug.in_(slugs))
+    approvals: dict[str, list[tuple[datetime, str | None, Any]]] = {}
+    promotions: dict[str, list[tuple[datetime, str | None, Any]]] = {}
+    for type_, slug, actor, at, fields in session.execute(
+        select(Event.type, Event.slug, Event.actor, Event.recorded_at, Event.fields)
+        .where(Event.type.in_(("review_approved", "candidate_promoted")),
+               Event.repository == name, Event.slug.in_(slugs))
         .order_by(Event.seq)
-    ):
-        approvals.setdefault(slug or "", []).append((at, actor))
+    ):  # fmt: skip
+        seen = approvals if type_ == "review_approved" else promotions
+        seen.setdefault(slug or "", []).append((at, actor, fields))
     found = []
-    for id_, status, old, new, attempt, epoch, created_at, candidate, slug, branch, by in rows:
-        approved = approvals.get(slug or "", [])
-        before = [actor for at, actor in approved if at <= created_at] if approved else []
-        last = before[-1] if before else approved[-1][1] if approved else None
-        found.append(Landing(id_, status, old, new, attempt, epoch, created_at, candidate, slug,
-                             branch, submitted_by=by, approved_by=last))  # fmt: skip
+    for (
+        id_,
+        status,
+        old,
+        new,
+        attempt,
+        epoch,
+        created,
+        candidate,
+        slug,
+        branch,
+        by,
+        lane,
+    ) in rows:
+        approved = _last_before(approvals.get(slug or "", []), created)
+        promoted = _last_before(promotions.get(slug or "", []), created)
+        fast = lane == "hotfix" and promoted is not None
+        found.append(Landing(id_, status, old, new, attempt, epoch, created, candidate, slug,
+                             branch, submitted_by=by,
+                             approved_by=approved[1] if approved else None,
+                             lane=lane or "normal",
+                             promoted_by=promoted[1] if fast and promoted else None,
+                             promotion_reason=(promoted[2] or {}).get("reason")
+                             if fast and promoted else None))  # fmt: skip
     return found
+
+
+def _last_before(
+    seen: list[tuple[datetime, str | None, Any]], at: datetime
+) -> tuple[datetime, str | None, Any] | None:
+    """The last record made before `at`, else the last one (a clock that stepped back)."""
+    before = [record for record in seen if record[0] <= at]
+    return before[-1] if before else seen[-1] if seen else None

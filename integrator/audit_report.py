@@ -42,6 +42,8 @@ def summary(explanation: Explanation) -> str:
                 f"{f['submitted_by'] or 'unknown'}, approved by {f['approved_by'] or 'unknown'}, "
                 f"epoch {f['epoch']}, registration {f['registration_id']}"
             )
+            if f.get("promoted_by"):
+                line += f", fast-tracked by {f['promoted_by']}: {f['promotion_reason']}"
             if f["registration_status"] != "landed":
                 line += f" ({f['registration_status']}: its landing is not confirmed yet)"
             return line

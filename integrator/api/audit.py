@@ -22,11 +22,11 @@ MAX_LIMIT = 10_000
 
 class ExplanationOut(BaseModel):
     """Why the commit is on main; the other fields are the kind's own: `queue` candidate_id,
-    slug, branch, submitted_by, approved_by, epoch, registration_id, registration_status,
-    attempt; `push` pusher, identity_source, decision, reason_code, verdict_event_seq,
-    decided_locally, old, new, trailer_without_registration; `bypass` bypass_kind, reason,
-    pusher, identity_source, verdict_event_seq, old, new; `unexplained` reason,
-    trailer_without_registration, window_after, window_before, modes."""
+    slug, branch, submitted_by, approved_by, lane, promoted_by, promotion_reason, epoch,
+    registration_id, registration_status, attempt; `push` pusher, identity_source, decision,
+    reason_code, verdict_event_seq, decided_locally, old, new, trailer_without_registration;
+    `bypass` bypass_kind, reason, pusher, identity_source, verdict_event_seq, old, new;
+    `unexplained` reason, trailer_without_registration, window_after, window_before, modes."""
 
     model_config = ConfigDict(extra="allow")
 

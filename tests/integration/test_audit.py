@@ -77,6 +77,8 @@ def test_a_full_rollout_is_explained_and_a_commit_around_the_guard_in_cutover_fa
     assert world.run_worker("--once").returncode == 0  # shadow: predictions only
     assert world.canonical.head() == pushed
     world.cutover()
+    fast = world.post("/v1/slugs/second/promote", {"reason": "incident 7"}, world.operator)
+    assert fast.status_code == 200, fast.text
     landed = world.run_worker("--once")
     assert landed.returncode == 0, landed.stderr
     assert world.candidate(first)["status"] == world.candidate(second)["status"] == "integrated"
@@ -94,7 +96,8 @@ def test_a_full_rollout_is_explained_and_a_commit_around_the_guard_in_cutover_fa
     registrations = world.registrations()
     queued = [items[r.new] for r in registrations]
     reporter = world.events("finalize_ready")[0].actor
-    for item, registration, candidate in zip(queued, registrations, [first, second], strict=True):
+    # The fast-tracked one landed first, and says who fast-tracked it and why.
+    for item, registration, candidate in zip(queued, registrations, [second, first], strict=True):
         explanation = item["explanation"]
         assert explanation["kind"] == "queue" and item["mode"] == "cutover"
         assert (explanation["candidate_id"], explanation["registration_id"]) == (
@@ -102,6 +105,13 @@ def test_a_full_rollout_is_explained_and_a_commit_around_the_guard_in_cutover_fa
         )  # fmt: skip
         assert explanation["epoch"] == registration.epoch
         assert explanation["submitted_by"] == explanation["approved_by"] == reporter
+    hotfix, normal = (item["explanation"] for item in queued)
+    promoter = world.events("candidate_promoted")[0].actor
+    assert (hotfix["lane"], hotfix["promoted_by"], hotfix["promotion_reason"]) == (
+        "hotfix", promoter, "incident 7"
+    )  # fmt: skip
+    assert f"fast-tracked by {promoter}: incident 7" in hotfix["summary"]
+    assert (normal["lane"], normal["promoted_by"]) == ("normal", None)
     assert body["counts"] == {"queue": 2, "push": 1, "bypass": 0, "before_guard": 1,
                               "unexplained": 0}  # fmt: skip
 

@@ -109,6 +109,7 @@ def test_a_landed_registration_with_the_commits_attempt_sha_and_first_parent_exp
         "candidate_id": 12, "slug": "feature-x", "branch": "feat/x",
         "submitted_by": "reporter-bot", "approved_by": "reviewer-bot", "epoch": 3,
         "registration_id": 7, "registration_status": "landed", "attempt": "att-1",
+        "lane": "normal", "promoted_by": None, "promotion_reason": None,
     }  # fmt: skip
 
 
