@@ -6,7 +6,7 @@ from dataclasses import asdict
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StringConstraints
 
 from integrator import guard, scoring
 from integrator.api.deps import Caller, SessionDep, SettingsDep, require
@@ -66,7 +66,7 @@ class PushIn(BaseModel):
     registration_nonce: Name | None = None
     updates: list[UpdateIn] = Field(max_length=10_000)
     #: How long this hook instance's previous push check took, as the hook timed it.
-    previous_round_trip_ms: float | None = None
+    previous_round_trip_ms: StrictFloat | None = None
 
     def request(self) -> guard.PushRequest:
         return guard.PushRequest(

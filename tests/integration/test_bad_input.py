@@ -365,3 +365,10 @@ def test_a_delivery_cursor_beyond_any_row_id_is_an_ordinary_page(api: Api) -> No
     (schemathesis: a valid cursor answered 422 "not storable")."""
     response = api.get("reader", "/v1/webhooks/deliveries", cursor=str(2**53 - 2))
     assert response.status_code == 200, response.text
+
+
+@pytest.mark.parametrize("path", ["/v1/push-checks", "/v1/push-reports"])
+def test_a_round_trip_time_must_be_a_number_not_a_boolean(api: Api, path: str) -> None:
+    """`previous_round_trip_ms: false` was read as 0 ms (schemathesis: an invalid body taken)."""
+    body = push("refs/heads/x", previous_round_trip_ms=False)
+    assert problems(api.post("hook", path, body)) == {"previous_round_trip_ms": "float_type"}

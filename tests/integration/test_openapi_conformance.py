@@ -41,6 +41,9 @@ KNOWN: dict[tuple[str, str], str] = {
     "the check-name rule (empty is refused)",
     ("ST202", "POST /v1/candidates/{candidate_id}/outcome"): "check attempts' `exit_code` is "
     "bounded at 2^63-1, which JSON readers round past the bound (2^53-1 would be exact)",
+    ("ST202", "POST /v1/registrations"): "the same check attempts' `exit_code` bound",
+    ("ST202", "GET /v1/audit"): "`since` is declared with `\\s`, which ECMA (the schema's "
+    "reading) and Rust regex (pydantic's) read differently for U+0085",
 }
 
 
