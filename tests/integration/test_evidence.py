@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, insert, select
 from sqlalchemy.orm import Session
 
+from integrator import scoring
 from integrator.api.app import create_app
 from integrator.models import Event, Registration
+from integrator.parity import dequeue_order_violations, lease_overlaps, shadow_registrations
 from integrator.settings import Settings
 from tests.builders import branch_pushed, finalize_ready, review_approved
 from tests.gitrepos import Canonical, Unreadable, git
@@ -253,3 +256,213 @@ def test_at_cutover_a_prediction_git_cannot_check_is_queued_not_dropped_to_waiti
         assert forced.status_code == 200, forced.text
     shown = service.client.get(f"/v1/candidates/{candidate}", headers=service.operator).json()
     assert (shown["status"], shown["position"]) == ("queued", 1)
+
+
+# -- evidence item 2 on a recorded history, as a checker reads it ------------------------------
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+class History:
+    """Events as the service records them (one row each, in server order), for histories the
+    service itself would never write: the checker's rules must still find what is wrong."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict[str, Any]] = []
+
+    def add(self, kind: str, minute: float, **fields: Any) -> None:
+        self.rows.append({
+            "type": kind, "repository": "app", "natural_key": f"k{len(self.rows)}",
+            "content_hash": "0" * 64, "slug": fields.get("slug"), "branch": None, "sha": None,
+            "fields": fields, "actor": "test", "recorded_at": T0 + timedelta(minutes=minute),
+        })  # fmt: skip
+
+    def store(self, engine: Engine) -> None:
+        with engine.begin() as connection:
+            connection.execute(insert(Event), self.rows)
+
+
+def at(minute: float) -> str:
+    return (T0 + timedelta(minutes=minute)).isoformat()
+
+
+def grant(history: History, minute: float, epoch: int, previous_expires: float) -> None:
+    history.add("lease_taken_over", minute, key="integrator", holder=f"w{epoch}", epoch=epoch,
+                acquired_at=at(minute), expires_at=at(minute + 2), previous_epoch=epoch - 1,
+                previous_holder=f"w{epoch - 1}",
+                previous_expires_at=at(previous_expires))  # fmt: skip
+
+
+def status(history: History, minute: float, candidate: int, to: str, position: int | None) -> None:
+    history.add("candidate_status_changed", minute, candidate_id=candidate, slug=f"s{candidate}",
+                to=to, position=position, reason=None)  # fmt: skip
+
+
+def mode(history: History, minute: float, to: str, drill: bool = False) -> None:
+    history.add("mode_changed", minute, to=to, drill=drill, forced=False, reason="test")
+
+
+def checks(*statuses: tuple[str, str]) -> list[dict[str, Any]]:
+    return [{"name": name, "status": status, "attempts": []} for name, status in statuses]
+
+
+def violations(history: History) -> None:
+    """Each kind of shadow-parity violation once, among records that are fine."""
+    history.add("lease_acquired", 0, key="integrator", holder="w1", epoch=1,
+                acquired_at=at(0), expires_at=at(2), previous_epoch=0)  # fmt: skip
+    grant(history, 1, 2, previous_expires=2)  # overlap: epoch 1 still held until minute 2
+    grant(history, 5, 3, previous_expires=3)  # fine: epoch 2 had expired
+    status(history, 6, 1, "queued", 1)
+    status(history, 6, 2, "queued", 2)
+    status(history, 7, 2, "in_progress", 2)  # out of order: position 1 is queued
+    status(history, 8, 1, "in_progress", 1)
+    status(history, 9, 3, "queued", None)
+    status(history, 9, 4, "queued", 4)
+    status(history, 10, 4, "in_progress", 4)
+    history.add("registration_created", 11, registration_id=7, candidate_id=4, epoch=3)
+    mode(history, 12, "cutover", drill=True)
+    history.add("registration_created", 12, registration_id=8, candidate_id=None, epoch=3)
+    mode(history, 12, "shadow", drill=True)
+    history.add("would_integrate", 13, candidate_id=1, checks=checks(("unit", "passed")))
+    history.add("would_block", 14, candidate_id=2, checks=checks(("unit", "skipped")))
+    history.add("would_integrate", 15, candidate_id=4, checks=None)
+    history.add("would_integrate", 16, candidate_id=4)
+    history.add("would_integrate", 16, mode="shadow")  # a prediction naming no candidate
+    history.add("prediction_scored", 17, candidate_id=1, category="agreed", agreed=True)
+    history.add("prediction_scored", 18, candidate_id=2, agreed=False)  # before categories
+    history.add("push_would_reject", 19, ref="refs/heads/main", resolved_ref="refs/heads/main",
+                old="1" * 40, new="2" * 40, fast_forward=True, first_parent=True,
+                protected=True, pusher="alice")  # fmt: skip
+    history.add("push_would_reject", 20, ref="refs/heads/x", resolved_ref="refs/heads/x",
+                old="1" * 40, new="2" * 40, fast_forward=True, first_parent=True,
+                protected=False, pusher="bob")  # fmt: skip
+
+
+def trailered_commit_on_main(canonical: Canonical) -> str:
+    git("checkout", "-q", "main", cwd=canonical.work)
+    (canonical.work / "forged.txt").write_text("x\n")
+    git("add", "forged.txt", cwd=canonical.work)
+    git("commit", "-q", "-m", "looks official\n\nIntegrator-Attempt: forged-1", cwd=canonical.work)
+    git("push", "-q", "origin", "main", cwd=canonical.work)
+    return canonical.head()
+
+
+def checker(engine: Engine) -> dict[str, Any]:
+    """Shadow parity as a checker finds it: every recorded event read in server order, the
+    pure rules applied to the ones of each kind (no query of the evidence's own)."""
+    with Session(engine) as session:
+        recorded = list(session.scalars(select(Event).order_by(Event.seq)))
+
+    def of(*kinds: str) -> list[Event]:
+        return [e for e in recorded if e.type in kinds]
+
+    fared = scoring.tally(of(*scoring.PREDICTIONS), of("prediction_scored"))
+    return {
+        "overlaps": lease_overlaps(of("lease_taken_over")),
+        "order": dequeue_order_violations(of("candidate_status_changed")),
+        "registrations": shadow_registrations(of("mode_changed", "registration_created")),
+        "fared": fared,
+    }
+
+
+def test_shadow_parity_finds_each_kind_of_violation_in_the_recorded_history(
+    settings: Settings, tmp_path: Path, tokens: TokenMaker, engine: Engine
+) -> None:
+    """Overlapping grants, an out-of-order dequeue, a registration in shadow and a trailered
+    commit on main without a registration: each reported once, exactly as a checker reading
+    every event finds it."""
+    canonical = Canonical(tmp_path)
+    forged = trailered_commit_on_main(canonical)
+    history = History()
+    violations(history)
+    history.store(engine)
+    with service_on(settings, tokens, engine, canonical) as service:
+        parity = service.item("shadow_parity")
+    found = checker(engine)
+
+    assert parity["ok"] is False
+    assert parity["blockers"] == [
+        f"lease grants overlap: epoch 2 granted at {at(1)} before epoch 1 expired at {at(2)}",
+        "dequeue out of position order: candidate 2 (position 2) dequeued while position 1 "
+        "was queued (event #6)",
+        "registration created in shadow: registration 7 in shadow",
+        f"integrator-trailered commit on main without a registration: {forged[:12]}",
+    ]
+    assert found["overlaps"] == [parity["blockers"][0].removeprefix("lease grants overlap: ")]
+    assert len(found["order"]) == len(found["registrations"]) == 1
+    assert parity["numbers"] == {
+        "lease_overlaps": 1,
+        "dequeue_order_violations": 1,
+        "registrations_in_shadow": 1,
+        "unexplained_trailered_commits": 1,
+        "predictions_scored": 2,
+        "predictions_agreed": 1,
+        "predictions_blocked_then_resolved": 0,
+        "predictions_disagreed": 1,
+        "predictions_unscored": 2,  # candidate 4 and the prediction naming none
+        "prediction_agreement": 0.5,
+    }
+    assert {f"predictions_{k}": v for k, v in found["fared"].items()} == {
+        k: v for k, v in parity["numbers"].items() if k.startswith("predictions_") and
+        k != "predictions_scored"
+    }  # fmt: skip
+
+
+def test_the_other_items_read_the_same_history_as_a_checker(
+    settings: Settings, tmp_path: Path, tokens: TokenMaker, engine: Engine
+) -> None:
+    """Outcomes in shadow, checks reported and the last would-be refusal, on the same history."""
+    history = History()
+    violations(history)
+    history.store(engine)
+    with service_on(settings, tokens, engine, Canonical(tmp_path),
+                    required_checks=["lint"]) as service:  # fmt: skip
+        ran, reported, refuses = (
+            service.item(code) for code in ("shadow_ran", "checks_reported", "live_policy_refuses")
+        )
+    assert ran["numbers"]["outcomes"] == 4  # candidates 1, 2, 4 and a prediction naming none
+    assert reported["numbers"]["reported"] == {"lint": 0, "unit": 1}
+    assert refuses["numbers"]["replayed_seq"] == 22  # the protected one, not the last
+
+
+def test_shadow_parity_on_a_random_history_is_what_a_checker_finds(
+    settings: Settings, tmp_path: Path, tokens: TokenMaker, engine: Engine
+) -> None:
+    """Hundreds of grants, status changes, mode changes, registrations and predictions in a
+    random order: the evidence's blockers and tallies are the checker's, one for one."""
+    rng = random.Random(7)
+    history = History()
+    for n in range(600):
+        minute, candidate = n / 10, rng.randrange(1, 40)
+        kind = rng.choice(("grant", "status", "status", "status", "mode", "registration",
+                           "prediction", "scored"))  # fmt: skip
+        if kind == "grant":
+            grant(history, minute, n, previous_expires=minute + rng.choice((-1, 0, 0.5)))
+        elif kind == "status":
+            to = rng.choice(("queued", "queued", "in_progress", "waiting", "integrated"))
+            status(history, minute, candidate, to, rng.choice((None, *range(1, 30))))
+        elif kind == "mode":
+            mode(history, minute, rng.choice(("off", "shadow", "cutover")), rng.random() < 0.3)
+        elif kind == "registration":
+            history.add("registration_created", minute, registration_id=n, candidate_id=candidate)
+        elif kind == "prediction":
+            history.add(rng.choice(scoring.PREDICTIONS), minute, candidate_id=candidate)
+        else:
+            category = rng.choice((None, *scoring.Category))
+            named = {"category": category} if category else {}
+            history.add("prediction_scored", minute, candidate_id=candidate,
+                        agreed=rng.random() < 0.5, **named)  # fmt: skip
+    history.store(engine)
+    with service_on(settings, tokens, engine, Canonical(tmp_path)) as service:
+        parity = service.item("shadow_parity")
+    found = checker(engine)
+
+    assert found["overlaps"] and found["order"] and found["registrations"]
+    assert parity["blockers"] == [
+        *(f"lease grants overlap: {o}" for o in found["overlaps"]),
+        *(f"dequeue out of position order: {o}" for o in found["order"]),
+        *(f"registration created in shadow: {r}" for r in found["registrations"]),
+    ]
+    tallied = {k.removeprefix("predictions_"): v for k, v in parity["numbers"].items()
+               if k.startswith("predictions_") and k != "predictions_scored"}  # fmt: skip
+    assert tallied == found["fared"]
