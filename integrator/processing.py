@@ -12,14 +12,25 @@ own, so that it is not handed out again and again; an operator can close it.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
-from integrator import controls, followups, lease, modes, on_main, reconcile, registrations
+from integrator import (
+    controls,
+    followups,
+    lease,
+    modes,
+    on_main,
+    queue_signal,
+    reconcile,
+    registrations,
+)
 from integrator.admission import CanonicalRepo, check, record, supersede_if_replaced
+from integrator.db import read_session
 from integrator.errors import IntegratorError, NotOnMain, RepositoryUnreadable, TransitionRefused
 from integrator.gitops import GitError
 from integrator.models import Candidate, Registration
@@ -118,6 +129,51 @@ def take_next(
         else:
             move(session, candidate, Status.waiting, reason="readiness re-check failed")
     return None
+
+
+#: A long-polling holder looks at the database again at least this often (seconds): another
+#: replica's admissions do not wake this process.
+RECHECK_SECONDS = 0.5
+#: The longest wait, as a fraction of the lease's TTL: a waiting holder keeps renewing.
+WAIT_TTL_FRACTION = 0.25
+
+
+def take_next_waiting(
+    sessions: sessionmaker[Session], settings: Settings, repo: CanonicalRepo, *, epoch: int,
+    token: str, by: str, wait_seconds: float,
+) -> Handout | None:  # fmt: skip
+    """`take_next`, and when nothing is queued, wait up to `wait_seconds` for a candidate.
+
+    Each look is a transaction of its own; between looks the request holds no transaction
+    and no connection. It looks again when a candidate is queued in this process, and at
+    least every `RECHECK_SECONDS`; the git mirror is fetched only when the database shows a
+    queued candidate. The wait never exceeds a quarter of the lease TTL, so that the lease
+    (renewed meanwhile) is far from expiry when the answer arrives."""
+    deadline = time.monotonic() + min(wait_seconds, settings.lease_ttl_seconds * WAIT_TTL_FRACTION)
+    seen = queue_signal.generation()
+    repo.refresh()
+    while True:
+        with sessions() as session, session.begin():
+            handout = take_next(session, settings, repo, epoch=epoch, token=token, by=by)
+            if handout is not None:
+                session.expunge(handout.candidate)  # answered from what was read, after commit
+                return handout
+        while (left := deadline - time.monotonic()) > 0:
+            seen = queue_signal.wait(seen, min(left, RECHECK_SECONDS))
+            if _dequeuable(sessions, settings):
+                break
+        else:
+            return None
+        repo.refresh()
+
+
+def _dequeuable(sessions: sessionmaker[Session], settings: Settings) -> bool:
+    """A cheap read (no write lock, no fence): would `take_next` find a queued candidate now,
+    with no pause in force? `take_next` itself fences and decides."""
+    with read_session(sessions) as session:
+        if next_queued(session, settings.repository_name) is None:
+            return False
+        return controls.pause_in_force(session, settings) is None
 
 
 def report(

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from integrator.errors import NotFound, TransitionRefused
 from integrator.events import record_system_event
 from integrator.models import Candidate, Counter, utcnow
+from integrator.queue_signal import mark_queued
 
 
 class Status(StrEnum):
@@ -136,6 +137,8 @@ def _record_change(
     reason: str | None,
     actor: str | None,
 ) -> None:
+    if to is Status.queued:
+        mark_queued(session)  # a long-polling holder looks again once this commits
     record_system_event(
         session,
         type="candidate_status_changed",

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
 )
+from sqlalchemy.orm import Session, sessionmaker
 
 from integrator import outcomes, processing
 from integrator.api.deps import Reader, SessionDep, SettingsDep
@@ -41,6 +42,14 @@ class ChecksOut(BaseModel):
     required: list[str]
 
 
+class NextIn(GrantIn):
+    """The grant, and how long to wait for a candidate when none is queued (long poll)."""
+
+    #: Seconds to wait for a candidate before answering 204 (0: answer at once). The
+    #: service caps it at a quarter of the lease TTL.
+    wait_seconds: float = Field(default=0.0, ge=0.0, le=30.0)
+
+
 class OutcomeIn(GrantIn):
     model_config = ConfigDict(extra="forbid")
 
@@ -64,30 +73,32 @@ def required_checks(settings: SettingsDep, _caller: Reader) -> ChecksOut:
     return ChecksOut(required=settings.required_check_names)
 
 
-@router.post("/queue/next", response_model=None)
+@router.post("/queue/next", response_model=None, responses={409: {"description": "lease_lost"}})
 def next_candidate(
-    body: GrantIn,
-    session: SessionDep,
+    body: NextIn,
+    request: Request,
     settings: SettingsDep,
     repo: Repo,
     caller: Integrator,
 ) -> HandoutOut | Response:
-    """Hand the next READY candidate to the holder of this epoch (204 when none)."""
-    repo.refresh()
-    with session.begin():
-        handout = processing.take_next(
-            session, settings, repo, epoch=body.epoch, token=body.token, by=caller.name
-        )
-        if handout is None:
-            return Response(status_code=204)
-        base = CandidateOut.of(handout.candidate).model_dump()
-        return HandoutOut(
-            **base,
-            mode=handout.mode.value,
-            requeued=list(handout.requeued),
-            check_timeouts=handout.check_timeouts,
-            required_checks=settings.required_check_names,
-        )
+    """Hand the next READY candidate to the holder of this epoch; when none is queued, wait
+    up to `wait_seconds` for one (a candidate queued meanwhile is answered at once), then 204.
+    """
+    sessions: sessionmaker[Session] = request.app.state.sessions
+    handout = processing.take_next_waiting(
+        sessions, settings, repo, epoch=body.epoch, token=body.token, by=caller.name,
+        wait_seconds=body.wait_seconds,
+    )  # fmt: skip
+    if handout is None:
+        return Response(status_code=204)
+    base = CandidateOut.of(handout.candidate).model_dump()
+    return HandoutOut(
+        **base,
+        mode=handout.mode.value,
+        requeued=list(handout.requeued),
+        check_timeouts=handout.check_timeouts,
+        required_checks=settings.required_check_names,
+    )
 
 
 @router.post("/candidates/{candidate_id}/outcome")

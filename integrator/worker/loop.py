@@ -5,8 +5,10 @@ The loop, and why it is shaped this way:
 1. Prepare the workspace (clone or reuse) *before* taking the lease: a slow clone must not
    eat into the lease, and a second worker on the same workspace is refused up front.
 2. Acquire the lease (`LeaseKeeper`: retry with jitter while busy, renew in the background).
-3. `POST /v1/queue/next` with the grant. The service requeues what an ended epoch left
-   `in_progress` (a killed predecessor) at the head, so a restart resumes from durable state;
+3. `POST /v1/queue/next` with the grant; when idle, with `wait_seconds` (a long poll: the
+   service answers as soon as a candidate is queued, so an idle queue costs no latency). The
+   service requeues what an ended epoch left `in_progress` (a killed predecessor) at the head,
+   so a restart resumes from durable state;
    the worker keeps nothing that matters in memory.
 4. Per candidate: fetch; its sha already reachable from main → `already_integrated`; else
    merge the candidate's *recorded* sha onto `origin/main`'s sha with the candidate, epoch
@@ -42,6 +44,7 @@ import os
 import queue
 import socket
 import threading
+import time
 import uuid
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -85,6 +88,9 @@ log = logging.getLogger(__name__)
 
 __all__ = ["Worker", "WorkerExit", "WorkerOptions", "default_holder"]
 
+#: The longest one idle `queue/next` waits on the service (long poll): a candidate queued
+#: meanwhile is answered at once; a stop request waits at most this long for the answer.
+LONG_POLL_SECONDS = 5.0
 #: The service's answer to an `already_integrated` it cannot confirm on main.
 NOT_ON_MAIN = "content_not_on_main"
 #: The service's answer to a green outcome without every required check passed.
@@ -111,7 +117,8 @@ class WorkerOptions:
     merge_method: MergeMethod = MergeMethod.merge
     once: bool = False
     holder: str = field(default_factory=default_holder)
-    #: Seconds between polls of an empty queue (without --once).
+    #: Seconds between looks at an empty queue (without --once); each look is a long poll
+    #: of up to `LONG_POLL_SECONDS` that returns as soon as a candidate is queued.
     poll_interval: float = 5.0
 
 
@@ -184,11 +191,14 @@ class Worker:
                 return EXIT_OK
             while not self.stopping.is_set():
                 try:
-                    handed = self._next()
+                    asked = 0.0 if self.options.once else self.idle_wait
+                    started = time.monotonic()
+                    handed = self._next(asked)
                     if handed is None:
                         if self.options.once:
                             break
-                        self.stopping.wait(self.options.poll_interval)
+                        # The service waited (long poll); if it answered early, wait the rest.
+                        self.stopping.wait(max(asked - (time.monotonic() - started), 0.0))
                         continue
                     self._process(handed)
                 except LeaseLost as exc:
@@ -351,8 +361,14 @@ class Worker:
 
     # -- the service ------------------------------------------------------------------------
 
-    def _next(self) -> Handed | None:
-        response = self.service.post("/v1/queue/next", self._grant())
+    @property
+    def idle_wait(self) -> float:
+        """How long one `queue/next` may wait on the service for a candidate to be queued."""
+        return min(self.options.poll_interval, LONG_POLL_SECONDS)
+
+    def _next(self, wait_seconds: float = 0.0) -> Handed | None:
+        body = {**self._grant(), "wait_seconds": wait_seconds} if wait_seconds else self._grant()
+        response = self.service.post("/v1/queue/next", body)
         if response.status_code == 204:
             return None
         if response.status_code == 200:
