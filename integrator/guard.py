@@ -54,6 +54,8 @@ class PushRequest:
     identity_source: str
     registration_nonce: str | None
     updates: tuple[Update, ...]
+    #: Unprotected updates the hook counted but did not send.
+    updates_left_out: int = 0
 
 
 @dataclass(frozen=True)
@@ -173,6 +175,7 @@ def record_update(
             "reason_code": item.reason.value,
             "pusher": request.pusher,
             "identity_source": request.identity_source,
+            "updates_left_out": request.updates_left_out,
             "latency_ms": latency_ms,
             "decided_locally": decided_locally,
             "bypass": bypass,

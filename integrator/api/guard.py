@@ -12,6 +12,7 @@ from integrator import guard, scoring
 from integrator.api.deps import Caller, SessionDep, SettingsDep, require
 from integrator.api.events import Repo
 from integrator.api.schemas import ONE_LINE, PRINTABLE, Name
+from integrator.events import MAX_INTEGER
 from integrator.gitops import SHA_PATTERN
 from integrator.policy import Update
 from integrator.tokens import Role
@@ -65,6 +66,9 @@ class PushIn(BaseModel):
     identity_source: Short = "none"
     registration_nonce: Name | None = None
     updates: list[UpdateIn] = Field(max_length=10_000)
+    #: Updates of unprotected refs the hook counted but did not send (a huge push sends its
+    #: protected updates and a sample of the rest; the policy decides on protected refs).
+    updates_left_out: Annotated[int, Field(ge=0, le=MAX_INTEGER)] = 0
     #: How long this hook instance's previous push check took, as the hook timed it.
     previous_round_trip_ms: StrictFloat | None = None
 
@@ -77,6 +81,7 @@ class PushIn(BaseModel):
             identity_source=self.identity_source,
             registration_nonce=self.registration_nonce,
             updates=tuple(u.facts() for u in self.updates),
+            updates_left_out=self.updates_left_out,
         )
 
 
