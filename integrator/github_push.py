@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from integrator import events, guard, scoring
 from integrator.admission import CanonicalRepo
-from integrator.errors import Detail, IdempotencyCollision, InvalidInput, Unauthenticated
+from integrator.errors import Detail, InvalidInput, Unauthenticated
 from integrator.policy import Update
 from integrator.settings import Settings
 
@@ -143,9 +143,9 @@ def receive(
                 natural_key=key,
                 actor=ACTOR,
             )
-    except (IntegrityError, IdempotencyCollision):
-        # the same delivery (or the same push under another id) recorded by a concurrent
-        # request: its branch_pushed differs from ours only by pushed_at
+    except IntegrityError:
+        # the same delivery recorded by a concurrent request (the same push under another id,
+        # or reported by the hook, is a duplicate of report_pushes, not an error)
         return Received(True)
     if push.ref in settings.protected_refs:
         scoring.score_predictions(session, settings, repo, by=ACTOR)

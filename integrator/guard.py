@@ -13,7 +13,7 @@ import json
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 
@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from integrator import events, lease, modes, registrations
 from integrator.admission import CanonicalRepo, on_event
-from integrator.errors import InvalidInput
+from integrator.errors import IdempotencyCollision, InvalidInput
 from integrator.messages import push_messages
 from integrator.models import HookInstance, Registration, utcnow
 from integrator.policy import (
@@ -56,6 +56,8 @@ class PushRequest:
     updates: tuple[Update, ...]
     #: Unprotected updates the hook counted but did not send.
     updates_left_out: int = 0
+    #: The host's other variables about the pusher (GL_ID, GITHUB_VIA): attribution only.
+    identity_detail: dict[str, str] = field(default_factory=dict, hash=False)
 
 
 @dataclass(frozen=True)
@@ -175,6 +177,7 @@ def record_update(
             "reason_code": item.reason.value,
             "pusher": request.pusher,
             "identity_source": request.identity_source,
+            "identity_detail": request.identity_detail,
             "updates_left_out": request.updates_left_out,
             "latency_ms": latency_ms,
             "decided_locally": decided_locally,
@@ -341,14 +344,23 @@ def report_pushes(
         if events.find(session, "branch_pushed", events.natural_key("branch_pushed", fields, key)):
             duplicates += 1  # a retried report: its pushed_at differs, the push does not
             continue
-        appended = events.append(
-            session,
-            type_name="branch_pushed",
-            fields=fields,
-            repository=request.repository,
-            idempotency_key=key,
-            actor=actor,
-        )
+        try:
+            appended = events.append(
+                session,
+                type_name="branch_pushed",
+                fields=fields,
+                repository=request.repository,
+                idempotency_key=key,
+                actor=actor,
+            )
+        except IdempotencyCollision:
+            # a concurrent report of the same push (post-receive retrying while its first
+            # report is in flight, or GitHub's webhook) committed first: only pushed_at differs
+            duplicates += 1
+            continue
+        if appended.duplicate:
+            duplicates += 1
+            continue
         recorded += 1
         on_event(session, repo, appended.event, actor)
     return Reported(recorded, duplicates, skipped)

@@ -30,6 +30,10 @@ RefName = Annotated[
     PRINTABLE,
 ]
 Short = Annotated[str, StringConstraints(min_length=1, max_length=32), ONE_LINE, PRINTABLE]
+#: The name of a host's environment variable (GL_ID, GITEA_PUSHER_ID, GITHUB_VIA).
+VariableName = Annotated[str, StringConstraints(pattern=r"^[A-Z][A-Z0-9_]{0,63}$")]
+#: What the host says about the pusher beyond the name: recorded, never authority.
+IdentityDetail = Annotated[dict[VariableName, Name], Field(max_length=8)]
 HookInstance = Annotated[
     str,
     StringConstraints(min_length=1, max_length=500),
@@ -64,6 +68,7 @@ class PushIn(BaseModel):
     hook_version: Short | None = None
     pusher: Name | None = None
     identity_source: Short = "none"
+    identity_detail: IdentityDetail = Field(default_factory=dict)
     registration_nonce: Name | None = None
     updates: list[UpdateIn] = Field(max_length=10_000)
     #: Updates of unprotected refs the hook counted but did not send (a huge push sends its
@@ -79,6 +84,7 @@ class PushIn(BaseModel):
             hook_version=self.hook_version,
             pusher=self.pusher,
             identity_source=self.identity_source,
+            identity_detail=dict(self.identity_detail),
             registration_nonce=self.registration_nonce,
             updates=tuple(u.facts() for u in self.updates),
             updates_left_out=self.updates_left_out,
