@@ -21,11 +21,10 @@ from integrator.errors import EvidenceIncomplete, TransitionRefused
 from integrator.events import record_system_event
 from integrator.gitops import GitError
 from integrator.guard import push_facts
-from integrator.models import Candidate, Event, HookInstance, Registration, utcnow
+from integrator.models import Candidate, HookInstance, Registration, utcnow
 from integrator.parity import (
     ShadowRun,
     dequeue_order_violations,
-    latest_shadow_run,
     lease_overlaps,
     shadow_registrations,
 )
@@ -34,6 +33,7 @@ from integrator.queue import Status
 from integrator.queue import transition as move
 from integrator.registrations import void_open
 from integrator.settings import Settings
+from integrator.shadow_history import Kind, last_protected_would_reject, picked, shadow_run, whole
 
 PREDICTION_TYPES = scoring.PREDICTIONS
 #: Stands for the merge commit the holder has not made yet; the policy reads only its facts.
@@ -65,18 +65,15 @@ class Evidence:
         return [f"{i.code}: {b}" for i in self.items for b in i.blockers]
 
 
-def _events(session: Session, *types: str) -> list[Event]:
-    return list(session.scalars(select(Event).where(Event.type.in_(types)).order_by(Event.seq)))
-
-
 def shadow_has_run(session: Session, settings: Settings) -> Item:
     """Outcomes and time of the latest uninterrupted stretch of shadow: predictions made in
     `off` are not shadow outcomes, and leaving shadow (not a drill) starts the count again."""
     title = "shadow mode has run (counted since shadow last began)"
-    first = session.scalar(select(Event).order_by(Event.seq).limit(1))
-    run = latest_shadow_run(first, _events(session, "mode_changed"))
-    predicted = _events(session, *PREDICTION_TYPES)
-    outcomes = len({e.fields.get("candidate_id") for e in predicted if run and run.holds(e.seq)})
+    run = shadow_run(session)
+    predicted = (
+        picked(session, PREDICTION_TYPES, {"candidate_id": Kind.integer}, run) if run else []
+    )
+    outcomes = len({e.fields["candidate_id"] for e in predicted})
     span = ((run.until or utcnow()) - run.since).total_seconds() if run else 0.0
     need_n, need_t = settings.cutover_min_outcomes, settings.cutover_min_shadow_seconds
     when = _stretch(run)
@@ -106,16 +103,22 @@ def _stretch(run: ShadowRun | None) -> str:
 
 
 def shadow_parity(session: Session, repo: CanonicalRepo) -> Item:
-    overlaps = lease_overlaps(_events(session, "lease_taken_over"))
-    order = dequeue_order_violations(_events(session, "candidate_status_changed"))
-    in_shadow = shadow_registrations(_events(session, "mode_changed", "registration_created"))
+    overlaps = lease_overlaps(whole(session, "lease_taken_over"))
+    dequeues = {"candidate_id": Kind.integer, "to": Kind.text, "position": Kind.integer}
+    order = dequeue_order_violations(picked(session, ["candidate_status_changed"], dequeues))
+    in_shadow = shadow_registrations(
+        picked(session, ["mode_changed", "registration_created"],
+               {"to": Kind.text, "registration_id": Kind.text})
+    )  # fmt: skip
     try:
         unexplained = _unexplained_trailered_commits(session, repo)
         unreadable = []
     except GitError as exc:  # unknown is not "none found": the item cannot pass
         unexplained, unreadable = [], [f"cannot read canonical main to look for trailers: {exc}"]
-    scored = _events(session, "prediction_scored")
-    fared = scoring.tally(_events(session, *PREDICTION_TYPES), scored)
+    scored = picked(session, ["prediction_scored"], {"candidate_id": Kind.integer,
+                    "category": Kind.json, "agreed": Kind.json})  # fmt: skip
+    predicted = picked(session, PREDICTION_TYPES, {"candidate_id": Kind.integer})
+    fared = scoring.tally(predicted, scored)
     right = fared[scoring.Category.agreed] + fared[scoring.Category.blocked_then_resolved]
     blockers = [
         *(f"lease grants overlap: {o}" for o in overlaps),
@@ -145,19 +148,16 @@ def _unexplained_trailered_commits(session: Session, repo: CanonicalRepo) -> lis
     main = git.rev_parse(repo.main_ref)
     if main is None:
         return []
-    unexplained = []
-    for sha, attempt in git.first_parent_trailer(main, "Integrator-Attempt", limit=2000):
-        explained = session.scalar(
-            select(Registration.id).where(Registration.attempt == attempt, Registration.new == sha)
-        )
-        if explained is None:
-            unexplained.append(sha[:12])
-    return unexplained
+    trailered = git.first_parent_trailer(main, "Integrator-Attempt", limit=2000)
+    attempts = sorted({attempt for _, attempt in trailered})
+    query = select(Registration.attempt, Registration.new).where(Registration.attempt.in_(attempts))
+    explained = {(attempt, new) for attempt, new in session.execute(query)} if attempts else set()
+    return [sha[:12] for sha, attempt in trailered if (attempt, sha) not in explained]
 
 
 def live_policy_refuses_last_human_push(session: Session, settings: Settings) -> Item:
-    recorded = [e for e in _events(session, "push_would_reject") if e.fields.get("protected")]
-    if not recorded:
+    recorded = last_protected_would_reject(session)
+    if recorded is None:
         return Item(
             "live_policy_refuses",
             "the live policy refuses the last recorded would-be refusal",
@@ -165,14 +165,14 @@ def live_policy_refuses_last_human_push(session: Session, settings: Settings) ->
             {},
             ["no push_would_reject of a protected ref recorded yet: shadow has seen no human push"],
         )
-    last = recorded[-1].fields
+    last = recorded.fields
     replayed = Update(
         last["ref"], last["resolved_ref"], last["old"], last["new"],
         last.get("fast_forward"), last.get("first_parent"),
     )  # fmt: skip
     facts = push_facts(settings, modes.Mode.cutover, last.get("pusher"), False)
     verdict = decide([replayed], facts)
-    numbers = {"replayed_seq": recorded[-1].seq, "reason_code": verdict.reason.value}
+    numbers = {"replayed_seq": recorded.seq, "reason_code": verdict.reason.value}
     blockers = [] if not verdict.allow else ["the live policy would allow it"]
     return Item("live_policy_refuses", "the live policy refuses the last recorded would-be refusal",
                 not blockers, numbers, blockers)  # fmt: skip
@@ -235,13 +235,11 @@ def checks_reported(session: Session, settings: Settings) -> Item:
     that was always skipped, never wrote its result or never ran could stay silent for ever
     after cutover, and a queue waiting on it would stall without anyone seeing why.
     """
-    first = session.scalar(select(Event).order_by(Event.seq).limit(1))
-    run = latest_shadow_run(first, _events(session, "mode_changed"))
+    run = shadow_run(session)
     seen: dict[str, dict[str, int]] = {name: {} for name in settings.required_check_names}
-    for event in _events(session, *PREDICTION_TYPES):
-        if run is None or not run.holds(event.seq):
-            continue
-        for listed in event.fields.get("checks") or []:
+    predicted = picked(session, PREDICTION_TYPES, {"checks": Kind.json}, run) if run else []
+    for event in predicted:
+        for listed in event.fields["checks"] or []:
             statuses = seen.setdefault(str(listed["name"]), {})
             statuses[listed["status"]] = statuses.get(listed["status"], 0) + 1
     title = "every configured check has reported a result on at least one shadow candidate"
@@ -273,7 +271,7 @@ def _silent(name: str, statuses: dict[str, int]) -> str:
 
 
 def drill_recorded(session: Session) -> Item:
-    drills = [e for e in _events(session, "rollback_drill") if e.fields.get("refusal_observed")]
+    drills = [e for e in whole(session, "rollback_drill") if e.fields.get("refusal_observed")]
     numbers = {
         "drills": len(drills),
         "last": drills[-1].recorded_at.isoformat() if drills else None,
