@@ -19,7 +19,7 @@ from sqlalchemy import Engine
 
 from integrator.db import make_sessionmaker
 from integrator.modes import Mode, change
-from tests.integration.hooks.conftest import FakeService, ServerRepo, git, remote_lines
+from tests.integration.hooks.conftest import FakeService, ServerRepo, dead_url, git, remote_lines
 from tests.support import ServiceProcess, TokenMaker
 
 MANY = 10_001
@@ -188,3 +188,25 @@ def test_post_receive_reports_a_push_of_many_refs_in_parts_the_service_takes(
     (check,) = fake.received("/v1/push-checks")
     assert len(check.body["updates"]) == 100
     assert check.body["updates_left_out"] == 2401
+
+
+def test_a_verdict_given_without_the_service_is_spooled_in_a_shape_the_service_takes(
+    repo: ServerRepo,
+) -> None:
+    """The spooled verdict of a push with a 1,100-character branch and 150 others: main, a
+    sample and the count, never a name the service refuses (the whole item would be)."""
+    from integrator.api.guard import SpooledIn
+
+    repo.install(url=dead_url())
+    many_branches(repo, 150)
+    git("branch", long_branch(), cwd=repo.work)
+    repo.commit("second")
+
+    result = repo.push("--all")
+
+    assert result.returncode == 0, result.stderr
+    (item,) = repo.spooled()
+    refs = [u["ref"] for u in item["updates"]]
+    assert "refs/heads/main" in refs and len(refs) == 101
+    assert item["updates_left_out"] == 51
+    assert SpooledIn.model_validate(item).updates_left_out == 51
