@@ -12,12 +12,12 @@ own, so that it is not handed out again and again; an operator can close it.
 from __future__ import annotations
 
 import logging
-import time
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from integrator import (
     controls,
@@ -25,12 +25,10 @@ from integrator import (
     lease,
     modes,
     on_main,
-    queue_signal,
     reconcile,
     registrations,
 )
 from integrator.admission import CanonicalRepo, check, record, supersede_if_replaced
-from integrator.db import read_session
 from integrator.errors import IntegratorError, NotOnMain, RepositoryUnreadable, TransitionRefused
 from integrator.gitops import GitError
 from integrator.models import Candidate, Registration
@@ -87,14 +85,20 @@ def requeue_stale(session: Session, settings: Settings, epoch: int) -> list[int]
 
 
 def take_next(
-    session: Session, settings: Settings, repo: CanonicalRepo, *, epoch: int, token: str, by: str
-) -> Handout | None:
+    session: Session, settings: Settings, repo: CanonicalRepo, *, epoch: int, token: str, by: str,
+    window: int = 1, holding: Collection[int] = (),
+) -> Handout | None:  # fmt: skip
     """Hand the smallest-position READY candidate to the holder of `epoch`, or None.
 
     First, earlier epochs' registrations are resolved against the canonical ref (landed:
     the candidate is recorded integrated once; not landed: failed, and the candidate goes
     back to the head of the queue). When the ref cannot be read, or the queue is paused,
-    nothing is handed out."""
+    nothing is handed out.
+
+    The holder may hold up to `window` handouts at once (a speculation window; 1 = one at a
+    time) and names those it knows of in `holding`: a handout of this epoch it does not name
+    (an answer lost on the way) is handed out again first; with `window` handouts held, none
+    more."""
     fenced = lease.fence(session, settings, epoch, token)
     registrations.expire_due(session, settings)
     try:
@@ -107,9 +111,12 @@ def take_next(
     requeued = (*resolved.requeued, *requeue_stale(session, settings, epoch))
     mode = modes.current(session).mode
     current = handed_to(session, settings.repository_name, epoch)
-    if current is not None:  # a retry whose first answer was lost: the same handout again
-        return Handout(current, mode, current.main_sha_checked, requeued,
-                       controls.check_timeouts(session, current))  # fmt: skip
+    for held in current:
+        if held.id not in holding:  # a retry whose first answer was lost: the same handout
+            return Handout(held, mode, held.main_sha_checked, requeued,
+                           controls.check_timeouts(session, held))  # fmt: skip
+    if len(current) >= window:
+        return None
     controls.end_if_expired(session, settings)
     if controls.pause_in_force(session, settings) is not None:
         return None  # paused: the holder keeps its lease and idles
@@ -131,49 +138,8 @@ def take_next(
     return None
 
 
-#: A long-polling holder looks at the database again at least this often (seconds): another
-#: replica's admissions do not wake this process.
-RECHECK_SECONDS = 0.5
-#: The longest wait, as a fraction of the lease's TTL: a waiting holder keeps renewing.
-WAIT_TTL_FRACTION = 0.25
-
-
-def take_next_waiting(
-    sessions: sessionmaker[Session], settings: Settings, repo: CanonicalRepo, *, epoch: int,
-    token: str, by: str, wait_seconds: float,
-) -> Handout | None:  # fmt: skip
-    """`take_next`, and when nothing is queued, wait up to `wait_seconds` for a candidate.
-
-    Each look is a transaction of its own; between looks the request holds no transaction
-    and no connection. It looks again when a candidate is queued in this process, and at
-    least every `RECHECK_SECONDS`; the git mirror is fetched only when the database shows a
-    queued candidate. The wait never exceeds a quarter of the lease TTL, so that the lease
-    (renewed meanwhile) is far from expiry when the answer arrives."""
-    deadline = time.monotonic() + min(wait_seconds, settings.lease_ttl_seconds * WAIT_TTL_FRACTION)
-    seen = queue_signal.generation()
-    repo.refresh()
-    while True:
-        with sessions() as session, session.begin():
-            handout = take_next(session, settings, repo, epoch=epoch, token=token, by=by)
-            if handout is not None:
-                session.expunge(handout.candidate)  # answered from what was read, after commit
-                return handout
-        while (left := deadline - time.monotonic()) > 0:
-            seen = queue_signal.wait(seen, min(left, RECHECK_SECONDS))
-            if _dequeuable(sessions, settings):
-                break
-        else:
-            return None
-        repo.refresh()
-
-
-def _dequeuable(sessions: sessionmaker[Session], settings: Settings) -> bool:
-    """A cheap read (no write lock, no fence): would `take_next` find a queued candidate now,
-    with no pause in force? `take_next` itself fences and decides."""
-    with read_session(sessions) as session:
-        if next_queued(session, settings.repository_name) is None:
-            return False
-        return controls.pause_in_force(session, settings) is None
+#: The largest speculation window a holder may declare (handouts held at once).
+MAX_WINDOW = 32
 
 
 def report(

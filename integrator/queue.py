@@ -217,14 +217,15 @@ def next_queued(session: Session, repository: str) -> Candidate | None:
     return session.scalar(statement)
 
 
-def handed_to(session: Session, repository: str, epoch: int) -> Candidate | None:
-    """The candidate in_progress for this epoch, if any (the holder works one at a time)."""
+def handed_to(session: Session, repository: str, epoch: int) -> list[Candidate]:
+    """The candidates in_progress for this epoch, in queue order (one, unless the holder
+    declared a speculation window)."""
     statement = select(Candidate).where(
         Candidate.repository == repository,
         Candidate.status == Status.in_progress.value,
         Candidate.epoch == epoch,
     )
-    return session.scalars(statement.order_by(Candidate.position).limit(1)).first()
+    return list(session.scalars(statement.order_by(*DEQUEUE_ORDER)))
 
 
 def stale_in_progress(session: Session, repository: str, epoch: int) -> list[Candidate]:

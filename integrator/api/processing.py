@@ -13,7 +13,7 @@ from pydantic import (
 )
 from sqlalchemy.orm import Session, sessionmaker
 
-from integrator import outcomes, processing
+from integrator import long_poll, outcomes, processing
 from integrator.api.deps import Reader, SessionDep, SettingsDep
 from integrator.api.events import Repo
 from integrator.api.lease import GrantIn, Integrator
@@ -48,6 +48,12 @@ class NextIn(GrantIn):
     #: Seconds to wait for a candidate before answering 204 (0: answer at once). The
     #: service caps it at a quarter of the lease TTL.
     wait_seconds: float = Field(default=0.0, ge=0.0, le=30.0)
+    #: How many handouts the holder works on at once (its speculation window; 1: one at a
+    #: time). With that many in_progress for its epoch, nothing more is handed out.
+    window: int = Field(default=1, ge=1, le=processing.MAX_WINDOW)
+    #: The ids of this epoch's handouts the holder already has: any other in_progress one (an
+    #: answer lost on the way) is handed out again before a new one.
+    holding: list[Id] = Field(default_factory=list, max_length=processing.MAX_WINDOW)
 
 
 class OutcomeIn(GrantIn):
@@ -85,9 +91,9 @@ def next_candidate(
     up to `wait_seconds` for one (a candidate queued meanwhile is answered at once), then 204.
     """
     sessions: sessionmaker[Session] = request.app.state.sessions
-    handout = processing.take_next_waiting(
+    handout = long_poll.take_next_waiting(
         sessions, settings, repo, epoch=body.epoch, token=body.token, by=caller.name,
-        wait_seconds=body.wait_seconds,
+        wait_seconds=body.wait_seconds, window=body.window, holding=frozenset(body.holding),
     )  # fmt: skip
     if handout is None:
         return Response(status_code=204)
