@@ -144,7 +144,9 @@ class Since:
 
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 #: A revision as git reads it, without what could be taken for an option or another argument.
-SINCE_PATTERN = r"^[^-\s\x00-\x1f\x7f][^\s\x00-\x1f\x7f]{0,199}$"
+_BLANK = r" \x00-\x1f\x7f\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+#: (White space spelled out: `\s` is read differently by the regex engines reading the spec.)
+SINCE_PATTERN = f"^[^-{_BLANK}][^{_BLANK}]{{0,199}}$"
 _REV = re.compile(SINCE_PATTERN)
 
 

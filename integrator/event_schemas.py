@@ -170,8 +170,9 @@ class BranchPushed(_Fields):
 class CheckAttempt(_Fields):
     """One run of a check on the candidate's merged commit (more with `--check-retries`)."""
 
-    #: Absent when the worker killed the check (timeout or stop).
-    exit_code: BigInt | None = None
+    #: Absent when the worker killed the check (timeout or stop); negative: the signal that
+    #: killed it (as Python reports it).
+    exit_code: Annotated[StrictInt, Field(ge=-255, le=255)] | None = None
     timed_out: StrictBool
     seconds: float = Field(ge=0, le=10**7, allow_inf_nan=False)
     output_tail: Annotated[

@@ -6,7 +6,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
-from integrator import controls
+from integrator import check_contract, controls
 from integrator.api.deps import Operator, Reader, ReadSessionDep, SessionDep, SettingsDep
 from integrator.api.schemas import CandidateOut, Reason, Slug, UtcTime
 from integrator.models import QueuePause
@@ -100,7 +100,9 @@ def resume_processing(session: SessionDep, settings: SettingsDep, caller: Operat
 class CheckTimeoutIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    check: StrictStr = Field(max_length=64)
+    check: StrictStr = Field(
+        max_length=check_contract.NAME_MAX_LENGTH, pattern=check_contract.NAME_PATTERN
+    )
     seconds: float = Field(gt=0, le=controls.MAX_CHECK_TIMEOUT_SECONDS, allow_inf_nan=False)
     reason: Reason
 

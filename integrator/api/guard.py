@@ -33,7 +33,12 @@ Short = Annotated[str, StringConstraints(min_length=1, max_length=32), ONE_LINE,
 #: The name of a host's environment variable (GL_ID, GITEA_PUSHER_ID, GITHUB_VIA).
 VariableName = Annotated[str, StringConstraints(pattern=r"^[A-Z][A-Z0-9_]{0,63}$")]
 #: What the host says about the pusher beyond the name: recorded, never authority.
-IdentityDetail = Annotated[dict[VariableName, Name], Field(max_length=8)]
+#: The schema says names other than the pattern's are refused (`patternProperties` alone
+#: would admit any other key with any value).
+IdentityDetail = Annotated[
+    dict[VariableName, Name],
+    Field(max_length=8, json_schema_extra={"additionalProperties": False}),
+]
 HookInstance = Annotated[
     str,
     StringConstraints(min_length=1, max_length=500),
