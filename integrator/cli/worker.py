@@ -70,7 +70,12 @@ def worker(
         str | None, typer.Option(help="The lease holder id (default host:pid).")
     ] = None,
     poll_interval: Annotated[
-        float, typer.Option(help="Seconds between polls of an empty queue.", min=0.01)
+        float,
+        typer.Option(
+            help="Longest wait of one ask of an empty queue, at most 5 s (the service answers "
+            "as soon as a candidate is queued).",
+            min=0.01,
+        ),
     ] = 5.0,
     log_level: Annotated[str, typer.Option(help="Logging level.")] = "info",
 ) -> None:
