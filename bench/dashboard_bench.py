@@ -19,8 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 
 from bench.common import BACKENDS, make_token, service, summary_ms, temp_database
-from bench.status_bench import CANDIDATES, EVENTS, REPOSITORY, option, seed, timed_get
-from integrator.settings import get_settings
+from bench.status_bench import CANDIDATES, EVENTS, option, seeded, timed_get
 
 SAMPLES = 100
 #: The cutover evidence takes seconds on this history: fewer samples of what includes it.
@@ -58,15 +57,7 @@ def run_backend(backend: str, argv: list[str]) -> list[Row]:
         rows.append((backend, name, str(len(times)), *summary_ms(times)))
 
     with temp_database(backend) as url:
-        settings = get_settings(
-            database_url=url,
-            repository=REPOSITORY,
-            conditions_interval_seconds=0,
-            main_watch_interval_seconds=0,
-        )
-        began = time.perf_counter()
-        seed(settings, option(argv, "events", EVENTS), option(argv, "candidates", CANDIDATES))
-        print(f"{backend}: seeded in {time.perf_counter() - began:.1f} s", flush=True)
+        settings = seeded(backend, url, argv)
         token = make_token(settings, "reader")
         with service(settings) as base:
             headers = {"Authorization": f"Bearer {token}"}

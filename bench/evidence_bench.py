@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -25,8 +24,8 @@ import httpx
 from bench.cli_bench import extract_package
 from bench.cli_bench import option as text_option
 from bench.common import BACKENDS, make_token, service, summary_ms, temp_database
-from bench.status_bench import CANDIDATES, EVENTS, REPOSITORY, option, seed, timed_get
-from integrator.settings import Settings, get_settings
+from bench.status_bench import CANDIDATES, EVENTS, option, seeded, timed_get
+from integrator.settings import Settings
 
 SAMPLES = 20
 BASELINE = "/v1/whoami"
@@ -61,15 +60,7 @@ def service_of(settings: Settings, package: Path | None) -> Iterator[str]:
 def run_backend(backend: str, argv: list[str], before: Path | None) -> list[Row]:
     samples = option(argv, "samples", SAMPLES)
     with temp_database(backend) as url, ExitStack() as stack:
-        settings = get_settings(
-            database_url=url,
-            repository=REPOSITORY,
-            conditions_interval_seconds=0,
-            main_watch_interval_seconds=0,
-        )
-        began = time.perf_counter()
-        seed(settings, option(argv, "events", EVENTS), option(argv, "candidates", CANDIDATES))
-        print(f"{backend}: seeded in {time.perf_counter() - began:.1f} s", flush=True)
+        settings = seeded(backend, url, argv)
         headers = {"Authorization": f"Bearer {make_token(settings, 'reader')}"}
         clients = {"now": stack.enter_context(service_of(settings, None))}
         if before is not None:

@@ -130,6 +130,21 @@ def timed_get(http: httpx.Client, path: str, count: int) -> list[float]:
 Row = tuple[str, str, str, float, float]
 
 
+def seeded(backend: str, url: str, argv: list[str]) -> Settings:
+    """The service's settings on `url`, its database seeded with the history the benches read
+    (`--events`, `--candidates`); background loops off, so that only requests are timed."""
+    settings = get_settings(
+        database_url=url,
+        repository=REPOSITORY,
+        conditions_interval_seconds=0,
+        main_watch_interval_seconds=0,
+    )
+    began = time.perf_counter()
+    seed(settings, option(argv, "events", EVENTS), option(argv, "candidates", CANDIDATES))
+    print(f"{backend}: seeded in {time.perf_counter() - began:.1f} s", flush=True)
+    return settings
+
+
 def run_backend(backend: str, argv: list[str]) -> list[Row]:
     samples = option(argv, "samples", SAMPLES)
     rows: list[Row] = []
@@ -138,15 +153,7 @@ def run_backend(backend: str, argv: list[str]) -> list[Row]:
         rows.append((backend, name, str(len(times)), *summary_ms(times)))
 
     with temp_database(backend) as url:
-        settings = get_settings(
-            database_url=url,
-            repository=REPOSITORY,
-            conditions_interval_seconds=0,
-            main_watch_interval_seconds=0,
-        )
-        began = time.perf_counter()
-        seed(settings, option(argv, "events", EVENTS), option(argv, "candidates", CANDIDATES))
-        print(f"{backend}: seeded in {time.perf_counter() - began:.1f} s", flush=True)
+        settings = seeded(backend, url, argv)
         token = make_token(settings, "reader")
         with service(settings) as base:
             headers = {"Authorization": f"Bearer {token}"}
