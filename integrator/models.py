@@ -152,7 +152,8 @@ class QueuePause(Base):
 
 
 class Lease(Base):
-    """One row per lease key, never deleted; times are integer ms of the SQL clock (§5)."""
+    """One row per lease key, never deleted; times are integer ms of the database's clock (one
+    clock for every replica)."""
 
     __tablename__ = "leases"
 
