@@ -77,6 +77,24 @@ def worker(
             min=0.01,
         ),
     ] = 5.0,
+    window: Annotated[
+        int,
+        typer.Option(
+            help="Candidates tested at once as a speculative chain (main + c1, then + c2, …); "
+            "each still lands alone, in queue order, as the commit its checks ran on. 1: one "
+            "at a time.",
+            min=1,
+            max=32,
+        ),
+    ] = 1,
+    jobs: Annotated[
+        int | None,
+        typer.Option(
+            help="Checks running at once, each in its own worktree (default: --window).",
+            min=1,
+            max=32,
+        ),
+    ] = None,
     log_level: Annotated[str, typer.Option(help="Logging level.")] = "info",
 ) -> None:
     """Take the lease and work the queue: merge, check, record; in cutover, land on main.
@@ -111,6 +129,8 @@ def worker(
         once=once,
         holder=holder or default_holder(),
         poll_interval=poll_interval,
+        window=window,
+        jobs=jobs,
     )
     try:
         bot = Worker(settings, options)

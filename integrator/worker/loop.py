@@ -71,6 +71,7 @@ from integrator.worker.service_client import (
     message_of,
     refused,
 )
+from integrator.worker.speculation import Speculator
 from integrator.worker.trial import (
     PREDICTING_MODES,
     PUSH_RETRIES,
@@ -82,7 +83,7 @@ from integrator.worker.trial import (
     not_on_main,
     requeue,
 )
-from integrator.worker.workspace import MergeMethod, Workspace, WorkspaceBusy
+from integrator.worker.workspace import Fetched, MergeMethod, Workspace, WorkspaceBusy
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +121,10 @@ class WorkerOptions:
     #: Seconds between looks at an empty queue (without --once); each look is a long poll
     #: of up to `LONG_POLL_SECONDS` that returns as soon as a candidate is queued.
     poll_interval: float = 5.0
+    #: Candidates tested at once as a speculative chain (1: one at a time).
+    window: int = 1
+    #: Checks running at once (default: the window).
+    jobs: int | None = None
 
 
 class Worker:
@@ -144,17 +149,20 @@ class Worker:
             self.workspace.git,
             self.service,
             main_ref,
-            grant=self._grant,
+            grant=self.grant,
             fenced_ok=self.keeper.fenced_ok,
             pause=settings.test_pause_before_push,
         )
         self.stopping = threading.Event()
         self._signals: queue.SimpleQueue[int | None] = queue.SimpleQueue()
+        self._speculator: Speculator | None = None
 
     def request_stop(self) -> None:
-        """Stop soon: a running check is killed now; the candidate is given back."""
+        """Stop soon: running checks are killed now; the candidates are given back."""
         self.stopping.set()
         self.runner.cancel()
+        if self._speculator is not None:
+            self._speculator.cancel()
 
     def on_signal(self, signum: int) -> None:
         """The body of a SIGTERM/SIGINT handler: only calls that are safe there.
@@ -191,9 +199,12 @@ class Worker:
                 return EXIT_OK
             while not self.stopping.is_set():
                 try:
+                    if self.options.window > 1:
+                        self._speculate()
+                        break
                     asked = 0.0 if self.options.once else self.idle_wait
                     started = time.monotonic()
-                    handed = self._next(asked)
+                    handed = self.next_handout(asked)
                     if handed is None:
                         if self.options.once:
                             break
@@ -250,6 +261,15 @@ class Worker:
                 "grant",
             )
 
+    def _speculate(self) -> None:
+        jobs = self.options.jobs or self.options.window
+        self._speculator = Speculator(self, self.options.window, jobs)
+        try:
+            self._speculator.run()
+        finally:
+            self._speculator.close()
+            self._speculator = None
+
     def _shutdown(self) -> None:
         self._signals.put(None)
         try:
@@ -265,26 +285,34 @@ class Worker:
     def _process(self, handed: Handed) -> None:
         log.info("took %s (mode %s)", handed.describe(), handed.mode)
         if self.stopping.is_set():
-            self._report(handed, requeue("the worker is stopping"))
+            self.give_back(handed, "the worker is stopping")
             return
         try:
-            self._require(handed.required_checks, f"the service, handing out {handed.describe()},")
+            self.require_for(handed)
         except WorkerExit as exc:
-            self._report(handed, requeue(exc.message))
+            self.give_back(handed, exc.message)
             raise
         try:
             trial = self._try(handed)
         except GitError as exc:
-            self._report(handed, requeue(f"the worker's git failed: {exc}"))
+            self.give_back(handed, f"the worker's git failed: {exc}")
             raise WorkerExit(
                 EXIT_UNAVAILABLE, f"git failed on {handed.describe()}: {exc}"
             ) from None
         except WorkerExit as exc:
-            self._report(handed, requeue(exc.message))
+            self.give_back(handed, exc.message)
             raise
         if self.stopping.is_set() and not trial.landed:  # what landed is recorded, always
-            self._report(handed, requeue("the worker is stopping (signal)"))
+            self.give_back(handed, "the worker is stopping (signal)")
             return
+        self.conclude(handed, trial)
+
+    def require_for(self, handed: Handed) -> None:
+        """Stop (exit 2) when the service requires, for this handout, a check not run here."""
+        self._require(handed.required_checks, f"the service, handing out {handed.describe()},")
+
+    def conclude(self, handed: Handed, trial: Trial) -> None:
+        """Report what `judge` decides for `trial`; stop when the decision says so."""
         decision = judge(handed, trial)
         response = self._send_outcome(handed, decision)
         if decision.outcome == "already_integrated" and code_of(response) == NOT_ON_MAIN:
@@ -294,8 +322,7 @@ class Worker:
             response = self._send_outcome(handed, decision)
         if code_of(response) == CHECKS_INCOMPLETE:
             # Green without a required check: give the candidate back, then stop loudly.
-            why = f"the worker's outcome was refused: {message_of(response)}"
-            self._report(handed, requeue(why))
+            self.give_back(handed, f"the worker's outcome was refused: {message_of(response)}")
             raise WorkerExit(
                 EXIT_BAD_INPUT,
                 f"outcome for {handed.describe()} refused: {message_of(response)}; the "
@@ -327,11 +354,7 @@ class Worker:
     def _merge_and_check(self, handed: Handed) -> Trial:
         attempt = str(uuid.uuid4())  # chosen before anything is committed
         ws = self.workspace
-        fetched = ws.fetch(handed.sha)
-        if fetched is None:
-            raise WorkerExit(
-                EXIT_REFUSED, f"{ws.origin_main} does not exist in {self.options.repo}"
-            )
+        fetched = self.fetch(handed)
         base = fetched.main
         if ws.on_main(handed.sha, base):
             return Trial(base=base, attempt=attempt, already_on_main=base)
@@ -349,15 +372,27 @@ class Worker:
                          checks=not_run)  # fmt: skip
         ws.mark_dirty()
         commit = merged.sha
+        checks = run_checks(self.runner, self.check_plan(handed), ws.clone_path, ws.check_log,
+                            reset=lambda: ws.reset_to(commit))  # fmt: skip
+        return Trial(base=base, attempt=attempt, merge=merged, merged_sha=commit, checks=checks)
+
+    def fetch(self, handed: Handed) -> Fetched:
+        """Main and every branch fetched, the handout's commit here; main's sha is the base."""
+        fetched = self.workspace.fetch(handed.sha)
+        if fetched is None:
+            raise WorkerExit(
+                EXIT_REFUSED, f"{self.workspace.origin_main} does not exist in {self.options.repo}"
+            )
+        return fetched
+
+    def check_plan(self, handed: Handed) -> CheckPlan:
+        """The configured checks with the operator's timeouts for this candidate."""
+        specs = self.options.checks
         unknown = sorted(set(handed.check_timeouts) - {spec.name for spec in specs})
         if unknown:
             log.warning("timeout overrides for checks this worker does not run: %s", unknown)
-        plan = CheckPlan(specs, self.options.check_timeout, self.options.check_retries,
+        return CheckPlan(specs, self.options.check_timeout, self.options.check_retries,
                          dict(handed.check_timeouts))  # fmt: skip
-        checks = run_checks(
-            self.runner, plan, ws.clone_path, ws.check_log, reset=lambda: ws.reset_to(commit)
-        )
-        return Trial(base=base, attempt=attempt, merge=merged, merged_sha=commit, checks=checks)
 
     # -- the service ------------------------------------------------------------------------
 
@@ -366,8 +401,16 @@ class Worker:
         """How long one `queue/next` may wait on the service for a candidate to be queued."""
         return min(self.options.poll_interval, LONG_POLL_SECONDS)
 
-    def _next(self, wait_seconds: float = 0.0) -> Handed | None:
-        body = {**self._grant(), "wait_seconds": wait_seconds} if wait_seconds else self._grant()
+    def next_handout(
+        self, wait_seconds: float = 0.0, window: int = 1, holding: list[int] | None = None
+    ) -> Handed | None:
+        """The next candidate for this holder, or None when nothing is queued; with a window,
+        `holding` names the handouts the holder keeps."""
+        body = self.grant()
+        if wait_seconds:
+            body["wait_seconds"] = wait_seconds
+        if window > 1:
+            body |= {"window": window, "holding": holding or []}
         response = self.service.post("/v1/queue/next", body)
         if response.status_code == 204:
             return None
@@ -375,7 +418,9 @@ class Worker:
             return Handed.from_json(response.json())
         refused(response, "queue/next")
 
-    def _report(self, handed: Handed, decision: Decision) -> None:
+    def give_back(self, handed: Handed, reason: str) -> None:
+        """The candidate goes back to the queue (`requeue`) with `reason`."""
+        decision = requeue(reason)
         self._accepted(handed, decision, self._send_outcome(handed, decision))
 
     def _send_outcome(self, handed: Handed, decision: Decision) -> httpx.Response:
@@ -385,7 +430,7 @@ class Worker:
                 f"self-fence: no renewal confirmed within the renew deadline; not reporting "
                 f"{decision.outcome} for {handed.describe()}"
             )
-        body = {**self._grant(), **decision.body()}
+        body = {**self.grant(), **decision.body()}
         return self.service.post(f"/v1/candidates/{handed.id}/outcome", body)
 
     def _accepted(self, handed: Handed, decision: Decision, response: httpx.Response) -> None:
@@ -393,7 +438,7 @@ class Worker:
             refused(response, f"outcome for {handed.describe()}")
         log.info("%s: %s", handed.describe(), decision.outcome)
 
-    def _grant(self) -> dict[str, Any]:
+    def grant(self) -> dict[str, Any]:
         try:
             return self.keeper.grant_body()
         except LeaseClientError:

@@ -62,6 +62,19 @@ class Fetched:
     tree: str
 
 
+@dataclass(frozen=True)
+class CheckSlot:
+    """A worktree of the clone where one speculative commit's checks run, beside the others."""
+
+    path: Path
+    #: Where a running check's output goes.
+    log: Path
+    git: WorkspaceGit
+
+    def checkout(self, commit: str) -> None:
+        self.git.checkout_detached(commit)
+
+
 class WorkspaceBusy(RuntimeError):
     """Another worker process is using this workspace."""
 
@@ -92,6 +105,16 @@ class WorkspaceGit(Git):
     def abort_merge(self) -> None:
         """Drop a merge left half-way (exits non-zero when there is none: that is fine)."""
         self._run("merge", "--abort", check=False)
+
+    def add_worktree(self, path: Path) -> None:
+        """A detached worktree at `path` (checked out later, per commit), dropping any stale one."""
+        self._run("worktree", "prune")
+        self._run("worktree", "add", "--quiet", "--force", "--detach", "--no-checkout", str(path))
+
+    def checkout_detached(self, commit: str) -> None:
+        """HEAD, index and tree at `commit`, untracked and ignored files removed."""
+        self._run("checkout", "--quiet", "--force", "--detach", safe_rev(commit), "--")
+        self._run("clean", "-ffdxq")
 
     def fetch_object(self, remote: str, sha: str) -> bool:
         """Fetch one commit by name (a force-pushed branch no longer advertises it)."""
@@ -236,6 +259,26 @@ class Workspace:
         if tree == base.tree:
             return Merged(ok=True, conflicts=(), output=result.output, empty=True)
         return Merged(ok=True, conflicts=(), output=result.output, sha=head)
+
+    def check_slots(self, count: int) -> list[CheckSlot]:
+        """`count` worktrees of the clone, one per check that runs at once (speculation); the
+        ones an earlier run left are replaced."""
+        root = self.root / "slots"
+        shutil.rmtree(root, ignore_errors=True)
+        slots = []
+        for number in range(count):
+            path = root / str(number)
+            self.git.add_worktree(path)
+            log_file = self.root / f"check-{number}.log"
+            slots.append(CheckSlot(path, log_file, WorkspaceGit(path, self.timeout)))
+        return slots
+
+    def tree_of(self, commit: str) -> Fetched:
+        """`commit` as a base to merge onto (a speculative commit, or main)."""
+        (tree,) = self.git.resolve(f"{commit}^{{tree}}")
+        if tree is None:
+            raise GitError(["git", "cat-file", commit], None, "", "", "commit not found")
+        return Fetched(commit, tree)
 
     def reset_to(self, commit: str) -> None:
         """Back to `commit` with a clean tree for a rerun of the check; the rerun dirties it
