@@ -50,8 +50,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from integrator.check_contract import missing
 from integrator.gitops import GitError
 from integrator.settings import Settings
@@ -59,6 +57,7 @@ from integrator.worker.check_config import CheckSpec
 from integrator.worker.checks import CheckPlan, CheckRun, CheckRunner, run_checks
 from integrator.worker.landing import Lander, Verdict
 from integrator.worker.lease_client import LeaseClientError, LeaseKeeper
+from integrator.worker.reporting import Reporter
 from integrator.worker.service_client import (
     EXIT_BAD_INPUT,
     EXIT_OK,
@@ -67,21 +66,15 @@ from integrator.worker.service_client import (
     LeaseLost,
     ServiceClient,
     WorkerExit,
-    code_of,
-    message_of,
     refused,
 )
 from integrator.worker.speculation import Speculator
 from integrator.worker.trial import (
     PREDICTING_MODES,
     PUSH_RETRIES,
-    Decision,
     Handed,
     Trial,
-    judge,
     merge_message,
-    not_on_main,
-    requeue,
 )
 from integrator.worker.workspace import Fetched, MergeMethod, Workspace, WorkspaceBusy
 
@@ -92,10 +85,6 @@ __all__ = ["Worker", "WorkerExit", "WorkerOptions", "default_holder"]
 #: The longest one idle `queue/next` waits on the service (long poll): a candidate queued
 #: meanwhile is answered at once; a stop request waits at most this long for the answer.
 LONG_POLL_SECONDS = 5.0
-#: The service's answer to an `already_integrated` it cannot confirm on main.
-NOT_ON_MAIN = "content_not_on_main"
-#: The service's answer to a green outcome without every required check passed.
-CHECKS_INCOMPLETE = "checks_incomplete"
 
 
 def default_holder() -> str:
@@ -153,6 +142,7 @@ class Worker:
             fenced_ok=self.keeper.fenced_ok,
             pause=settings.test_pause_before_push,
         )
+        self.reporter = Reporter(self.service, fenced_ok=self.keeper.fenced_ok, grant=self.grant)
         self.stopping = threading.Event()
         self._signals: queue.SimpleQueue[int | None] = queue.SimpleQueue()
         self._speculator: Speculator | None = None
@@ -285,53 +275,31 @@ class Worker:
     def _process(self, handed: Handed) -> None:
         log.info("took %s (mode %s)", handed.describe(), handed.mode)
         if self.stopping.is_set():
-            self.give_back(handed, "the worker is stopping")
+            self.reporter.give_back(handed, "the worker is stopping")
             return
         try:
             self.require_for(handed)
         except WorkerExit as exc:
-            self.give_back(handed, exc.message)
+            self.reporter.give_back(handed, exc.message)
             raise
         try:
             trial = self._try(handed)
         except GitError as exc:
-            self.give_back(handed, f"the worker's git failed: {exc}")
+            self.reporter.give_back(handed, f"the worker's git failed: {exc}")
             raise WorkerExit(
                 EXIT_UNAVAILABLE, f"git failed on {handed.describe()}: {exc}"
             ) from None
         except WorkerExit as exc:
-            self.give_back(handed, exc.message)
+            self.reporter.give_back(handed, exc.message)
             raise
         if self.stopping.is_set() and not trial.landed:  # what landed is recorded, always
-            self.give_back(handed, "the worker is stopping (signal)")
+            self.reporter.give_back(handed, "the worker is stopping (signal)")
             return
-        self.conclude(handed, trial)
+        self.reporter.conclude(handed, trial)
 
     def require_for(self, handed: Handed) -> None:
         """Stop (exit 2) when the service requires, for this handout, a check not run here."""
         self._require(handed.required_checks, f"the service, handing out {handed.describe()},")
-
-    def conclude(self, handed: Handed, trial: Trial) -> None:
-        """Report what `judge` decides for `trial`; stop when the decision says so."""
-        decision = judge(handed, trial)
-        response = self._send_outcome(handed, decision)
-        if decision.outcome == "already_integrated" and code_of(response) == NOT_ON_MAIN:
-            log.warning("the service does not find %s on main: %s", handed.describe(),
-                        message_of(response))  # fmt: skip
-            decision = not_on_main(handed, trial)
-            response = self._send_outcome(handed, decision)
-        if code_of(response) == CHECKS_INCOMPLETE:
-            # Green without a required check: give the candidate back, then stop loudly.
-            self.give_back(handed, f"the worker's outcome was refused: {message_of(response)}")
-            raise WorkerExit(
-                EXIT_BAD_INPUT,
-                f"outcome for {handed.describe()} refused: {message_of(response)}; the "
-                "candidate was returned to the queue: configure this worker with every "
-                "required check",
-            )
-        self._accepted(handed, decision, response)
-        if decision.stop:
-            raise WorkerExit(EXIT_REFUSED, decision.reason or "stopped")
 
     def _try(self, handed: Handed) -> Trial:
         trial = self._merge_and_check(handed)
@@ -417,26 +385,6 @@ class Worker:
         if response.status_code == 200:
             return Handed.from_json(response.json())
         refused(response, "queue/next")
-
-    def give_back(self, handed: Handed, reason: str) -> None:
-        """The candidate goes back to the queue (`requeue`) with `reason`."""
-        decision = requeue(reason)
-        self._accepted(handed, decision, self._send_outcome(handed, decision))
-
-    def _send_outcome(self, handed: Handed, decision: Decision) -> httpx.Response:
-        # The self-fence: the last irreversible step this worker takes on its own word.
-        if not self.keeper.fenced_ok():
-            raise LeaseLost(
-                f"self-fence: no renewal confirmed within the renew deadline; not reporting "
-                f"{decision.outcome} for {handed.describe()}"
-            )
-        body = {**self.grant(), **decision.body()}
-        return self.service.post(f"/v1/candidates/{handed.id}/outcome", body)
-
-    def _accepted(self, handed: Handed, decision: Decision, response: httpx.Response) -> None:
-        if response.status_code != 200:
-            refused(response, f"outcome for {handed.describe()}")
-        log.info("%s: %s", handed.describe(), decision.outcome)
 
     def grant(self) -> dict[str, Any]:
         try:

@@ -7,7 +7,7 @@ at once). Why it is shaped this way:
 - Outcomes are only ever decided at the bottom of the chain, where everything below has
   landed: a candidate's failure measured on a speculative base is final only once that base
   is main. So the bottom is concluded exactly as the serial worker concludes a candidate
-  (`Worker.conclude`), and a clean bottom lands by the same registered push
+  (`Reporter.conclude`), and a clean bottom lands by the same registered push
   (`Lander.land`): the tested sha is the landed sha, and each commit above is a fast-forward
   of the one below, so it lands as it was tested, with no re-merge and no re-test.
 - A failure anywhere (a conflict, a failed check, a refused push) makes everything built on
@@ -250,7 +250,7 @@ class Speculator:
         self.chain.pop(0)
         if trial.landed:
             self.main = trial.merged_sha
-        worker.conclude(head.handed, trial)
+        worker.reporter.conclude(head.handed, trial)
         if trial.clean and not head.predicting and not trial.landed and self.chain:
             reason = f"{head.handed.describe()} did not land"
             self._rebuild(0, reason, cause=head.handed.id)
@@ -292,7 +292,7 @@ class Speculator:
             link.cancel()
         for link in stale:
             try:
-                self.worker.give_back(link.handed, reason)
+                self.worker.reporter.give_back(link.handed, reason)
             except (LeaseLost, WorkerExit) as exc:
                 log.warning("could not give back %s: %s", link.handed.describe(), exc)
                 return
