@@ -268,7 +268,9 @@ class Speculator:
 
     def _rebuild(self, start: int, reason: str, cause: int | None = None) -> None:
         """Discard the builds from position `start` up and build them again, in order, on what
-        lies below."""
+        lies below. Not while stopping: what is held is given back as it is."""
+        if self.worker.stopping.is_set():
+            return
         stale = self.chain[start:]
         del self.chain[start:]
         for link in stale:

@@ -166,3 +166,55 @@ def test_main_moved_under_the_chain_rebuilds_it_on_the_new_main(world: WorkerWor
     assert [world.candidate(c)["status"] for c in ids] == ["integrated", "integrated"]
     reasons = {e.fields["reason"] for e in world.events("speculation_discarded")}
     assert any("main moved" in reason for reason in reasons), reasons
+
+
+def test_sigterm_kills_every_check_of_the_chain_gives_every_candidate_back_and_releases(
+    world: WorkerWorld,
+) -> None:
+    """A stop request mid-chain: all the checks' process groups die, nothing is reported but
+    the give-backs, every candidate is queued again at its place, the lease is free."""
+    ids = [world.ready(f"c{n}", path=f"f{n}.txt") for n in range(3)]
+    world.cutover()
+    pids = world.tmp_path / "children"
+    check = f"sleep 120 & echo $! >> {pids}; wait"
+    worker = world.start_worker("--window", "3", "--check", f"long={check}")
+    try:
+        wait_for(lambda: pids.exists() and len(pids.read_text().split()) == 3, 60, "3 checks")
+        children = [int(pid) for pid in pids.read_text().split()]
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=30) == 0, (world.tmp_path / "worker.log").read_text()
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    for child in children:
+        wait_for(lambda child=child: process_gone(child), 10, "a check's child to die")
+    assert [world.candidate(c)["status"] for c in ids] == ["queued"] * 3
+    assert [c["id"] for c in world.get("/v1/candidates")["items"]] == ids
+    assert world.lease()["holder"] is None
+    assert world.registrations() == []
+    assert world.events("integration_completed", "integration_blocked") == []
+
+
+def test_in_shadow_each_candidate_of_the_window_is_predicted_on_main_itself(
+    world: WorkerWorld,
+) -> None:
+    """Nothing lands in shadow, so nothing is built on a prediction: each candidate is merged
+    onto main as it is, the checks run at once, and the predictions are the serial worker's."""
+    ids = [world.ready("one", path="one.txt"), world.ready("two", path="broken"),
+           world.ready("three", path="three.txt")]  # fmt: skip
+    start = world.canonical.head()
+    check, record = recording_check(world)
+
+    result = world.run_worker("--once", "--window", "3", "--check", f"t={check}", timeout=120)
+
+    assert result.returncode == 0, result.stderr
+    assert world.canonical.head() == start
+    predictions = world.events("would_integrate", "would_block")
+    assert [(e.type, e.fields["candidate_id"]) for e in predictions] == [
+        ("would_integrate", ids[0]), ("would_block", ids[1]), ("would_integrate", ids[2])
+    ]  # fmt: skip
+    assert {e.fields["main_sha"] for e in predictions} == {start}
+    runs = tested(record)
+    clone = world.tmp_path / "ws" / "clone"  # shadow commits live in the worker's clone only
+    assert {git("rev-parse", f"{sha}^1", cwd=clone) for *_, sha, _ in runs} == {start}
+    assert most_at_once(runs) >= 2, runs
