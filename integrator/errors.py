@@ -26,6 +26,8 @@ class IntegratorError(Exception):
     """Integrator failed."""
 
     code = "error"
+    #: When the caller should try again (seconds, a `Retry-After`), for a passing failure.
+    retry_after: int | None = None
 
     def __init__(
         self,
@@ -122,3 +124,4 @@ class RepositoryUnreadable(IntegratorError):
     """The canonical repository cannot be read now; nothing was recorded: try again."""
 
     code = "repository_unreadable"
+    retry_after = 5

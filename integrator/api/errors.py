@@ -28,6 +28,7 @@ STATUS_BY_ERROR: dict[type[errors.IntegratorError], int] = {
     errors.Unauthenticated: 401,
     errors.Forbidden: 403,
     errors.DatabaseMissing: 503,
+    errors.RepositoryUnreadable: 503,
 }
 
 _CODE_BY_STATUS = {
@@ -115,7 +116,9 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(errors.IntegratorError)
     async def _domain(_: Request, exc: errors.IntegratorError) -> JSONResponse:
         status = status_for(exc)
-        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else {}
+        if exc.retry_after is not None:
+            headers["Retry-After"] = str(exc.retry_after)
         body = error_body(exc.code, exc.message, [d.as_dict() for d in exc.details], **exc.extra)
         return JSONResponse(body, status_code=status, headers=headers)
 

@@ -286,3 +286,22 @@ def test_the_audit_command_loads_no_server_side_code() -> None:
         code, stderr, loaded = probe(*args, env=unreachable)
         assert code == 3 and stderr.startswith("integrator: service unreachable"), stderr
         assert loaded == set()
+
+
+def test_a_canonical_repository_that_cannot_be_read_is_a_503_to_retry_not_a_500(
+    api: Api,
+) -> None:
+    """The service is fine and the request is fine; the repository is not there now (a mount
+    gone, a mirror being replaced): say so as unavailable, with when to try again."""
+    moved = api.canonical.bare.with_name("elsewhere.git")
+    api.canonical.bare.rename(moved)
+    try:
+        refused = api.audit()
+    finally:
+        moved.rename(api.canonical.bare)
+
+    assert refused.status_code == 503, refused.text
+    assert refused.json()["code"] == "repository_unreadable"
+    assert "canonical repository" in refused.json()["message"]
+    assert int(refused.headers["Retry-After"]) > 0
+    assert api.audit().status_code == 200
