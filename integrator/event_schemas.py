@@ -256,6 +256,43 @@ class IntegrationCompleted(_Fields):
     checks: CheckReports | None = None
 
 
+#: A speculative build's attempt: the uuid in its commit's `Integrator-Attempt` trailer.
+ATTEMPT_PATTERN = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+#: The longest chain of speculative builds (the largest window a holder may declare).
+MAX_SPECULATION_DEPTH = 32
+Attempt = Annotated[StrictStr, StringConstraints(pattern=ATTEMPT_PATTERN)]
+CandidateId = Annotated[StrictInt, Field(ge=1, le=MAX_INTEGER)]
+
+
+class SpeculationStarted(_Fields):
+    """The lease holder checks a speculative merge commit of one of its handouts."""
+
+    candidate_id: CandidateId
+    epoch: Annotated[BigInt, Field(ge=1)]
+    attempt: Attempt
+    #: What it was merged onto: main, or the speculative commit below it.
+    base: Sha
+    sha: Sha
+    #: 1: merged on main itself; k: k - 1 speculative commits below it.
+    depth: Annotated[StrictInt, Field(ge=1, le=MAX_SPECULATION_DEPTH)]
+    #: The candidates whose speculative commits lie between main and this one, bottom first.
+    below: Annotated[list[CandidateId], Field(max_length=MAX_SPECULATION_DEPTH - 1)]
+
+
+class SpeculationDiscarded(_Fields):
+    """A speculative build thrown away: what it rested on failed, main moved, or the lease
+    ended. The candidate stays in progress with the holder, who builds it again."""
+
+    candidate_id: CandidateId
+    epoch: Annotated[BigInt, Field(ge=1)]
+    attempt: Attempt
+    base: Sha
+    sha: Sha
+    reason: Prose
+    #: The candidate whose failure forced the discard, if one did.
+    cause_candidate_id: CandidateId | None
+
+
 @dataclass(frozen=True)
 class EventType:
     """A canonical type: its schema, the fields of its natural key, who may post it."""
@@ -290,6 +327,16 @@ EVENT_TYPES: dict[str, EventType] = {
     )
 }
 PUBLIC_TYPES = tuple(name for name, t in EVENT_TYPES.items() if t.public)
+
+#: Events only the lease holder's fenced speculation path records (never posted to
+#: `/v1/events`); keyed by the build's attempt, so a retried record is stored once.
+SPECULATION_TYPES: dict[str, EventType] = {
+    t.name: t
+    for t in (
+        EventType("speculation_started", SpeculationStarted, ("attempt",), public=False),
+        EventType("speculation_discarded", SpeculationDiscarded, ("attempt",), public=False),
+    )
+}
 
 
 def _details(error: ValidationError, prefix: str) -> list[Detail]:

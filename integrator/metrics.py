@@ -1,11 +1,11 @@
 """Prometheus values read from the database at each scrape, the same on every replica.
 
 `DatabaseCollector` opens one read session per scrape and runs a handful of cheap queries:
-queue depth by state, time in queue over the last integrations, outcome, takeover and
-flaky-check counts, the flake rate over the last passes, the lease, the mode, push verdicts,
-and every liveness condition (`conditions.active`, a pure read). Counters are counts of the
-append-only event log, so they only grow and every replica reports the same number (alert
-rules take `max`).
+queue depth by state, time in queue over the last integrations, outcome, takeover,
+flaky-check and speculative-build counts, the flake rate over the last passes, the lease, the
+mode, push verdicts, and every liveness condition (`conditions.active`, a pure read). Counters
+are counts of the append-only event log, so they only grow and every replica reports the same
+number (alert rules take `max`).
 
 Push verdicts are counted by mode and reason, which live in each event's fields: a process
 folds the events older than `SETTLED` into a running total once (in `seq` order, stopping at
@@ -29,7 +29,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
-from integrator import conditions, lease, modes, status
+from integrator import conditions, lease, modes, speculation, status
 from integrator.db import read_session
 from integrator.liveness import Code
 from integrator.models import Candidate, Event
@@ -147,6 +147,7 @@ class DatabaseCollector(Collector):
         yield depth
         yield from time_in_queue(session, settings)
         yield from event_counts(session, settings)
+        yield from speculative_builds(session, settings)
         yield from flake_rate(session, settings)
         verdicts = CounterMetricFamily(
             "integrator_push_verdicts",
@@ -244,6 +245,22 @@ def event_counts(session: Session, settings: Settings) -> Iterator[Metric]:
         "Checks that passed only on a rerun on the same commit (check_flaky events)",
         value=counted.get(FLAKY, 0),
     )
+
+
+def speculative_builds(session: Session, settings: Settings) -> Iterator[Metric]:
+    """Speculative builds (`integrator worker --window W`): started, discarded, and landed as
+    tested (a registration with the build's attempt landed)."""
+    counted = speculation.counts(session, settings)
+    for kind, help_text in (
+        ("started", "Speculative merge commits whose checks started (speculation_started)"),
+        ("discarded", "Speculative builds thrown away: what they rested on failed, main moved "
+                      "or the lease ended (speculation_discarded)"),
+        ("landed", "Speculative builds that landed on main as tested (an integrated outcome "
+                   "with the build's attempt)"),
+    ):  # fmt: skip
+        yield CounterMetricFamily(
+            f"integrator_speculative_builds_{kind}", help_text, value=counted[kind]
+        )
 
 
 def flake_rate(session: Session, settings: Settings) -> Iterator[Metric]:

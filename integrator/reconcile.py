@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from integrator import lease, on_main
+from integrator import lease, on_main, speculation
 from integrator.admission import CanonicalRepo, supersede_if_replaced
 from integrator.errors import (
     Detail,
@@ -152,9 +152,13 @@ def confirm_landed(
 
 def return_to_queue(session: Session, candidate: Candidate) -> bool:
     """in_progress of an ended epoch → queued, keeping its position (never lost), or
-    superseded when a newer finalize_ready replaced it meanwhile."""
+    superseded when a newer finalize_ready replaced it meanwhile. Its build still under test,
+    if any, is discarded: the lease it was checked under ended."""
+    ended = candidate.epoch
     if not return_stale(session, candidate):
         return False
+    if ended is not None:
+        speculation.discard_left_by(session, candidate, ended)
     supersede_if_replaced(session, candidate)
     return True
 

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from integrator import conditions, controls, lease, modes
+from integrator import conditions, controls, lease, modes, speculation
 from integrator.liveness import iso
 from integrator.messages import explain_unmet
 from integrator.models import Candidate, Event, QueuePause
@@ -63,6 +63,8 @@ def read(session: Session, settings: Settings) -> dict[str, Any]:
             "turns_sampled": sample,
             **turns(session, settings, median),
         },
+        #: The current epoch's speculative builds under test, bottom of the chain first.
+        "speculation": speculation.chain(session, settings, state.epoch),
         "flake_rate": flake_rate(session, settings),
         "conditions": [c.as_dict() for c in found],
     }

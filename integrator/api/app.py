@@ -29,6 +29,7 @@ from integrator.api import (
     whoami,
 )
 from integrator.api import lease as lease_api
+from integrator.api import speculation as speculation_api
 from integrator.api.errors import install_error_handlers
 from integrator.api.metrics import Metrics, instrument
 from integrator.api.openapi import install_openapi
@@ -81,6 +82,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(controls.router)
     app.include_router(blocked.router)
     app.include_router(processing.router)
+    app.include_router(speculation_api.router)
     app.include_router(predictions.router)
     app.include_router(guard.router)
     app.include_router(modes.router)

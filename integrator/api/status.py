@@ -1,5 +1,5 @@
-"""GET /v1/status: mode, lease, the pause, queue and turns, the flake rate, and every active
-liveness condition."""
+"""GET /v1/status: mode, lease, the pause, queue and turns, the speculative builds under test,
+the flake rate, and every active liveness condition."""
 
 from __future__ import annotations
 
@@ -61,6 +61,24 @@ class QueueOut(BaseModel):
     more_queued: int
 
 
+class BuildOut(BaseModel):
+    """A speculative build under test: a handout's merge commit, on main or on the build below."""
+
+    candidate_id: int
+    slug: str
+    #: 1: merged on main itself; k: k - 1 speculative commits below it.
+    depth: int
+    #: What it was merged onto: main's sha, or the commit of the build below.
+    base: str
+    sha: str
+    #: The uuid of the commit's `Integrator-Attempt` trailer.
+    attempt: str
+    #: The candidates whose builds lie below it, bottom first.
+    below: list[int]
+    #: When its checks started.
+    since: str
+
+
 class StatusOut(BaseModel):
     repository: str
     now: str
@@ -71,6 +89,9 @@ class StatusOut(BaseModel):
     #: Null unless the queue is paused: a paused queue hands nothing out and is not a stall.
     pause: PauseOut | None
     queue: QueueOut
+    #: The current epoch's speculative builds under test (`integrator worker --window W`),
+    #: bottom of the chain first; empty when none.
+    speculation: list[BuildOut]
     flake_rate: FlakeRateOut
     conditions: list[ConditionOut]
 
