@@ -78,6 +78,19 @@ def _queue_lines(queue: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _speculation_lines(builds: list[dict[str, Any]]) -> list[str]:
+    """The chain under test in words: each build and what it rests on (main, or the build of
+    the candidate below it)."""
+    if not builds:
+        return []
+    parts = []
+    for build in builds:
+        below = build["below"]
+        on = f"on {below[-1]}" if below else f"on main {build['base'][:12]}"
+        parts.append(f"{build['candidate_id']} {build['slug']} {on}")
+    return [f"under test: {'; '.join(parts)}"]
+
+
 def _pause_lines(pause: dict[str, Any] | None) -> list[str]:
     """A paused queue is said first: it explains an idle worker (and is not a stall)."""
     if not pause:
@@ -121,6 +134,7 @@ def render(body: dict[str, Any]) -> str:
         _lease_line(body["lease"]),
         *_pause_lines(body["pause"]),
         *_queue_lines(body["queue"]),
+        *_speculation_lines(body.get("speculation") or []),
         _flake_line(body["flake_rate"]),
         *_condition_lines(body["conditions"]),
     ]
@@ -130,8 +144,8 @@ def render(body: dict[str, Any]) -> str:
 def status(
     as_json: Annotated[bool, typer.Option("--json", help="Print the API's JSON body.")] = False,
 ) -> None:
-    """Mode, lease, the pause, queue and turns, the flake rate, and every active condition;
-    exit 1 if any is active (a paused queue is not one)."""
+    """Mode, lease, the pause, queue and turns, the builds under test, the flake rate, and every
+    active condition; exit 1 if any is active (a paused queue is not one)."""
     body = ApiClient.from_environment().get("/v1/status")
     print_json(body) if as_json else typer.echo(render(body))
     raise typer.Exit(EXIT_REFUSED if body["conditions"] else EXIT_OK)
