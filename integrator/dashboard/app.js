@@ -252,6 +252,31 @@
     return [summary, ...items(nodes, "Nothing is waiting or queued.")];
   }
 
+  // The speculative chain (`integrator worker --window W`): each handout's merge commit under
+  // test, bottom first, and what it rests on: main, or the build of the candidate below it.
+  function renderSpeculation(builds) {
+    const slugOf = new Map(builds.map((b) => [b.candidate_id, b.slug]));
+    const nodes = builds.map((b) => {
+      const below = b.below.length ? b.below[b.below.length - 1] : null;
+      const base = below === null
+        ? ["on main ", short(b.base)]
+        : ["on ", el("span", { class: "title" }, slugOf.get(below) || "candidate " + below),
+           " (", short(b.base), ")"];
+      return [
+        el("div", { class: "line" },
+           el("span", { class: "title" }, b.slug),
+           badge("depth " + b.depth, b.depth === 1 ? "ok" : "info"),
+           el("span", { class: "muted" }, "candidate ", b.candidate_id)),
+        el("p", {}, "Checking ", short(b.sha), " ", ...base, ", since ", when(b.since)),
+      ];
+    });
+    const summary = builds.length
+      ? el("p", { class: "muted" }, builds.length === 1 ? "1 build" : builds.length + " builds",
+           " checked at once; each lands in this order as the commit tested.")
+      : null;
+    return [summary, ...items(nodes, "No speculative build is under test.")];
+  }
+
   function evidenceList(evidence) {
     if (!evidence || !evidence.length) return null;
     return el(
@@ -507,6 +532,7 @@
       showOr("queue", r, ["candidates"], () => ({
         candidates: r.candidates.items, turns: status.queue.turns, depth: status.queue.depth,
         median: status.queue.turn_seconds_median }), renderQueue);
+      show("speculation", status.speculation || [], renderSpeculation);
       showOr("blocked", r, ["followups", "candidates"],
              () => ({ followups: r.followups.items, candidates: r.candidates.items }), renderBlocked);
       showOr("integrated", r, ["activity"], () => r.activity.integrated, renderIntegrated);

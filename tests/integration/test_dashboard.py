@@ -460,3 +460,51 @@ def test_a_panel_whose_endpoint_fails_says_why_and_the_others_still_show(
         assert "Nothing is waiting or queued" in watched.page.locator("#queue").inner_text()
     finally:
         watched.close()
+
+
+def test_the_chain_under_test_shows_each_build_its_depth_and_base_on_a_phone(
+    browser: Any, settings: Settings, tmp_path: Path, tokens: TokenMaker
+) -> None:
+    """A holder with a window of two records a build on main and one on top of it: the
+    "Under test" panel lists both bottom first, each with its depth and what it rests on."""
+    world = WorkerWorld(
+        settings, tmp_path, tokens, lease={**SHORT_LEASE, "lease_ttl_seconds": 600.0}
+    )
+    world.start()
+    watched = Watched(browser, PHONE)
+    try:
+        ids = [world.ready(slug) for slug in ("spec-a", "spec-b")]
+        held = world.post("/v1/lease/acquire", {"holder": "runner-7"}, world.integrator)
+        expect(world, held, 200)
+        grant = {"epoch": held.json()["epoch"], "token": held.json()["token"]}
+        for n in range(2):
+            body = {**grant, "window": 2, "holding": ids[:n]}
+            expect(world, world.post("/v1/queue/next", body, world.integrator), 200)
+        main, first, second = world.canonical.head(), "1" * 40, "2" * 40
+        for candidate, depth, base, commit in (
+            (ids[0], 1, main, first),
+            (ids[1], 2, first, second),
+        ):
+            build = {**grant, "attempt": f"00000000-0000-4000-8000-00000000000{depth}",
+                     "state": "testing", "base": base, "sha": commit, "depth": depth,
+                     "below": ids[: depth - 1]}  # fmt: skip
+            recorded = world.post(
+                f"/v1/candidates/{candidate}/speculation", build, world.integrator
+            )
+            expect(world, recorded, 200)
+        sign_in(watched.page, world.service.url + "/", tokens("reader"))
+        rows = watched.page.locator("#speculation .items > li")
+        rows.nth(1).wait_for()
+        assert [t.strip() for t in rows.locator(".line .title").all_inner_texts()] == [
+            "spec-a", "spec-b"]  # fmt: skip
+        assert "depth 1" in rows.nth(0).inner_text() and "on main" in rows.nth(0).inner_text()
+        assert main[:10] in rows.nth(0).inner_text()
+        assert "depth 2" in rows.nth(1).inner_text() and "on spec-a" in rows.nth(1).inner_text()
+        width = watched.page.evaluate(
+            "[document.documentElement.scrollWidth, document.documentElement.clientWidth]"
+        )
+        assert width[0] <= width[1], f"the page overflows a phone's width: {width}"
+        assert watched.problems == []
+    finally:
+        watched.close()
+        world.close()
