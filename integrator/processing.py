@@ -27,6 +27,7 @@ from integrator import (
     on_main,
     reconcile,
     registrations,
+    speculation,
 )
 from integrator.admission import CanonicalRepo, check, record, supersede_if_replaced
 from integrator.errors import IntegratorError, NotOnMain, RepositoryUnreadable, TransitionRefused
@@ -266,8 +267,11 @@ def close(session: Session, settings: Settings, slug: str, *, reason: str, by: s
                 f"(epoch {state.epoch}); wait for its outcome, or end that lease first "
                 "(`integrator lease release --force --reason …`) and close it then"
             )
+        ended = candidate.epoch
         if not return_stale(session, candidate):
             raise TransitionRefused(f"candidate {candidate.id} moved meanwhile; try again")
+        if ended is not None:
+            speculation.discard_left_by(session, candidate, ended)
     move(session, candidate, Status.closed, reason=reason, actor=by)
     followups.on_candidate_closed(session, settings, candidate, by, reason)
     return candidate

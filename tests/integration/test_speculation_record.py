@@ -276,3 +276,21 @@ def test_a_new_epoch_discards_the_builds_the_ended_lease_left_under_test(
     assert ended[c["id"]]["reason"] == "main moved under the chain"
     assert chain(world) == []
     assert metric(world, "integrator_speculative_builds_discarded_total") == 3
+
+
+def test_closing_a_handout_an_ended_lease_left_discards_its_build(
+    world: World, three: tuple[Holder, list[dict[str, Any]]]
+) -> None:
+    """An operator closes a candidate whose holder is gone before any new grant: the build it
+    had under test is discarded, as the next grant would have done."""
+    holder, (a, *_) = three
+    build = build_of(1, [], BASE, sha(1))
+    assert say(world, holder, a["id"], build).status_code == 200
+    world.force_release()
+    closed = world.client.post(
+        "/v1/slugs/fix-a/close", json={"reason": "abandoned"}, headers=world.operator
+    )
+    assert closed.status_code == 200, closed.text
+    (event,) = world.events("speculation_discarded")
+    assert event.fields["attempt"] == build["attempt"]
+    assert event.fields["reason"] == f"the lease of epoch {holder.epoch} ended"
