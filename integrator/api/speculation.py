@@ -3,7 +3,7 @@ its handouts (checks started on it, or thrown away), fenced like an outcome."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Literal
 
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
@@ -11,8 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from integrator import speculation
 from integrator.api.deps import SessionDep, SettingsDep
 from integrator.api.lease import GrantIn, Integrator
-from integrator.api.schemas import Id, Reason, Sha, declared
-from integrator.event_schemas import ATTEMPT_PATTERN, MAX_SPECULATION_DEPTH, Attempt
+from integrator.api.schemas import Id, Reason, Sha
+from integrator.event_schemas import MAX_SPECULATION_DEPTH, Attempt
 
 router = APIRouter(prefix="/v1", tags=["queue"])
 
@@ -24,7 +24,7 @@ class SpeculationIn(GrantIn):
     model_config = ConfigDict(extra="forbid")
 
     #: The uuid of the speculative commit's `Integrator-Attempt` trailer.
-    attempt: Annotated[Attempt, declared(pattern=ATTEMPT_PATTERN)]
+    attempt: Attempt
     state: speculation.State
     #: What it was merged onto: main's sha, or the speculative commit below it.
     base: Sha
