@@ -1,0 +1,1 @@
+"""Fault injection for the history-checked fault test: cluster, proxy, nemesis, checker."""
