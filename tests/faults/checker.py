@@ -164,7 +164,7 @@ def nothing_integrated_twice(history: History) -> list[Violation]:
     """One integration per candidate: one transition to integrated, one landed registration,
     one trailered commit, one merge of its sha on main."""
     found: list[Violation] = []
-    counts = {
+    counts: dict[str, Counter[Any]] = {
         "became integrated": Counter(c for c, to in history.transitions if to == "integrated"),
         "landed registrations": Counter(
             r.candidate_id for r in history.registrations if r.status == "landed"

@@ -37,7 +37,7 @@ def a_good_history() -> History:
                 "2026-11-26T12:00:05+00:00",
                 "lease_taken_over",
                 previous_expires_at="2026-11-26T12:00:04+00:00",
-            ),  # fmt: skip
+            ),
         ],
         registrations=[RegistrationRow(1, 7, 2, "att", B, "landed")],
         candidates=[CandidateRow(7, "s", "feat/s", C, "integrated", 1)],
