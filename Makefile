@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install run test test-stress lint fmt bench clean system-packages
+.PHONY: install run test test-stress lint fmt bench clean system-packages mutation
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -66,6 +66,12 @@ system-packages:
 BENCH ?=
 bench: $(STAMP)
 	$(PY) -m bench $(BENCH)
+
+# Mutation testing of the decision code (minutes; not part of `make test`): docs/testing.md.
+# `make mutation MUTATION="policy lease"` for some modules; exits non-zero under --min.
+MUTATION ?=
+mutation: $(STAMP)
+	nice -n 10 $(PY) tools/mutation.py --min 95 $(MUTATION)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

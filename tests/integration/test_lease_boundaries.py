@@ -1,0 +1,216 @@
+"""The lease at its edges, on a real database: the expiry instant, the holder id's length,
+what a takeover and a force-release retire and record.
+
+At the expiry instant N == expires_at the grant is dead (renew, release and fence refuse it)
+and the lease is free (acquire grants it): exactly one of the two holds, so two holders can
+never overlap and the lease is never held by nobody-and-somebody. The SQL clock is pinned to
+one millisecond for these tests (`FrozenClock`), so the instant is hit exactly.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import ColumnElement, Engine, Integer, literal, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from integrator import lease, registrations
+from integrator.db import make_sessionmaker
+from integrator.errors import InvalidInput, LeaseHeld, LeaseLost
+from integrator.models import Registration
+from integrator.settings import Settings
+from tests.lease_support import lease_events, short_lease
+
+
+class FrozenClock:
+    """N for every lease and registration statement: `ms`, until a test moves it."""
+
+    def __init__(self) -> None:
+        self.ms = time.time_ns() // 1_000_000
+
+    def __call__(self, session: Session, settings: Settings) -> ColumnElement[int]:
+        return literal(self.ms + settings.sql_clock_offset_ms, Integer)
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> FrozenClock:
+    frozen = FrozenClock()
+    monkeypatch.setattr(lease, "now_ms", frozen)
+    monkeypatch.setattr(registrations, "now_ms", frozen)
+    return frozen
+
+
+@pytest.fixture
+def sessions(engine: Engine) -> Iterator[sessionmaker[Session]]:
+    yield make_sessionmaker(engine)
+
+
+@pytest.fixture
+def lease_settings(settings: Settings) -> Settings:
+    return short_lease(settings)
+
+
+def acquire(sessions: sessionmaker[Session], settings: Settings, holder: str) -> lease.Grant:
+    with sessions.begin() as session:
+        return lease.acquire(session, settings, holder)
+
+
+def held(sessions: sessionmaker[Session], settings: Settings) -> bool:
+    with sessions() as session:
+        return lease.status(session, settings).held
+
+
+def register(sessions: sessionmaker[Session], epoch: int, status: str, attempt: str) -> None:
+    with sessions.begin() as session:
+        session.add(
+            Registration(
+                repository="default", ref="refs/heads/main", old="a" * 40, new="b" * 40,
+                epoch=epoch, attempt=attempt, nonce_hash=attempt * 8, status=status,
+                expires_at_ms=0,
+            )
+        )  # fmt: skip
+
+
+def statuses(sessions: sessionmaker[Session]) -> dict[str, str]:
+    with sessions() as session:
+        return {r.attempt: r.status for r in session.scalars(select(Registration))}
+
+
+def test_one_ms_before_expiry_the_holder_still_holds_and_nobody_else_gets_it(
+    sessions: sessionmaker[Session], lease_settings: Settings, clock: FrozenClock
+) -> None:
+    grant = acquire(sessions, lease_settings, "bot-a")
+    clock.ms = grant.expires_at_ms - 1
+    assert held(sessions, lease_settings)
+    with sessions.begin() as session:
+        assert lease.fence(session, lease_settings, grant.epoch, grant.token).holder == "bot-a"
+    with pytest.raises(LeaseHeld):
+        acquire(sessions, lease_settings, "bot-b")
+    with sessions.begin() as session:
+        renewed = lease.renew(session, lease_settings, grant.epoch, grant.token)
+    assert renewed == clock.ms + 10_000
+
+
+def test_at_the_expiry_instant_the_grant_is_dead_and_the_lease_is_free(
+    sessions: sessionmaker[Session], lease_settings: Settings, clock: FrozenClock
+) -> None:
+    """N == expires_at: no renew, release or fence for the old grant; a takeover wins."""
+    grant = acquire(sessions, lease_settings, "bot-a")
+    clock.ms = grant.expires_at_ms
+    assert not held(sessions, lease_settings)
+    for refused in (lease.renew, lease.release, lease.fence):
+        with pytest.raises(LeaseLost), sessions.begin() as session:
+            refused(session, lease_settings, grant.epoch, grant.token)
+    taken = acquire(sessions, lease_settings, "bot-b")
+    assert (taken.epoch, taken.previous_holder, taken.previous_epoch) == (2, "bot-a", 1)
+    assert taken.took_over and taken.acquired_at_ms == grant.expires_at_ms
+
+
+def test_a_takeover_after_an_expiry_retires_the_earlier_epochs_registrations(
+    sessions: sessionmaker[Session], lease_settings: Settings, clock: FrozenClock
+) -> None:
+    """The expired holder's unconsumed registrations become void, its authorized ones
+    in_doubt, in the takeover's own transaction; landed ones stay landed."""
+    grant = acquire(sessions, lease_settings, "bot-a")
+    register(sessions, grant.epoch, "registered", "r1")
+    register(sessions, grant.epoch, "authorized", "a1")
+    register(sessions, grant.epoch, "landed", "l1")
+    clock.ms = grant.expires_at_ms
+    acquire(sessions, lease_settings, "bot-b")
+    assert statuses(sessions) == {"r1": "void", "a1": "in_doubt", "l1": "landed"}
+
+
+def test_retiring_leaves_the_new_epochs_own_registrations_alone(
+    sessions: sessionmaker[Session], lease_settings: Settings
+) -> None:
+    register(sessions, 4, "registered", "old")
+    register(sessions, 5, "registered", "own")
+    register(sessions, 5, "authorized", "own-authorized")
+    with sessions.begin() as session:
+        counts = registrations.retire_earlier_epochs(session, "default", 5)
+    assert counts == {"void": 1, "in_doubt": 0}
+    assert statuses(sessions) == {
+        "old": "void",
+        "own": "registered",
+        "own-authorized": "authorized",
+    }
+
+
+def test_a_takeover_and_a_first_grant_record_what_they_replaced(
+    engine: Engine, sessions: sessionmaker[Session], lease_settings: Settings, clock: FrozenClock
+) -> None:
+    first = acquire(sessions, lease_settings, "bot-a")
+    clock.ms = first.expires_at_ms + 5
+    acquire(sessions, lease_settings, "bot-b")
+    acquired, taken = lease_events(engine)
+    assert acquired.type == "lease_acquired" and "previous_holder" not in acquired.fields
+    assert acquired.fields["previous_epoch"] == 0 and acquired.actor == "bot-a"
+    assert taken.type == "lease_taken_over" and taken.actor == "bot-b"
+    assert taken.fields["previous_holder"] == "bot-a"
+    assert taken.fields["previous_expires_at"] == lease.iso_of_ms(first.expires_at_ms)
+    assert taken.fields["acquired_at"] == lease.iso_of_ms(first.expires_at_ms + 5)
+
+
+@pytest.mark.parametrize(
+    ("holder", "rule"), [("b" * 201, "max_length"), ("   ", "required"), ("", "required")]
+)
+def test_a_holder_id_is_1_to_200_characters(
+    sessions: sessionmaker[Session], lease_settings: Settings, holder: str, rule: str
+) -> None:
+    with pytest.raises(InvalidInput) as refused:
+        acquire(sessions, lease_settings, holder)
+    assert [(d.field, d.rule) for d in refused.value.details] == [("holder", rule)]
+
+
+def test_a_200_character_holder_id_is_granted_stripped(
+    sessions: sessionmaker[Session], lease_settings: Settings
+) -> None:
+    assert acquire(sessions, lease_settings, f" {'b' * 200} ").holder == "b" * 200
+
+
+def test_a_release_keeps_the_epoch_and_names_who_released(
+    engine: Engine, sessions: sessionmaker[Session], lease_settings: Settings, clock: FrozenClock
+) -> None:
+    grant = acquire(sessions, lease_settings, "bot-a")
+    clock.ms += 7
+    with sessions.begin() as session:
+        released = lease.release(session, lease_settings, grant.epoch, grant.token)
+    assert (released.epoch, released.previous_holder, released.previous_epoch) == (1, "bot-a", 1)
+    assert released.released_at_ms == clock.ms
+    event = lease_events(engine)[-1]
+    assert (event.type, event.actor) == ("lease_released", "bot-a")
+    assert event.fields == {
+        "key": lease_settings.lease_key,
+        "holder": "bot-a",
+        "epoch": 1,
+        "released_at": lease.iso_of_ms(clock.ms),
+    }
+    assert acquire(sessions, lease_settings, "bot-b").took_over is False
+
+
+def test_a_force_release_records_its_stripped_reason_and_kills_the_token_at_once(
+    engine: Engine, sessions: sessionmaker[Session], lease_settings: Settings, clock: FrozenClock
+) -> None:
+    grant = acquire(sessions, lease_settings, "bot-a")
+    with sessions.begin() as session:
+        done = lease.force_release(session, lease_settings, "  worker stuck  ", "ops")
+    assert (done.epoch, done.previous_holder, done.previous_epoch) == (2, "bot-a", 1)
+    event = lease_events(engine)[-1]
+    assert (event.type, event.actor) == ("lease_force_released", "ops")
+    assert event.fields["reason"] == "worker stuck" and event.fields["operator"] == "ops"
+    assert event.fields["previous_expires_at"] == lease.iso_of_ms(grant.expires_at_ms)
+    with pytest.raises(LeaseLost), sessions.begin() as session:
+        lease.renew(session, lease_settings, grant.epoch, grant.token)
+    with pytest.raises(InvalidInput), sessions.begin() as session:
+        lease.force_release(session, lease_settings, "   ", "ops")
+
+
+def test_the_status_of_a_lease_never_configured_is_free_at_epoch_zero(
+    sessions: sessionmaker[Session], lease_settings: Settings, clock: FrozenClock
+) -> None:
+    with sessions() as session:
+        state = lease.status(session, lease_settings)
+    assert (state.holder, state.epoch, state.held, state.now_ms) == (None, 0, False, clock.ms)
+    assert state.repository == lease_settings.repository_name
