@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import ColumnElement, Engine, Integer, literal, select
+from sqlalchemy import BigInteger, ColumnElement, Engine, literal, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from integrator import lease, registrations
@@ -31,7 +31,7 @@ class FrozenClock:
         self.ms = time.time_ns() // 1_000_000
 
     def __call__(self, session: Session, settings: Settings) -> ColumnElement[int]:
-        return literal(self.ms + settings.sql_clock_offset_ms, Integer)
+        return literal(self.ms + settings.sql_clock_offset_ms, BigInteger)
 
 
 @pytest.fixture
@@ -67,7 +67,7 @@ def register(sessions: sessionmaker[Session], epoch: int, status: str, attempt: 
         session.add(
             Registration(
                 repository="default", ref="refs/heads/main", old="a" * 40, new="b" * 40,
-                epoch=epoch, attempt=attempt, nonce_hash=attempt * 8, status=status,
+                epoch=epoch, attempt=attempt, nonce_hash=f"{attempt:0<64}", status=status,
                 expires_at_ms=0,
             )
         )  # fmt: skip

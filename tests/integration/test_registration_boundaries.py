@@ -59,7 +59,7 @@ def register(
     with sessions.begin() as session:
         row = Registration(
             repository="default", ref=MAIN, old=OLD, new=NEW, epoch=epoch, attempt=attempt,
-            nonce_hash=attempt * 8, status=status, expires_at_ms=expires_at_ms,
+            nonce_hash=f"{attempt:0<64}", status=status, expires_at_ms=expires_at_ms,
         )  # fmt: skip
         session.add(row)
         session.flush()

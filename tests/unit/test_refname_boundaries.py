@@ -4,9 +4,18 @@ the separator-heavy names git still accepts."""
 
 from __future__ import annotations
 
-import pytest
+from typing import cast
 
-from integrator.refnames import branch_name_problem, slug_problem
+import pytest
+from sqlalchemy import String
+
+from integrator.models import Candidate
+from integrator.refnames import (
+    BRANCH_MAX_LENGTH,
+    SLUG_MAX_LENGTH,
+    branch_name_problem,
+    slug_problem,
+)
 
 
 @pytest.mark.parametrize("char", ["\x00", "\t", "\n", "\x1f", "\x7f"])
@@ -45,3 +54,10 @@ def test_a_slug_is_one_path_segment_starting_with_a_letter_or_digit() -> None:
         "must be letters, digits, '.', '_' or '-', starting with a letter or digit"
     )
     assert slug_problem("a/b") is not None and slug_problem("") is not None
+
+
+def test_the_longest_branch_and_slug_are_what_the_database_stores() -> None:
+    """A name the rules accept must fit its column: 255 for a branch, 200 for a slug."""
+    columns = Candidate.__table__.c
+    lengths = [cast(String, columns[name].type).length for name in ("branch", "slug")]
+    assert [BRANCH_MAX_LENGTH, SLUG_MAX_LENGTH] == lengths == [255, 200]
