@@ -386,7 +386,12 @@ def run_tests(copy_root: Path, target: Target, timeout: float) -> str:
 
 
 def mutate_module(
-    copy_root: Path, target: Target, equivalent: dict[str, str], timeout: float, verbose: bool
+    copy_root: Path,
+    target: Target,
+    equivalent: dict[str, str],
+    timeout: float,
+    verbose: bool,
+    only: set[str] | None = None,
 ) -> Score:
     module_file = copy_root / target.path
     original = module_file.read_text()
@@ -401,6 +406,8 @@ def mutate_module(
         for mutant in enumerate_mutants(target, original):
             if mutant.key in equivalent:
                 score.equivalent.append(mutant)
+                continue
+            if only is not None and mutant.key not in only:
                 continue
             module_file.write_text(mutated_source(target, original, mutant))
             result = run_tests(copy_root, target, timeout)
@@ -451,6 +458,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--ref", help="mutate this commit (git archive) instead of the working tree, e.g. HEAD"
     )
+    parser.add_argument(
+        "--only",
+        type=Path,
+        help="run only the mutants whose keys this file lists (e.g. an earlier run's survivors)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="print every mutant's fate")
     args = parser.parse_args(argv)
     names = args.modules or list(TARGETS)
@@ -465,6 +477,10 @@ def main(argv: list[str] | None = None) -> int:
                 tag = "  (equivalent)" if mutant.key in equivalent else ""
                 say(f"{mutant.key}{tag}")
         return 0
+    only = None
+    if args.only is not None:
+        lines = args.only.read_text().splitlines()
+        only = {line.strip().removeprefix("survived:").strip() for line in lines if line.strip()}
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="mutation-") as temp:
         copy_root = Path(temp) / "checkout"
@@ -473,7 +489,9 @@ def main(argv: list[str] | None = None) -> int:
         for name in names:
             say(f"{name}: mutating {TARGETS[name].path}", flush=True)
             scores.append(
-                mutate_module(copy_root, TARGETS[name], equivalent, args.timeout, args.verbose)
+                mutate_module(
+                    copy_root, TARGETS[name], equivalent, args.timeout, args.verbose, only
+                )
             )
     ok = report(scores, args.min)
     when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
