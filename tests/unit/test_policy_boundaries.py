@@ -130,3 +130,26 @@ def test_the_mode_and_reason_codes_are_the_words_events_and_the_api_carry() -> N
         "first_parent", "cannot_verify", "registration_outside_cutover", "mode_off",
         "service_unavailable",
     ]  # fmt: skip
+
+
+def test_an_allowed_push_of_two_protected_refs_takes_the_first_ones_reason() -> None:
+    """off lets both through; the push is recorded with the first protected update's reason."""
+    verdict = decide([update(MAIN), update(RELEASE)], facts(Mode.off), [None, registered()])
+    assert verdict.allow
+    assert [v.reason for v in verdict.updates] == [
+        Reason.integrator_without_registration,
+        Reason.mode_off,
+    ]
+    assert verdict.reason is Reason.integrator_without_registration
+
+
+def test_a_push_refused_twice_is_refused_for_the_first_refusal() -> None:
+    updates = [update(MAIN, ff=False), update(RELEASE, new=ZERO)]
+    verdict = decide(updates, facts(Mode.cutover), [registered(), registered()])
+    assert [v.reason for v in verdict.refused] == [Reason.not_fast_forward, Reason.deletion]
+    assert verdict.reason is Reason.not_fast_forward
+
+
+def test_one_registration_fact_per_update_or_it_is_a_programming_error() -> None:
+    with pytest.raises(ValueError, match="zip"):
+        decide([update(MAIN), update(RELEASE)], facts(Mode.cutover), [registered()])
