@@ -8,6 +8,7 @@ proof that each repository's hook is really called.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import time
@@ -15,9 +16,9 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import or_
+from sqlalchemy import Executable, Table, bindparam, insert, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -26,7 +27,7 @@ from integrator import events, lease, modes, registrations
 from integrator.admission import CanonicalRepo, on_event
 from integrator.errors import IdempotencyCollision, InvalidInput
 from integrator.messages import push_messages
-from integrator.models import HookInstance, Registration, utcnow
+from integrator.models import Event, HookInstance, ModeState, Registration, utcnow
 from integrator.policy import (
     PushFacts,
     PushVerdict,
@@ -82,7 +83,7 @@ def push_facts(settings: Settings, mode: modes.Mode, pusher: str | None, nonce: 
 def check_push(session: Session, settings: Settings, request: PushRequest) -> PushAnswer:
     """Decide one push and record every update in the caller's transaction."""
     started = time.perf_counter()
-    mode = modes.current(session)
+    mode = current_mode(session)
     facts = push_facts(settings, mode.mode, request.pusher, request.registration_nonce is not None)
     registration = None
     if request.registration_nonce is not None and mode.mode is modes.Mode.cutover:
@@ -104,6 +105,23 @@ def check_push(session: Session, settings: Settings, request: PushRequest) -> Pu
     return PushAnswer(
         verdict, mode, tuple(settings.protected_refs), push_messages(verdict, mode.mode)
     )
+
+
+#: The one row `integrator.modes` keeps the global mode in.
+_MODE_ROW_ID = 1
+_MODE_ROW = select(
+    ModeState.mode, ModeState.version, ModeState.changed_at, ModeState.changed_by, ModeState.reason
+).where(ModeState.id == bindparam("id"))
+
+
+def current_mode(session: Session) -> modes.ModeView:
+    """`modes.current` read as one cached Core statement: the ORM's identity-map load of the
+    row cost a push check more than the query itself. Read in the push's own transaction,
+    so that a mode change committed before it is the mode it is decided in."""
+    row = session.execute(_MODE_ROW, {"id": _MODE_ROW_ID}).one_or_none()
+    if row is None:
+        return modes.ModeView(modes.DEFAULT_MODE, 0, None, None, None)
+    return modes.ModeView(modes.Mode(row.mode), row.version, *row[2:])
 
 
 def _decide_registered(
@@ -157,7 +175,7 @@ def record_update(
     natural_key: str | None = None,
 ) -> None:
     update = item.update
-    events.record_system_event(
+    _record_push_event(
         session,
         type=event_type_of(item, mode),
         repository=request.repository,
@@ -190,6 +208,40 @@ def record_update(
     )
 
 
+#: A push record as one prepared Core INSERT: compiled once, each push only binds its values.
+_PUSH_EVENT = insert(cast(Table, Event.__table__))
+
+
+def _record_push_event(
+    session: Session,
+    *,
+    type: str,
+    repository: str,
+    fields: dict[str, Any],
+    natural_key: str | None,
+    branch: str | None,
+    sha: str | None,
+    actor: str | None,
+) -> None:
+    """The row `events.record_system_event` appends, without building a statement per push
+    (building the ORM insert and its cache key was a third of a push check's time)."""
+    session.execute(
+        _PUSH_EVENT,
+        {
+            "type": type,
+            "repository": repository,
+            "natural_key": natural_key or uuid.uuid4().hex,
+            "content_hash": events.content_hash(fields),
+            "slug": None,
+            "branch": branch,
+            "sha": sha,
+            "fields": fields,
+            "actor": actor,
+            "recorded_at": utcnow(),
+        },
+    )
+
+
 def indexed_branch(ref: str) -> str | None:
     """The branch column of a push record; a name git accepts but the column cannot hold
     is left out of it (the full ref stays in the record's fields)."""
@@ -199,29 +251,43 @@ def indexed_branch(ref: str) -> str | None:
 
 def touch_hook(session: Session, request: PushRequest, mode: modes.ModeView) -> None:
     """Last seen, and the mode this hook instance was last told (one upsert)."""
-    values: dict[str, Any] = {
-        "repository": request.repository,
-        "instance": request.hook_instance,
-        "hook_version": request.hook_version,
-        "last_seen_at": utcnow(),
-        "mode_seen": mode.mode.value,
-        "mode_version_seen": mode.version,
-    }
-    dialect = session.get_bind().dialect.name
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    statement = insert(HookInstance).values(**values)
-    changed = {k: statement.excluded[k] for k in values if k not in ("repository", "instance")}
+    now = utcnow()
+    session.execute(
+        _touch_statement(session.get_bind().dialect.name),
+        {
+            "repository": request.repository,
+            "instance": request.hook_instance,
+            "hook_version": request.hook_version,
+            "last_seen_at": now,
+            "mode_seen": mode.mode.value,
+            "mode_version_seen": mode.version,
+            "stale_before": now - LAST_SEEN_REFRESH,
+        },
+    )
+
+
+_TOUCHED = ("hook_version", "last_seen_at", "mode_seen", "mode_version_seen")
+
+
+@functools.cache
+def _touch_statement(dialect: str) -> Executable:
+    """The hook's upsert, built once per dialect; each push binds its values."""
+    table = cast(Table, HookInstance.__table__)
+    insert_into = pg_insert if dialect == "postgresql" else sqlite_insert
+    statement = insert_into(table).values(
+        {name: bindparam(name) for name in ("repository", "instance", *_TOUCHED)}
+    )
     # Rewrite the row only when it says something new: a changed mode or version, or a
     # last-seen older than the refresh interval (busy repositories push many times a second).
     stale = or_(
-        HookInstance.mode_version_seen != statement.excluded.mode_version_seen,
-        HookInstance.mode_seen != statement.excluded.mode_seen,
-        HookInstance.last_seen_at < values["last_seen_at"] - LAST_SEEN_REFRESH,
+        table.c.mode_version_seen != statement.excluded.mode_version_seen,
+        table.c.mode_seen != statement.excluded.mode_seen,
+        table.c.last_seen_at < bindparam("stale_before"),
     )
-    session.execute(
-        statement.on_conflict_do_update(
-            index_elements=["repository", "instance"], set_=changed, where=stale
-        )
+    return statement.on_conflict_do_update(
+        index_elements=["repository", "instance"],
+        set_={name: statement.excluded[name] for name in _TOUCHED},
+        where=stale,
     )
 
 
