@@ -134,7 +134,9 @@ def test_the_mode_and_reason_codes_are_the_words_events_and_the_api_carry() -> N
 
 def test_an_allowed_push_of_two_protected_refs_takes_the_first_ones_reason() -> None:
     """off lets both through; the push is recorded with the first protected update's reason."""
-    verdict = decide([update(MAIN), update(RELEASE)], facts(Mode.off), [None, registered()])
+    verdict = decide(
+        [update(MAIN), update(RELEASE)], facts(Mode.off, nonce=False), [None, registered()]
+    )
     assert verdict.allow
     assert [v.reason for v in verdict.updates] == [
         Reason.integrator_without_registration,
