@@ -6,7 +6,8 @@ hashed; it buys exactly that update. States and their events:
 
     registered → authorized → landed | failed       (registration_authorized, _landed, _failed)
     registered → void | expired                      (registration_voided, _expired)
-    authorized → in_doubt  (its epoch ended)         (registration_in_doubt)
+    authorized → in_doubt  (its epoch or cutover ended)   (registration_in_doubt)
+    in_doubt → landed      (the report of its push)  (registration_landed)
     in_doubt | authorized of a silent epoch → landed | failed   (`integrator.reconcile`)
 
 Every change of status is one conditional UPDATE whose row count says whether it happened,
@@ -257,10 +258,11 @@ def authorize(
 
 
 def land(session: Session, repository: str, update: Update, by: str | None) -> list[int]:
-    """A protected ref moved old → new: the authorized registration of that update landed."""
+    """A protected ref moved old → new: the authorized registration of that update landed
+    (in_doubt too: its epoch or cutover ended while its push was on its way)."""
     c = REGISTRATIONS.c
     moved = move(session, c.repository == repository, c.ref == update.resolved_ref,
-                   c.old == update.old, c.new == update.new, c.status == "authorized",
+                   c.old == update.old, c.new == update.new, c.status.in_(UNRESOLVED),
                    status="landed")  # fmt: skip
     for row in moved:
         record(session, "landed", row, by, ref=row.ref, new=row.new, by_report=True)
@@ -286,9 +288,16 @@ def retire_earlier_epochs(session: Session, repository: str, epoch: int) -> dict
 
 
 def void_open(session: Session, repository: str, reason: str) -> int:
-    """Leaving cutover: every open registration (registered or authorized) becomes void."""
+    """Leaving cutover: unconsumed registrations become void; authorized ones in_doubt — the
+    hook may already have let their push through, so only the ref (its landing report, or the
+    reconciler once the epoch is silent) can tell whether they landed. Returns how many it
+    retired."""
     c = REGISTRATIONS.c
-    voided = move(session, c.repository == repository, c.status.in_(OPEN), status="void")
+    voided = move(session, c.repository == repository, c.status == "registered", status="void")
     for row in voided:
         record(session, "voided", row, reason=reason)
-    return len(voided)
+    doubted = move(session, c.repository == repository, c.status == "authorized",
+                   status="in_doubt")  # fmt: skip
+    for row in doubted:
+        record(session, "in_doubt", row, reason=reason)
+    return len(voided) + len(doubted)

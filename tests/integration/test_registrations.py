@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from sqlalchemy import Engine, select
 
-from integrator import cutover, lease, modes
+from integrator import cutover, lease, modes, registrations
 from integrator.db import make_sessionmaker
 from integrator.models import Registration
+from integrator.policy import Update
 from integrator.settings import Settings
 
 
@@ -43,8 +44,11 @@ def test_a_new_grant_voids_unconsumed_and_dooms_authorized_registrations(
     assert statuses(engine) == {"r1": "void", "a1": "in_doubt", "l1": "landed"}
 
 
-def test_leaving_cutover_voids_every_open_registration(engine: Engine, settings: Settings) -> None:
-    """Rollback voids registered and authorized ones alike."""
+def test_leaving_cutover_voids_unconsumed_registrations_and_doubts_authorized_ones(
+    engine: Engine, settings: Settings
+) -> None:
+    """Rollback voids registered ones; an authorized one may already be moving main (the hook
+    let its push through), so it becomes in_doubt, and the report of its landing lands it."""
     sessions = make_sessionmaker(engine)
     with sessions() as session, session.begin():
         modes.change(session, modes.Mode.cutover, by="ops", reason="t", repository="default")
@@ -52,4 +56,8 @@ def test_leaving_cutover_voids_every_open_registration(engine: Engine, settings:
     register(engine, 1, "authorized", "a1")
     with sessions() as session, session.begin():
         cutover.rollback(session, settings, by="ops", reason="incident")
-    assert statuses(engine) == {"r1": "void", "a1": "void"}
+    assert statuses(engine) == {"r1": "void", "a1": "in_doubt"}
+    moved = Update("refs/heads/main", "refs/heads/main", "a" * 40, "b" * 40, True, True)
+    with sessions() as session, session.begin():
+        registrations.land(session, "default", moved, "hook")
+    assert statuses(engine) == {"r1": "void", "a1": "landed"}
