@@ -23,7 +23,10 @@ log = logging.getLogger("nemesis")
 
 
 class Nemesis:
-    def __init__(self, world: FaultWorld, seed: int, cluster: PgCluster | None) -> None:
+    def __init__(
+        self, world: FaultWorld, seed: int, cluster: PgCluster | None, paused: set[int]
+    ) -> None:
+        self.paused = paused
         self.world = world
         self.cluster = cluster
         self.random = random.Random(seed)
@@ -57,13 +60,14 @@ class Nemesis:
             name = self.random.choice(sorted(self.faults))
             hold = self.random.uniform(0.5, 4.0)
             with self.lock:
+                began = time.time()
                 try:
                     what = self.faults[name](hold)
                 except Exception as exc:  # a failed heal must fail the test, not hide
                     self.errors.append(f"{name}: {exc!r}")
                     what = f"error {exc!r}"
             self.injected[name] += 1
-            self.journal.append((time.time(), name, what))
+            self.journal.append((began, name, what))
             log.info("fault %s: %s", name, what)
 
     # -- the faults: each returns what it did ---------------------------------------------
@@ -96,9 +100,12 @@ class Nemesis:
     def pause_replica(self, hold: float) -> str:
         replica = self.random.choice(self.world.replicas)
         assert replica.process is not None
+        self.paused.add(replica.port)
         os.kill(replica.process.pid, signal.SIGSTOP)
         time.sleep(hold)
         os.kill(replica.process.pid, signal.SIGCONT)
+        time.sleep(0.5)  # what it had queued is answered before it counts as running
+        self.paused.discard(replica.port)
         return f"SIGSTOP replica :{replica.port} {hold:.1f}s"
 
     def hook_unreachable(self, hold: float) -> str:

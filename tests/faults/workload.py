@@ -160,6 +160,11 @@ class Load:
     def __init__(self, world: FaultWorld, checkers: int = 2, rate: float = 10.0) -> None:
         self.world = world
         self.latencies: list[float] = []
+        #: (wall time sent, seconds, replica port) of every answered check, paused ones too.
+        self.samples: list[tuple[float, float, int]] = []
+        #: Ports of replicas the nemesis has stopped (SIGSTOP) right now.
+        self.paused: set[int] = set()
+        self.answered_while_paused = 0
         self.unanswered = 0
         self.acknowledged: set[str] = set()
         self.sent_events = 0
@@ -195,15 +200,22 @@ class Load:
         while not self._stop.wait(1.0 / self.rate):
             n += 1
             replica = self.world.replicas[n % len(self.world.replicas)]
-            started = time.monotonic()
+            started, sent, paused = time.monotonic(), time.time(), replica.port in self.paused
             try:
                 answer = httpx.post(f"{replica.url}/v1/push-checks", json=self._body(n),
                                     headers=self.world.hook, timeout=5)  # fmt: skip
             except httpx.TransportError:
                 self.unanswered += 1
                 continue
+            took = time.monotonic() - started
             if answer.status_code == 200:
-                self.latencies.append(time.monotonic() - started)
+                self.samples.append((sent, took, replica.port))
+                # A replica that was not running (SIGSTOP) answers late: the host's fault,
+                # not the service's latency.
+                if paused or replica.port in self.paused:
+                    self.answered_while_paused += 1
+                else:
+                    self.latencies.append(took)
             else:
                 self.unanswered += 1
 

@@ -64,10 +64,10 @@ def test_the_history_under_faults_satisfies_every_rule(
     system, cluster = world
     logging.basicConfig(level=logging.INFO)
     print(f"\nFAULT_SEED={SEED} FAULT_SECONDS={SECONDS:g} database={'pg' if cluster else 'sqlite'}")
-    nemesis = Nemesis(system, SEED, cluster)
+    load = Load(system)
+    nemesis = Nemesis(system, SEED, cluster, load.paused)
     plan = [(0.2 * SECONDS, "cutover"), (0.55 * SECONDS, "shadow"), (0.65 * SECONDS, "cutover")]
     people = People(system, nemesis, SEED, plan)
-    load = Load(system)
     started = time.monotonic()
     people.start()
     load.start()
@@ -88,6 +88,10 @@ def test_the_history_under_faults_satisfies_every_rule(
         f"took {time.monotonic() - started:.0f}s, worker started {system.worker_starts}x, "
         f"{load.unanswered} push checks unanswered, {load.sent_events} load events sent"
     )
+    slowest = sorted(load.samples, key=lambda s: -s[1])[:5]
+    print(f"{load.answered_while_paused} checks answered by a paused replica; slowest: "
+          + ", ".join(f"{time.strftime('%H:%M:%S', time.gmtime(w))} {t:.2f}s :{p}"
+                      for w, t, p in slowest))  # fmt: skip
     for when, name, what in nemesis.journal:
         print(f"  {time.strftime('%H:%M:%S', time.gmtime(when))} {name}: {what}")
     assert not nemesis.errors and not people.errors, (nemesis.errors, people.errors)
