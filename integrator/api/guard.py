@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StringConstraints
 
 from integrator import guard, scoring
@@ -114,16 +114,16 @@ class PushVerdictOut(BaseModel):
     updates: list[UpdateVerdictOut]
 
 
-@router.post("/push-checks")
+@router.post("/push-checks", response_model=PushVerdictOut)
 def push_check(
     body: PushIn, request: Request, session: SessionDep, settings: SettingsDep, _hook: Hook
-) -> PushVerdictOut:
+) -> Response:
     """One verdict per update and one for the push."""
     with session.begin():
         answer = guard.check_push(session, settings, body.request())
     request.app.state.metrics.observe_hook_round_trip(body.previous_round_trip_ms)
     verdict = answer.verdict
-    return PushVerdictOut(
+    out = PushVerdictOut(
         mode=answer.mode.mode.value,
         mode_version=answer.mode.version,
         protected_refs=list(answer.protected_refs),
@@ -141,6 +141,9 @@ def push_check(
             for v in verdict.updates
         ],
     )
+    # Built from typed values and serialized once: FastAPI's own pass over a returned model
+    # dumps it, validates it again and dumps it a second time, on every push.
+    return Response(out.model_dump_json(), media_type="application/json")
 
 
 class SkippedOut(BaseModel):
