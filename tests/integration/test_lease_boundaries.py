@@ -9,6 +9,7 @@ one millisecond for these tests (`FrozenClock`), so the instant is hit exactly.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 
@@ -17,7 +18,7 @@ from sqlalchemy import BigInteger, ColumnElement, Engine, literal, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from integrator import lease, registrations
-from integrator.db import make_sessionmaker
+from integrator.db import make_sessionmaker, read_session
 from integrator.errors import InvalidInput, LeaseHeld, LeaseLost
 from integrator.models import Registration
 from integrator.settings import Settings
@@ -145,12 +146,48 @@ def test_a_takeover_and_a_first_grant_record_what_they_replaced(
     clock.ms = first.expires_at_ms + 5
     acquire(sessions, lease_settings, "bot-b")
     acquired, taken = lease_events(engine)
-    assert acquired.type == "lease_acquired" and "previous_holder" not in acquired.fields
-    assert acquired.fields["previous_epoch"] == 0 and acquired.actor == "bot-a"
-    assert taken.type == "lease_taken_over" and taken.actor == "bot-b"
-    assert taken.fields["previous_holder"] == "bot-a"
-    assert taken.fields["previous_expires_at"] == lease.iso_of_ms(first.expires_at_ms)
-    assert taken.fields["acquired_at"] == lease.iso_of_ms(first.expires_at_ms + 5)
+    key = lease_settings.lease_key
+    assert (acquired.type, acquired.actor) == ("lease_acquired", "bot-a")
+    assert acquired.fields == {
+        "key": key,
+        "holder": "bot-a",
+        "epoch": 1,
+        "acquired_at": lease.iso_of_ms(first.acquired_at_ms),
+        "expires_at": lease.iso_of_ms(first.expires_at_ms),
+        "previous_epoch": 0,
+    }
+    assert (taken.type, taken.actor) == ("lease_taken_over", "bot-b")
+    taken_at = first.expires_at_ms + 5
+    assert taken.fields == {
+        "key": key,
+        "holder": "bot-b",
+        "epoch": 2,
+        "acquired_at": lease.iso_of_ms(taken_at),
+        "expires_at": lease.iso_of_ms(taken_at + 10_000),
+        "previous_epoch": 1,
+        "previous_holder": "bot-a",
+        "previous_expires_at": lease.iso_of_ms(first.expires_at_ms),
+    }
+
+
+def test_a_token_is_256_random_bits_in_43_url_safe_characters(
+    sessions: sessionmaker[Session], lease_settings: Settings
+) -> None:
+    token = acquire(sessions, lease_settings, "bot-a").token
+    assert len(token) == 43 and token.replace("-", "").replace("_", "").isalnum()
+
+
+def test_fence_runs_only_inside_a_write_transaction(
+    engine: Engine, sessions: sessionmaker[Session], lease_settings: Settings
+) -> None:
+    grant = acquire(sessions, lease_settings, "bot-a")
+    with sessions() as session, pytest.raises(RuntimeError, match="inside the transaction"):
+        lease.fence(session, lease_settings, grant.epoch, grant.token)
+    read_only = pytest.raises(RuntimeError, match="needs a write transaction")
+    with read_session(sessions) as session, read_only:
+        lease.fence(session, lease_settings, grant.epoch, grant.token)
+    with Session(engine) as session, session.begin():
+        assert lease.fence(session, lease_settings, grant.epoch, grant.token).epoch == 1
 
 
 @pytest.mark.parametrize(
@@ -191,20 +228,36 @@ def test_a_release_keeps_the_epoch_and_names_who_released(
 
 
 def test_a_force_release_records_its_stripped_reason_and_kills_the_token_at_once(
-    engine: Engine, sessions: sessionmaker[Session], lease_settings: Settings, clock: FrozenClock
+    engine: Engine,
+    sessions: sessionmaker[Session],
+    lease_settings: Settings,
+    clock: FrozenClock,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.WARNING, logger="integrator.lease")
     grant = acquire(sessions, lease_settings, "bot-a")
     with sessions.begin() as session:
         done = lease.force_release(session, lease_settings, "  worker stuck  ", "ops")
     assert (done.epoch, done.previous_holder, done.previous_epoch) == (2, "bot-a", 1)
     event = lease_events(engine)[-1]
     assert (event.type, event.actor) == ("lease_force_released", "ops")
-    assert event.fields["reason"] == "worker stuck" and event.fields["operator"] == "ops"
-    assert event.fields["previous_expires_at"] == lease.iso_of_ms(grant.expires_at_ms)
+    assert event.fields == {
+        "key": lease_settings.lease_key,
+        "epoch": 2,
+        "previous_holder": "bot-a",
+        "previous_epoch": 1,
+        "previous_expires_at": lease.iso_of_ms(grant.expires_at_ms),
+        "released_at": lease.iso_of_ms(clock.ms),
+        "reason": "worker stuck",
+        "operator": "ops",
+    }
+    assert "force-released by ops (worker stuck): holder bot-a, epoch 1 -> 2" in caplog.text
     with pytest.raises(LeaseLost), sessions.begin() as session:
         lease.renew(session, lease_settings, grant.epoch, grant.token)
-    with pytest.raises(InvalidInput), sessions.begin() as session:
+    with pytest.raises(InvalidInput) as refused, sessions.begin() as session:
         lease.force_release(session, lease_settings, "   ", "ops")
+    assert [(d.field, d.rule) for d in refused.value.details] == [("reason", "required")]
+    assert str(refused.value) == "a reason is required to force-release the lease"
 
 
 def test_the_status_of_a_lease_never_configured_is_free_at_epoch_zero(
