@@ -120,6 +120,14 @@ class NotOnMain(TransitionRefused):
     code = "content_not_on_main"
 
 
+class DatabaseUnavailable(IntegratorError):
+    """The database cannot be reached now (restarting, down, or busy); nothing was recorded:
+    try again."""
+
+    code = "database_unavailable"
+    retry_after = 2
+
+
 class RepositoryUnreadable(IntegratorError):
     """The canonical repository cannot be read now; nothing was recorded: try again."""
 

@@ -13,7 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy.exc import DataError, StatementError
+from sqlalchemy.exc import DataError, InterfaceError, OperationalError, StatementError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from integrator import errors
@@ -28,6 +28,7 @@ STATUS_BY_ERROR: dict[type[errors.IntegratorError], int] = {
     errors.Unauthenticated: 401,
     errors.Forbidden: 403,
     errors.DatabaseMissing: 503,
+    errors.DatabaseUnavailable: 503,
     errors.RepositoryUnreadable: 503,
 }
 
@@ -146,6 +147,16 @@ def install_error_handlers(app: FastAPI) -> None:
         log.warning("%s %s: value refused by the database", request.method, request.url.path,
                     exc_info=exc)  # fmt: skip
         return JSONResponse(error_body(*_UNSTORABLE), status_code=422)
+
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(InterfaceError)
+    async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+        # A PostgreSQL restart or outage (or SQLite busy past its timeout) passes: the
+        # transaction was rolled back, so the caller may retry it as it was.
+        first = str(getattr(exc, "orig", exc) or type(exc).__name__).strip().splitlines()
+        log.warning("%s %s: database unavailable: %s", request.method, request.url.path,
+                    first[0] if first else type(exc).__name__)  # fmt: skip
+        return await _domain(request, errors.DatabaseUnavailable())
 
     @app.exception_handler(StatementError)
     async def _statement(request: Request, exc: StatementError) -> JSONResponse:

@@ -159,3 +159,30 @@ def test_unknown_path_is_404_in_the_contract_shape(client: TestClient) -> None:
     response = client.get("/v1/nothing-here")
     assert response.status_code == 404
     assert_error_shape(response.json(), "not_found")
+
+
+def test_a_database_that_cannot_be_reached_is_a_503_to_retry_not_a_500(
+    client: TestClient, tokens: TokenMaker, settings: Settings
+) -> None:
+    """A PostgreSQL restart or outage is temporary: callers (the worker, the hook's spool,
+    scripts) are told to retry, in the contract's shape, and never see an internal error."""
+    from integrator.db import make_engine, make_sessionmaker
+    from tests.support import free_port
+
+    token = tokens("reader")
+    app = client.app
+    dead = settings.model_copy(
+        update={"database_url": f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/gone"}
+    )
+    engine = make_engine(dead)
+    live_engine, live_sessions = app.state.engine, app.state.sessions  # type: ignore[attr-defined]
+    app.state.engine, app.state.sessions = engine, make_sessionmaker(engine)  # type: ignore[attr-defined]
+    try:
+        for path in ("/v1/whoami", "/v1/status", "/v1/events"):
+            response = client.get(path, headers=bearer(token))
+            assert response.status_code == 503, (path, response.text)
+            assert_error_shape(response.json(), "database_unavailable")
+            assert response.headers["Retry-After"].isdigit()
+    finally:
+        app.state.engine, app.state.sessions = live_engine, live_sessions  # type: ignore[attr-defined]
+        engine.dispose()
