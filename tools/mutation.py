@@ -95,6 +95,7 @@ TARGETS: dict[str, Target] = {
         "integrator/registrations.py",
         (
             "tests/unit/test_registration_rules.py",
+            "tests/unit/test_registration_decisions.py",
             "tests/integration/test_registrations.py",
             "tests/integration/test_registration_boundaries.py",
         ),

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from integrator import lease, registrations
 from integrator.db import make_sessionmaker, read_session
 from integrator.errors import InvalidInput, LeaseHeld, LeaseLost
-from integrator.models import Registration
+from integrator.models import Event, Registration
 from integrator.settings import Settings
 from tests.lease_support import lease_events, short_lease
 
@@ -119,8 +119,12 @@ def test_a_takeover_after_an_expiry_retires_the_earlier_epochs_registrations(
     register(sessions, grant.epoch, "authorized", "a1")
     register(sessions, grant.epoch, "landed", "l1")
     clock.ms = grant.expires_at_ms
-    acquire(sessions, lease_settings, "bot-b")
+    taken = acquire(sessions, lease_settings, "bot-b")
     assert statuses(sessions) == {"r1": "void", "a1": "in_doubt", "l1": "landed"}
+    with sessions() as session:
+        query = select(Event).where(Event.type.like("registration_%")).order_by(Event.seq)
+        retired = [(e.type, e.fields["by_epoch"]) for e in session.scalars(query)]
+    assert retired == [("registration_voided", taken.epoch), ("registration_in_doubt", taken.epoch)]
 
 
 def test_retiring_leaves_the_new_epochs_own_registrations_alone(
