@@ -424,3 +424,54 @@ def test_the_script_against_a_service_answering_fuzzed_bytes(
         assert read is not None and not hook.allowed(read), done.stderr
     if mode == "cutover" and done.returncode == 0:
         assert read is not None and hook.allowed(read), done.stderr
+
+
+# ---- every ref name git takes is an update, under a name the service takes ----
+
+#: Bytes of ref names: mostly ones git takes (UTF-8 letters, bytes that are not UTF-8, `.`,
+#: `@`, `{`), and a few it refuses, so that git, the judge, says no now and then.
+name_bytes = st.lists(
+    st.sampled_from([b"a", b"Z", b"0", b"-", b"_", b".", b"@", b"{", b"/"])
+    | st.sampled_from(["é", "日", "ж", "🚀", "\u200b", "\u2028", "\xa0", "\u0085"]).map(str.encode)
+    | st.binary(min_size=1, max_size=1).filter(lambda b: b[0] >= 0x80)
+    | st.sampled_from([b"\\", b"~", b"\x01", b" "]),
+    min_size=1,
+    max_size=24,
+).map(b"".join)
+
+
+def git_takes(ref: bytes) -> bool:
+    done = subprocess.run(["git", "check-ref-format", ref], capture_output=True, check=False)
+    return done.returncode == 0
+
+
+def check_ref_name(hook: ModuleType, ref: bytes) -> None:
+    from pydantic import TypeAdapter
+
+    from integrator.api.guard import RefName
+
+    if not git_takes(ref):
+        return
+    updates, malformed = hook.parse_updates(b"a" * 40 + b" " + b"b" * 40 + b" " + ref + b"\n")
+    assert malformed == [] and len(updates) == 1, f"git takes {ref!r}: it must be an update"
+    name = updates[0][2]
+    assert hook.ref_bytes(name) == ref  # git gets back the very name (symbolic refs, git)
+    wire = hook.wire_ref(name)
+    if len(wire) <= hook.REF_LIMIT:
+        TypeAdapter(RefName).validate_python(wire)  # the service takes what the hook sends
+    assert ("\\" in wire) == (wire != name)  # escaped only when it had to be: unambiguous
+
+
+@FEW
+@given(name=name_bytes)
+def test_every_ref_name_git_takes_is_an_update_the_service_takes(
+    hook: ModuleType, name: bytes
+) -> None:
+    check_ref_name(hook, b"refs/heads/" + name)
+
+
+@pytest.mark.stress
+@MANY
+@given(name=name_bytes)
+def test_every_ref_name_git_takes_stress(hook: ModuleType, name: bytes) -> None:
+    check_ref_name(hook, b"refs/heads/" + name)
