@@ -166,4 +166,20 @@ def test_a_clean_merge_not_on_main_for_the_service_is_judged_as_the_merge_it_is(
 def test_a_sha_only_this_worker_sees_on_main_stops_the_worker(merge: Merged | None) -> None:
     decision = not_on_main(handed(), clean(merge=merge, already_on_main=SHA))
     assert (decision.outcome, decision.stop) == ("requeue", True)
-    assert decision.reason is not None and "same repository" in decision.reason
+    assert decision.reason == (
+        f"candidate 7 (feat-7, feat/seven at {SHA[:12]}) is on main at {BASE[:12]} as this "
+        "worker fetched it, but not on main as the service reads it; returned to the queue: "
+        "check that the worker and the service use the same repository (--repo and "
+        "INTEGRATOR_REPO)"
+    )
+
+
+def test_in_cutover_an_empty_merge_the_service_cannot_find_goes_back_for_an_operator() -> None:
+    empty = Merged(ok=True, conflicts=(), output="", empty=True)
+    decision = not_on_main(handed("cutover"), clean(merge=empty, merged_sha=None))
+    assert (decision.outcome, decision.stop) == ("requeue", True)
+    assert decision.reason is not None
+    assert decision.reason.startswith(
+        f"candidate 7 (feat-7, feat/seven at {SHA[:12]}) changes nothing on main at {BASE[:12]}, "
+    )
+    assert decision.reason.endswith("run `integrator queue close feat-7 --reason …`")
