@@ -57,7 +57,9 @@ class People:
                 if self.plan and time.monotonic() - self.started >= self.plan[0][0]:
                     self.set_mode(self.plan.pop(0)[1])
                 roll = self.random.random()
-                if roll < 0.55:
+                if roll < 0.05:
+                    self.repoint_hook()
+                elif roll < 0.55:
                     self.new_candidate()
                 elif roll < 0.8:
                     self.push_main()
@@ -88,6 +90,11 @@ class People:
                 if self.world.hook_cached_mode() == mode:
                     break
             assert self.world.hook_cached_mode() == mode
+
+    def repoint_hook(self) -> None:
+        """The git server's hook asks the other replica from now on (no fault active)."""
+        with self.nemesis.lock:
+            self.world.point_hook(self.random.choice(self.world.replicas).url)
 
     # -- people -----------------------------------------------------------------------------
 

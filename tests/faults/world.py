@@ -53,6 +53,8 @@ class FaultWorld:
         self.proxy = CuttableProxy([r.port for r in self.replicas])
         self.worker: subprocess.Popen[bytes] | None = None
         self.worker_starts = 0
+        #: Exits of the worker nobody asked for (it gave up): (exit code, last log lines).
+        self.worker_exits: list[tuple[int, str]] = []
         self.hook_config = self.canonical.bare / "integrator" / "hook.json"
         self.hook_url = ""
 
@@ -116,8 +118,21 @@ class FaultWorld:
         self.start_worker()
 
     def ensure_worker(self) -> None:
+        """Start the worker again if it exited on its own, recording that it did."""
+        if self.worker is not None and self.worker.poll() is not None:
+            lines = (self.root / "worker.log").read_text(errors="replace").splitlines()
+            self.worker_exits.append((self.worker.returncode, "\n".join(lines[-5:])))
         if self.worker is None or self.worker.poll() is not None:
             self.start_worker()
+
+    def unhandled_errors(self) -> list[str]:
+        """The replicas' logged internal errors (each a 500 some caller got)."""
+        return [
+            line
+            for replica in self.replicas
+            for line in replica.log_path.read_text(errors="replace").splitlines()
+            if "unhandled error" in line
+        ]
 
     # -- replicas and the hook's endpoint -------------------------------------------------
 

@@ -27,7 +27,7 @@ from tests.worker_support import wait_for
 
 pytestmark = pytest.mark.stress
 
-SECONDS = float(os.environ.get("FAULT_SECONDS", "60"))
+SECONDS = float(os.environ.get("FAULT_SECONDS", "90"))
 SEED = int(os.environ.get("FAULT_SEED") or random.SystemRandom().randrange(1_000_000))
 QUIET_SECONDS = 60.0
 
@@ -86,7 +86,10 @@ def test_the_history_under_faults_satisfies_every_rule(
     print(summary(history, nemesis.injected, violations))
     print(
         f"took {time.monotonic() - started:.0f}s, worker started {system.worker_starts}x, "
-        f"{load.unanswered} push checks unanswered, {load.sent_events} load events sent"
+        f"{load.unanswered} push checks unanswered, {load.sent_events} load events sent, "
+        f"{len(people.unacknowledged)} people's events never acknowledged, "
+        f"{len(system.worker_exits)} worker exits of its own, "
+        f"{len(system.unhandled_errors())} internal errors"
     )
     slowest = sorted(load.samples, key=lambda s: -s[1])[:5]
     print(f"{load.answered_while_paused} checks answered by a paused replica; slowest: "
@@ -95,5 +98,7 @@ def test_the_history_under_faults_satisfies_every_rule(
     for when, name, what in nemesis.journal:
         print(f"  {time.strftime('%H:%M:%S', time.gmtime(when))} {name}: {what}")
     assert not nemesis.errors and not people.errors, (nemesis.errors, people.errors)
+    assert not system.worker_exits, f"the worker gave up: {system.worker_exits}"
+    assert not system.unhandled_errors(), system.unhandled_errors()
     assert not violations, "\n".join(map(str, violations))
     assert sum(nemesis.injected.values()) >= 3 and history.ready
