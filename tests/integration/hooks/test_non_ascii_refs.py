@@ -169,3 +169,23 @@ def test_the_service_records_non_ascii_refs_under_the_names_the_hook_sends(
         return {e["fields"]["branch"] for e in events_of(service, reader, "branch_pushed")}
 
     assert poll(lambda: reported() == utf8), reported()
+
+
+@pytest.mark.parametrize("alias", ["refs/heads/grüne-main", "refs/heads/main\udce9"])
+def test_a_non_ascii_alias_of_main_is_checked_as_main(
+    installed: ServerRepo, fake: FakeService, alias: str
+) -> None:
+    """A symbolic ref so named, pointing at main, moves main: it is main's update."""
+    fake.respond("POST", "/v1/push-checks", verdict(mode="cutover", allow=False))
+    git("symbolic-ref", alias, "refs/heads/main", cwd=installed.bare)
+    old = installed.ref("main")
+    new = installed.commit("second")
+    git("update-ref", alias, new, cwd=installed.work)
+
+    result = push(installed, alias)
+
+    assert result.returncode != 0 and installed.ref("main") == old
+    (check,) = fake.received("/v1/push-checks")
+    (update,) = check.body["updates"]
+    assert update["resolved_ref"] == "refs/heads/main"
+    assert (update["fast_forward"], update["first_parent"]) == (True, True)
