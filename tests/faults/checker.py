@@ -218,6 +218,16 @@ def no_push_hung(history: History) -> list[Violation]:
     return found
 
 
+def only_main_in_cutover_is_refused(history: History) -> list[Violation]:
+    """A push is refused only when it updates main in cutover: branches always pass, and
+    shadow never blocks (not even when the hook cannot reach the service)."""
+    return [
+        Violation("refused", f"push of {p.ref} by {p.pusher} in {p.mode} exited {p.returncode}")
+        for p in history.pushes
+        if p.returncode not in (0, None) and (p.ref != MAIN or p.mode != "cutover")
+    ]
+
+
 def nothing_acknowledged_is_lost(history: History) -> list[Violation]:
     return [
         Violation("lost", f"acknowledged event {key} is not stored")
@@ -245,6 +255,7 @@ RULES = (
     nothing_integrated_twice,
     ready_candidates_are_accounted_for,
     no_push_hung,
+    only_main_in_cutover_is_refused,
     nothing_acknowledged_is_lost,
     push_checks_answer_in_time,
 )
@@ -279,6 +290,7 @@ _RULE_NAMES = {
     nothing_integrated_twice: "twice",
     ready_candidates_are_accounted_for: "ready",
     no_push_hung: "hung",
+    only_main_in_cutover_is_refused: "refused",
     nothing_acknowledged_is_lost: "lost",
     push_checks_answer_in_time: "latency",
 }

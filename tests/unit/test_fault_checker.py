@@ -138,7 +138,7 @@ def test_an_integrated_candidate_whose_sha_is_not_on_main_is_caught() -> None:
 
 def test_a_push_past_the_deadline_or_killed_is_caught() -> None:
     history = a_good_history()
-    history.pushes.append(PushAttempt("bob", "refs/heads/x", C, 10.0, 16.0, 1, "cutover"))
+    history.pushes.append(PushAttempt("bob", "refs/heads/x", C, 10.0, 16.0, 0, "cutover"))
     assert rules_of(history) == {"hung"}
     history.pushes[-1] = PushAttempt("bob", "refs/heads/x", C, 10.0, 11.0, None, "cutover")
     assert rules_of(history) == {"hung"}
@@ -151,3 +151,13 @@ def test_a_lost_acknowledged_event_and_slow_push_checks_are_caught() -> None:
     history = a_good_history()
     history.check_latencies = [0.01] * 50 + [3.0] * 2
     assert rules_of(history) == {"latency"}
+
+
+def test_a_refused_branch_push_or_a_refused_push_in_shadow_is_caught() -> None:
+    history = a_good_history()
+    history.pushes.append(PushAttempt("bob", "refs/heads/main", C, 1.0, 2.0, 1, "cutover"))
+    assert check(history) == []
+    history.pushes.append(PushAttempt("bob", "refs/heads/main", C, 1.0, 2.0, 1, "shadow"))
+    assert rules_of(history) == {"refused"}
+    history.pushes[-1] = PushAttempt("bob", "refs/heads/topic", C, 1.0, 2.0, 1, "cutover")
+    assert rules_of(history) == {"refused"}
