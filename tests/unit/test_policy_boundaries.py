@@ -81,6 +81,7 @@ def test_shadow_allows_and_records_cutovers_verdict() -> None:
     rewind = decide([update(ff=False)], facts(Mode.shadow, nonce=False), [registered()])
     item = rewind.updates[0]
     assert (rewind.allow, item.would_reject, item.reason) == (True, True, Reason.not_fast_forward)
+    assert item.protected
     fine = decide([update()], facts(Mode.shadow, nonce=False), [registered()]).updates[0]
     assert (fine.allow, fine.would_reject, fine.reason) == (True, False, Reason.registered)
 
