@@ -1,6 +1,7 @@
 """A full run in cutover leaves no secret it used at rest: not in any event's payload (as the
 API lists them), not in any row of any table (every table the database holds, found by
-reflection), not in the hooks' state directory.
+reflection), not in the hooks' state directory, nor in the service's debug log or what the
+pushers saw.
 
 The secrets: every API token of the run, the lease tokens and push nonces the service handed
 the worker, a nonce replayed by a person, and the password of a person pushing over HTTP (git
@@ -160,7 +161,9 @@ def test_no_event_row_or_hook_state_of_a_full_run_holds_a_secret_it_used(
     )
     assert branch.returncode == 0, branch.stderr
     assert replayed.returncode != 0, replayed.stderr
-    assert [e["type"] for e in every_event(world, tokens("reader"))].count("push_rejected") >= 1
+    rejected = [e for e in every_event(world, tokens("reader")) if e["type"] == "push_rejected"]
+    # the replayed nonce reached the service (a push without one is `not_registered`)
+    assert [e["fields"]["reason_code"] for e in rejected] == ["registration_mismatch"], rejected
 
     reader = tokens("reader")
     api_tokens = [
@@ -183,6 +186,8 @@ def test_no_event_row_or_hook_state_of_a_full_run_holds_a_secret_it_used(
     assert any(h in line for h in hashed for line in rows["registrations"])  # hashes: fine
     state = world.canonical.bare / "integrator" / "state"
     kept = {p: p.read_text(errors="replace") for p in state.rglob("*") if p.is_file()}
+    kept[tmp_path / "service.log"] = (tmp_path / "service.log").read_text(errors="replace")
+    kept[tmp_path / "pushes.out"] = branch.stderr + replayed.stderr + done.stderr
     for secret in secrets_used:
         assert len(secret) >= 16
         assert secret not in events, "an event shows a secret"
