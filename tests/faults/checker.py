@@ -151,10 +151,15 @@ def main_is_explained(history: History) -> list[Violation]:
         if push.mode == "cutover":
             found.append(Violation("main", f"{push.pusher} moved main to {push.new} in cutover"))
     chain = {c.sha for c in history.mainline}
+    attempts = {r.new: r.attempt for r in history.registrations if r.status == "landed"}
     for commit in history.mainline:
         by_person = commit.sha in human and human[commit.sha].mode != "cutover"
         if commit.sha not in landed and not by_person:
             found.append(Violation("main", f"{commit.sha} on main is explained by nothing"))
+        trailer = commit.trailers.get("Integrator-Attempt")
+        if commit.sha in landed and trailer != attempts[commit.sha]:
+            found.append(Violation("main", f"{commit.sha} carries attempt {trailer}, not its "
+                                   f"registration's {attempts[commit.sha]}"))  # fmt: skip
     for sha in sorted(landed - chain):
         found.append(Violation("main", f"landed registration {sha} is not on main"))
     return found

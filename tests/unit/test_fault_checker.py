@@ -19,6 +19,7 @@ T0 = "2026-11-26T12:00:00+00:00"
 A = "a" * 40
 B = "b" * 40
 C = "c" * 40
+TRAILERS = {"Integrator-Candidate": "7", "Integrator-Attempt": "att"}
 
 
 def grant(seq: int, epoch: int, at: str, kind: str = "lease_acquired", **extra: str) -> LeaseEvent:
@@ -42,7 +43,7 @@ def a_good_history() -> History:
         registrations=[RegistrationRow(1, 7, 2, "att", B, "landed")],
         candidates=[CandidateRow(7, "s", "feat/s", C, "integrated", 1)],
         transitions=[(7, "queued"), (7, "in_progress"), (7, "integrated")],
-        mainline=[MainCommit(A, ("0" * 40,)), MainCommit(B, (A, C), {"Integrator-Candidate": "7"})],
+        mainline=[MainCommit(A, ("0" * 40,)), MainCommit(B, (A, C), TRAILERS)],
         on_main={A, B, C},
         pushes=[PushAttempt("alice", "refs/heads/main", A, 0.0, 1.0, 0, "shadow")],
         ready={7},
@@ -108,7 +109,7 @@ def test_a_candidate_integrated_twice_is_caught() -> None:
 
 def test_content_merged_twice_on_main_is_caught() -> None:
     history = a_good_history()
-    second = MainCommit("e" * 40, (B, C), {"Integrator-Candidate": "7"})
+    second = MainCommit("e" * 40, (B, C), {**TRAILERS, "Integrator-Attempt": "att2"})
     history.mainline.append(second)
     history.registrations.append(RegistrationRow(2, 7, 2, "att2", "e" * 40, "landed"))
     found = [str(v) for v in check(history)]
@@ -161,3 +162,9 @@ def test_a_refused_branch_push_or_a_refused_push_in_shadow_is_caught() -> None:
     assert rules_of(history) == {"refused"}
     history.pushes[-1] = PushAttempt("bob", "refs/heads/topic", C, 1.0, 2.0, 1, "cutover")
     assert rules_of(history) == {"refused"}
+
+
+def test_a_registered_commit_whose_attempt_trailer_is_not_the_registrations_is_caught() -> None:
+    history = a_good_history()
+    history.mainline[1] = MainCommit(B, (A, C), {**TRAILERS, "Integrator-Attempt": "other"})
+    assert rules_of(history) == {"main"}
