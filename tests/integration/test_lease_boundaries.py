@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import BigInteger, ColumnElement, Engine, literal, select
@@ -125,22 +126,6 @@ def test_a_takeover_after_an_expiry_retires_the_earlier_epochs_registrations(
         query = select(Event).where(Event.type.like("registration_%")).order_by(Event.seq)
         retired = [(e.type, e.fields["by_epoch"]) for e in session.scalars(query)]
     assert retired == [("registration_voided", taken.epoch), ("registration_in_doubt", taken.epoch)]
-
-
-def test_retiring_leaves_the_new_epochs_own_registrations_alone(
-    sessions: sessionmaker[Session], lease_settings: Settings
-) -> None:
-    register(sessions, 4, "registered", "old")
-    register(sessions, 5, "registered", "own")
-    register(sessions, 5, "authorized", "own-authorized")
-    with sessions.begin() as session:
-        counts = registrations.retire_earlier_epochs(session, "default", 5)
-    assert counts == {"void": 1, "in_doubt": 0}
-    assert statuses(sessions) == {
-        "old": "void",
-        "own": "registered",
-        "own-authorized": "authorized",
-    }
 
 
 def test_a_takeover_and_a_first_grant_record_what_they_replaced(
@@ -271,3 +256,8 @@ def test_the_status_of_a_lease_never_configured_is_free_at_epoch_zero(
         state = lease.status(session, lease_settings)
     assert (state.holder, state.epoch, state.held, state.now_ms) == (None, 0, False, clock.ms)
     assert state.repository == lease_settings.repository_name
+
+
+def test_a_lease_time_is_exact_to_the_millisecond() -> None:
+    assert lease.datetime_of_ms(1_234) == datetime(1970, 1, 1, 0, 0, 1, 234_000, tzinfo=UTC)
+    assert lease.datetime_of_ms(-1) == datetime(1969, 12, 31, 23, 59, 59, 999_000, tzinfo=UTC)

@@ -192,3 +192,19 @@ def test_leaving_cutover_voids_open_registrations_with_the_reason(
         assert registrations.void_open(session, "default", "rollback drill") == 2
     events = registration_events(sessions)
     assert [e.fields["reason"] for e in events] == ["rollback drill", "rollback drill"]
+
+
+def test_retiring_leaves_the_new_epochs_own_registrations_alone(
+    sessions: sessionmaker[Session],
+) -> None:
+    old = register(sessions, 4, 0, attempt="old")
+    own = register(sessions, 5, 0, attempt="own")
+    own_authorized = register(sessions, 5, 0, status="authorized", attempt="own-authorized")
+    with sessions.begin() as session:
+        counts = registrations.retire_earlier_epochs(session, "default", 5)
+    assert counts == {"void": 1, "in_doubt": 0}
+    assert [status_of(sessions, i) for i in (old, own, own_authorized)] == [
+        "void",
+        "registered",
+        "authorized",
+    ]
