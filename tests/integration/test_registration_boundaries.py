@@ -127,6 +127,8 @@ def test_a_registration_authorizes_until_its_expiry_and_is_due_from_that_instant
     with sessions.begin() as session:
         assert registrations.expire_due(session, reg_settings) == 1
     assert (status_of(sessions, usable), status_of(sessions, due)) == ("authorized", "expired")
+    event = registration_events(sessions)[-1]
+    assert (event.type, event.fields["registration_id"]) == ("registration_expired", due)
 
 
 def test_an_identical_retry_of_an_authorized_update_passes_a_different_one_does_not(
@@ -176,7 +178,8 @@ def test_the_holder_fails_only_an_open_registration_of_its_own_epoch(
             session, reg_settings, fenced, mine, reason="push refused", by="bot"
         )
     assert failed.status == "failed"
-    assert registration_events(sessions)[-1].fields["reason"] == "push refused"
+    event = registration_events(sessions)[-1]
+    assert (event.type, event.fields["reason"]) == ("registration_failed", "push refused")
     with pytest.raises(TransitionRefused), sessions.begin() as session:
         fenced = lease.fence(session, reg_settings, held.epoch, held.token)
         registrations.fail(session, reg_settings, fenced, spent, reason="x", by="bot")
@@ -191,7 +194,10 @@ def test_leaving_cutover_voids_open_registrations_with_the_reason(
     with sessions.begin() as session:
         assert registrations.void_open(session, "default", "rollback drill") == 2
     events = registration_events(sessions)
-    assert [e.fields["reason"] for e in events] == ["rollback drill", "rollback drill"]
+    assert [(e.type, e.fields["reason"]) for e in events] == [
+        ("registration_voided", "rollback drill"),
+        ("registration_voided", "rollback drill"),
+    ]
 
 
 def test_retiring_leaves_the_new_epochs_own_registrations_alone(
