@@ -185,18 +185,24 @@ def test_the_holder_fails_only_an_open_registration_of_its_own_epoch(
         registrations.fail(session, reg_settings, fenced, spent, reason="x", by="bot")
 
 
-def test_leaving_cutover_voids_open_registrations_with_the_reason(
+def test_leaving_cutover_retires_open_registrations_with_the_reason(
     sessions: sessionmaker[Session], reg_settings: Settings
 ) -> None:
-    register(sessions, 1, 0, attempt="r")
-    register(sessions, 1, 0, status="authorized", attempt="a")
-    register(sessions, 1, 0, status="landed", attempt="l")
+    """registered → void; authorized → in_doubt (its push may already be moving main)."""
+    registered = register(sessions, 1, 0, attempt="r")
+    authorized = register(sessions, 1, 0, status="authorized", attempt="a")
+    landed = register(sessions, 1, 0, status="landed", attempt="l")
     with sessions.begin() as session:
         assert registrations.void_open(session, "default", "rollback drill") == 2
+    assert [status_of(sessions, i) for i in (registered, authorized, landed)] == [
+        "void",
+        "in_doubt",
+        "landed",
+    ]
     events = registration_events(sessions)
     assert [(e.type, e.fields["reason"]) for e in events] == [
         ("registration_voided", "rollback drill"),
-        ("registration_voided", "rollback drill"),
+        ("registration_in_doubt", "rollback drill"),
     ]
 
 
