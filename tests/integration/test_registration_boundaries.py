@@ -206,17 +206,22 @@ def test_leaving_cutover_retires_open_registrations_with_the_reason(
     ]
 
 
-def test_retiring_leaves_the_new_epochs_own_registrations_alone(
+def test_a_grant_retires_only_earlier_epochs_registrations(
     sessions: sessionmaker[Session],
 ) -> None:
+    """registered → void, authorized → in_doubt, for epochs before the grant's; its own stay."""
     old = register(sessions, 4, 0, attempt="old")
+    old_authorized = register(sessions, 4, 0, status="authorized", attempt="old-authorized")
     own = register(sessions, 5, 0, attempt="own")
     own_authorized = register(sessions, 5, 0, status="authorized", attempt="own-authorized")
     with sessions.begin() as session:
         counts = registrations.retire_earlier_epochs(session, "default", 5)
-    assert counts == {"void": 1, "in_doubt": 0}
-    assert [status_of(sessions, i) for i in (old, own, own_authorized)] == [
-        "void",
-        "registered",
-        "authorized",
+    assert counts == {"void": 1, "in_doubt": 1}
+    ids = (old, old_authorized, own, own_authorized)
+    assert [status_of(sessions, i) for i in ids] == ["void", "in_doubt", "registered", "authorized"]
+    retired = [(e.type, e.fields["registration_id"], e.fields["by_epoch"])
+               for e in registration_events(sessions)]  # fmt: skip
+    assert retired == [
+        ("registration_voided", old, 5),
+        ("registration_in_doubt", old_authorized, 5),
     ]
