@@ -138,6 +138,7 @@ def test_an_identical_retry_of_an_authorized_update_passes_a_different_one_does_
     registration_id = register(sessions, held.epoch, held.expires_at_ms)
     assert authorize(sessions, reg_settings, registration_id)
     assert authorize(sessions, reg_settings, registration_id)
+    assert status_of(sessions, registration_id) == "authorized"
     other = Update(MAIN, MAIN, OLD, "c" * 40, True, True)
     assert not authorize(sessions, reg_settings, registration_id, other)
     assert [e.type for e in registration_events(sessions)] == ["registration_authorized"]
