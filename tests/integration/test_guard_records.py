@@ -5,6 +5,7 @@ statements once and only binds each push's values."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 import pytest
@@ -18,6 +19,7 @@ from integrator.policy import Update
 from integrator.settings import Settings
 
 MAIN = "refs/heads/main"
+ZERO = "0" * 40
 
 
 def request(n: int = 1, *, instance: str = "git1:/srv/canonical.git") -> guard.PushRequest:
@@ -67,6 +69,33 @@ def test_a_push_check_records_the_update_with_its_verdict_and_the_mode_it_was_de
     )  # fmt: skip
     assert event.fields["mode"] == "shadow" and event.fields["reason_code"] == "not_registered"
     assert event.fields["old"] == f"{1:040x}" and event.fields["decided_locally"] is False
+
+
+def test_every_update_of_a_push_is_recorded_in_order_with_its_own_verdict(
+    sessions: Session, settings: Settings
+) -> None:
+    """One record per update, all with the push's id, in the order the hook sent them."""
+    feature = "refs/heads/feat/x"
+    push = replace(
+        request(1),
+        updates=(
+            Update(feature, feature, ZERO, "a" * 40, None, None),
+            Update(MAIN, MAIN, "b" * 40, "c" * 40, True, False),
+            Update("refs/tags/v1", "refs/tags/v1", ZERO, "d" * 40, None, None),
+        ),
+        updates_left_out=7,
+    )
+    with sessions.begin():
+        guard.check_push(sessions, settings, push)
+    with sessions.begin():
+        rows = sessions.scalars(select(Event).where(Event.type.like("push_%")).order_by(Event.seq))
+        recorded = [(e.type, e.fields["ref"], e.branch, e.fields["push_id"]) for e in rows]
+    push_id = recorded[0][3]
+    assert recorded == [
+        ("push_allowed", feature, "feat/x", push_id),
+        ("push_would_reject", MAIN, "main", push_id),
+        ("push_allowed", "refs/tags/v1", "refs/tags/v1", push_id),
+    ]
 
 
 def test_the_mode_is_read_in_the_push_checks_own_transaction(
