@@ -231,9 +231,10 @@ def test_a_ref_meeting_a_protected_chain_is_named_by_the_protected_ref(tmp_path:
 
 
 def test_a_ref_name_git_could_not_have_sent_is_malformed() -> None:
-    """NUL and other control characters, non-ASCII, empty parts: counted, never resolved."""
+    """NUL and other control characters, empty parts: counted, never resolved (a name beyond
+    ASCII is one git takes, and so do the hooks)."""
     a = "a" * 40
-    names = [b"refs/heads/x\x00y", b"refs/heads/\x7f", "refs/heads/é".encode(), b"refs//x"]
+    names = [b"refs/heads/x\x00y", b"refs/heads/\x7f", b"refs//x"]
     data = b"".join(f"{a} {a} ".encode() + name + b"\n" for name in names)
 
     updates, malformed = PRE.parse_updates(data)
