@@ -71,6 +71,7 @@ from integrator.worker.service_client import (
 from integrator.worker.speculation import Speculator
 from integrator.worker.trial import (
     PREDICTING_MODES,
+    PUSH_BACKOFF_SECONDS,
     PUSH_RETRIES,
     Handed,
     Trial,
@@ -317,6 +318,8 @@ class Worker:
             log.warning("%s: push not landed (%s); trying again", handed.describe(), pushed.detail)
             if pushed.main != trial.base:  # main moved: merge and check again on the new main
                 trial = self._merge_and_check(handed)
+            else:
+                self.stopping.wait(PUSH_BACKOFF_SECONDS[retry])
         return trial
 
     def _merge_and_check(self, handed: Handed) -> Trial:

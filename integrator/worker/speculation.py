@@ -40,7 +40,14 @@ from integrator.worker.service_client import (
     WorkerExit,
     message_of,
 )
-from integrator.worker.trial import PREDICTING_MODES, PUSH_RETRIES, Handed, Trial, merge_message
+from integrator.worker.trial import (
+    PREDICTING_MODES,
+    PUSH_BACKOFF_SECONDS,
+    PUSH_RETRIES,
+    Handed,
+    Trial,
+    merge_message,
+)
 from integrator.worker.workspace import CheckSlot, Fetched
 
 if TYPE_CHECKING:
@@ -246,6 +253,8 @@ class Speculator:
                             pushed.detail)  # fmt: skip
                 if pushed.main is not None and pushed.main != trial.base:
                     self._main_moved(worker.fetch(head.handed))
+                else:
+                    worker.stopping.wait(PUSH_BACKOFF_SECONDS[head.tries - 1])
                 return True
         self.chain.pop(0)
         if trial.landed:

@@ -35,6 +35,10 @@ TRAILERS = ("Integrator-Candidate", "Integrator-Epoch", "Integrator-Attempt")
 
 #: Registered tries after the first that did not land (transport, hook deadline, main moved).
 PUSH_RETRIES = 3
+#: Seconds before each of those tries when main did not move (the hook could not reach the
+#: service, a transport error): a few seconds of outage must not block the candidate. A lost
+#: compare-and-swap is merged and checked again at once.
+PUSH_BACKOFF_SECONDS = (0.5, 2.0, 5.0)
 
 
 @dataclass(frozen=True)
