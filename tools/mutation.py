@@ -19,6 +19,7 @@ import ast
 import datetime
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -485,6 +486,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.only is not None:
         lines = args.only.read_text().splitlines()
         only = {line.strip().removeprefix("survived:").strip() for line in lines if line.strip()}
+    # A plain kill still restores the module and removes the copy (SystemExit unwinds).
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="mutation-") as temp:
         copy_root = Path(temp) / "checkout"
