@@ -65,6 +65,7 @@ from integrator.worker.service_client import (
     EXIT_UNAVAILABLE,
     LeaseLost,
     ServiceClient,
+    ServiceUnavailable,
     WorkerExit,
     refused,
 )
@@ -203,10 +204,13 @@ class Worker:
                         self.stopping.wait(max(asked - (time.monotonic() - started), 0.0))
                         continue
                     self._process(handed)
-                except LeaseLost as exc:
+                except (LeaseLost, ServiceUnavailable) as exc:
                     if self.stopping.is_set():
                         log.warning("lease lost while stopping: %s", exc)
                         break
+                    if isinstance(exc, ServiceUnavailable) and self.options.once:
+                        raise
+                    # An outage outlives the grant's trust: give it up, ask again once it ends.
                     self._lease_lost(str(exc))
                     if not self._acquire():
                         break
@@ -290,6 +294,8 @@ class Worker:
             raise WorkerExit(
                 EXIT_UNAVAILABLE, f"git failed on {handed.describe()}: {exc}"
             ) from None
+        except ServiceUnavailable:
+            raise  # nothing to tell a service that does not answer: the next grant requeues it
         except WorkerExit as exc:
             self.reporter.give_back(handed, exc.message)
             raise

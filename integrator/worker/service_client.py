@@ -41,6 +41,13 @@ class WorkerExit(Exception):
         self.message = message
 
 
+class ServiceUnavailable(WorkerExit):
+    """The service did not answer after every retry: a worker that runs on rides it out."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(EXIT_UNAVAILABLE, message)
+
+
 class LeaseLost(Exception):
     """The grant is gone (service said lease_lost) or no longer trusted (self-fence)."""
 
@@ -95,7 +102,7 @@ class ServiceClient:
             log.warning("%s failed (%s), attempt %d of %d", path, failure, attempt, ATTEMPTS)
             time.sleep(pause)
             pause = min(pause * 2, 3.0)
-        raise WorkerExit(EXIT_UNAVAILABLE, f"service unavailable at {self.url} ({path}): {failure}")
+        raise ServiceUnavailable(f"service unavailable at {self.url} ({path}): {failure}")
 
 
 def stamp_request_id(request: httpx.Request) -> None:

@@ -37,6 +37,7 @@ from integrator.worker.landing import Verdict
 from integrator.worker.service_client import (
     EXIT_UNAVAILABLE,
     LeaseLost,
+    ServiceUnavailable,
     WorkerExit,
     message_of,
 )
@@ -134,7 +135,7 @@ class Speculator:
                     continue
                 self._wait()
             self._give_back("the worker is stopping")
-        except LeaseLost:
+        except (LeaseLost, ServiceUnavailable):
             self._drop()
             raise
         except GitError as exc:
