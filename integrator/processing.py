@@ -170,7 +170,9 @@ def report(
     require_green(outcome, settings.required_check_names)
     kind = outcome.outcome
     if kind is Outcome.requeue:
-        move(session, candidate, Status.queued, reason=outcome.reason or "returned by the holder")
+        why = outcome.reason or "returned by the holder"
+        speculation.discard_left_by(session, candidate, epoch, f"given back to the queue: {why}")
+        move(session, candidate, Status.queued, reason=why)
     elif kind is Outcome.integrated:
         landed = _landed(session, repo, candidate, epoch, outcome, by)
         complete(session, settings, candidate, landed.new, by,

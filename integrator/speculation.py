@@ -177,14 +177,18 @@ def record(
     return _append(session, candidate, DISCARDED, fields, by)
 
 
-def discard_left_by(session: Session, candidate: Candidate, ended_epoch: int) -> bool:
-    """The lease of `ended_epoch` is over and its handout goes back to the queue: its build
-    still under test is discarded (True when there was one). In the caller's transaction."""
+def discard_left_by(
+    session: Session, candidate: Candidate, ended_epoch: int, reason: str | None = None
+) -> bool:
+    """The handout of `ended_epoch` goes back to the queue (its lease is over, or its holder
+    gave it back): its build still under test is discarded (True when there was one). In the
+    caller's transaction."""
     build = unended(_rows_of(session, candidate, (STARTED, DISCARDED)), candidate.id, ended_epoch)
     if build is None:
         return False
     fields = {key: build.fields[key] for key in ("candidate_id", "epoch", "attempt", "base", "sha")}
-    fields |= {"reason": f"the lease of epoch {ended_epoch} ended", "cause_candidate_id": None}
+    why = reason or f"the lease of epoch {ended_epoch} ended"
+    fields |= {"reason": why[:2000], "cause_candidate_id": None}
     _append(session, candidate, DISCARDED, fields, None)
     return True
 

@@ -46,7 +46,7 @@ def recording_check(world: WorkerWorld, seconds: float = 1.0) -> tuple[str, Path
     return command, record
 
 
-def tested(record: Path) -> list[tuple[float, float, str, str]]:
+def checked_runs(record: Path) -> list[tuple[float, float, str, str]]:
     rows = [line.split() for line in record.read_text().splitlines()]
     return [(float(start), float(end), sha, verdict) for start, end, sha, verdict in rows]
 
@@ -92,7 +92,7 @@ def test_a_failing_middle_candidate_costs_only_the_speculation_above_it(
     assert statuses == ["integrated", "blocked", "integrated"]
     landed = first_parents(world, start)
     assert len(landed) == 2
-    runs = tested(record)
+    runs = checked_runs(record)
     passed = {sha for *_, sha, verdict in runs if verdict == "pass"}
     assert set(landed) <= passed, "main holds a commit whose checks did not pass"
     assert parent(world, landed[0]) == start and parent(world, landed[1]) == landed[0]
@@ -125,7 +125,7 @@ def test_with_no_failures_every_candidate_lands_as_a_fast_forward_of_the_one_bel
 
     assert result.returncode == 0, result.stderr
     landed = first_parents(world, start)
-    assert [sha for *_, sha, _ in tested(record)] == landed  # each tested exactly once
+    assert [sha for *_, sha, _ in checked_runs(record)] == landed  # each tested exactly once
     assert [r.candidate_id for r in world.registrations()] == ids
     assert [(r.old, r.new) for r in world.registrations()] == list(
         zip([start, *landed[:-1]], landed, strict=True)
@@ -161,7 +161,7 @@ def test_main_moved_under_the_chain_rebuilds_it_on_the_new_main(world: WorkerWor
 
     landed = first_parents(world, moved)
     assert len(landed) == 2 and parent(world, landed[0]) == moved
-    passed = [sha for *_, sha, verdict in tested(record) if verdict == "pass"]
+    passed = [sha for *_, sha, verdict in checked_runs(record) if verdict == "pass"]
     assert set(landed) <= set(passed)
     assert [world.candidate(c)["status"] for c in ids] == ["integrated", "integrated"]
     reasons = {e.fields["reason"] for e in world.events("speculation_discarded")}
@@ -214,7 +214,7 @@ def test_in_shadow_each_candidate_of_the_window_is_predicted_on_main_itself(
         ("would_integrate", ids[0]), ("would_block", ids[1]), ("would_integrate", ids[2])
     ]  # fmt: skip
     assert {e.fields["main_sha"] for e in predictions} == {start}
-    runs = tested(record)
+    runs = checked_runs(record)
     clone = world.tmp_path / "ws" / "clone"  # shadow commits live in the worker's clone only
     assert {git("rev-parse", f"{sha}^1", cwd=clone) for *_, sha, _ in runs} == {start}
     assert most_at_once(runs) >= 2, runs

@@ -294,3 +294,26 @@ def test_closing_a_handout_an_ended_lease_left_discards_its_build(
     (event,) = world.events("speculation_discarded")
     assert event.fields["attempt"] == build["attempt"]
     assert event.fields["reason"] == f"the lease of epoch {holder.epoch} ended"
+
+
+def test_a_handout_given_back_discards_its_build_under_test(
+    world: World, three: tuple[Holder, list[dict[str, Any]]]
+) -> None:
+    """A holder that stops gives its handouts back (`requeue`): the build each had under test
+    ends there, discarded with the holder's reason, so every started build is accounted for."""
+    holder, (a, *_) = three
+    build = build_of(1, [], BASE, sha(1))
+    assert say(world, holder, a["id"], build).status_code == 200
+
+    given = world.client.post(
+        f"/v1/candidates/{a['id']}/outcome",
+        json={**holder.grant(), "outcome": "requeue", "reason": "the worker is stopping"},
+        headers=holder.auth,
+    )
+
+    assert given.status_code == 200, given.text
+    (ended,) = world.events("speculation_discarded")
+    assert ended.fields["attempt"] == build["attempt"]
+    assert ended.fields["reason"] == "given back to the queue: the worker is stopping"
+    assert chain(world) == []
+    assert metric(world, "integrator_speculative_builds_discarded_total") == 1
