@@ -13,7 +13,8 @@ cut short, an answer that comes after the deadline, a connection reset. The prom
 * it never runs past its deadline by more than a small margin;
 * post-receive never fails the push (exit 0) and returns at once, whatever the service says.
 
-A few dozen examples in ``make test``; a thousand each under the ``stress`` marker.
+A few dozen examples in ``make test``; 300 each under the ``stress`` marker (1,000 each
+passed too: set ``max_examples`` to run more).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ DEADLINE = 0.8
 MARGIN = 1.5
 MODES = ("off", "shadow", "cutover")
 FEW = settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
-MANY = settings(max_examples=1000, deadline=None, suppress_health_check=list(HealthCheck))
+MANY = settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
 #: A thousand runs of a hook, some waiting out its deadline: minutes on a busy machine.
 STRESS_SECONDS = 1800
 
