@@ -57,23 +57,28 @@ def append(
 ) -> Appended:
     """Store a validated canonical event once; a duplicate returns the stored one."""
     key = natural_key(type_name, fields, idempotency_key)
-    digest = content_hash(fields)
-    existing = find(session, type_name, key)
+    row = _row(type_name, repository, key, content_hash(fields), fields, actor)
+    return store_once(session, row)
+
+
+def store_once(session: Session, row: Event, key_field: str = "fields") -> Appended:
+    """Store `row` unless an event of its type and natural key is stored: the same content
+    answers the stored one, other content is an `IdempotencyCollision` naming `key_field`."""
+    existing = find(session, row.type, row.natural_key)
     if existing is None:
-        row = _row(type_name, repository, key, digest, fields, actor)
         try:
             with session.begin_nested():
                 session.add(row)
         except IntegrityError:
-            existing = find(session, type_name, key)  # a concurrent twin won the race
+            existing = find(session, row.type, row.natural_key)  # a concurrent twin won the race
             if existing is None:
                 raise
         else:
             return Appended(row, duplicate=False)
-    if existing.content_hash != digest:
+    if existing.content_hash != row.content_hash:
         raise IdempotencyCollision(
-            f"a {type_name} event with the same key (#{existing.seq}) has different content",
-            details=[Detail("fields", "idempotency_collision", f"key {key} is taken")],
+            f"a {row.type} event with the same key (#{existing.seq}) has different content",
+            details=[Detail(key_field, "idempotency_collision", f"key {row.natural_key} is taken")],
             extra={"existing_seq": existing.seq},
         )
     return Appended(existing, duplicate=True)

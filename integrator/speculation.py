@@ -25,13 +25,12 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import and_, distinct, func, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from integrator import lease
-from integrator.errors import Detail, IdempotencyCollision, InvalidInput, TransitionRefused
+from integrator.errors import Detail, InvalidInput, TransitionRefused
 from integrator.event_schemas import SPECULATION_TYPES, content_hash
-from integrator.events import find
+from integrator.events import find, store_once
 from integrator.liveness import iso
 from integrator.models import Candidate, Event, Registration
 from integrator.queue import Status, get_candidate
@@ -213,28 +212,11 @@ def _append(
 ) -> Recorded:  # fmt: skip
     """Store the event once per attempt; the same record again answers the stored one."""
     clean = SPECULATION_TYPES[type_name].schema.model_validate(fields).model_dump(mode="json")
-    key, digest = clean["attempt"], content_hash(clean)
-    existing = find(session, type_name, key)
-    if existing is None:
-        row = Event(type=type_name, repository=candidate.repository, natural_key=key,
-                    content_hash=digest, slug=candidate.slug, sha=clean["sha"], fields=clean,
-                    actor=by)  # fmt: skip
-        try:
-            with session.begin_nested():
-                session.add(row)
-        except IntegrityError:
-            existing = find(session, type_name, key)  # a concurrent twin won the race
-            if existing is None:
-                raise
-        else:
-            return Recorded(type_name, row.seq)
-    if existing.content_hash != digest:
-        raise IdempotencyCollision(
-            f"a {type_name} with attempt {key} (#{existing.seq}) says something else",
-            details=[Detail("attempt", "idempotency_collision", f"attempt {key} is taken")],
-            extra={"existing_seq": existing.seq},
-        )
-    return Recorded(type_name, existing.seq)
+    row = Event(type=type_name, repository=candidate.repository, natural_key=clean["attempt"],
+                content_hash=content_hash(clean), slug=candidate.slug, sha=clean["sha"],
+                fields=clean, actor=by)  # fmt: skip
+    stored = store_once(session, row, key_field="attempt")
+    return Recorded(type_name, stored.event.seq)
 
 
 # ---- reading ------------------------------------------------------------------------------
