@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any, cast
 
-from sqlalchemy import Executable, Table, bindparam, insert, or_, select
+from sqlalchemy import Executable, Table, bindparam, or_
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -27,7 +27,7 @@ from integrator import events, lease, modes, registrations
 from integrator.admission import CanonicalRepo, on_event
 from integrator.errors import IdempotencyCollision, InvalidInput
 from integrator.messages import push_messages
-from integrator.models import Event, HookInstance, ModeState, Registration, utcnow
+from integrator.models import HookInstance, Registration, utcnow
 from integrator.policy import (
     PushFacts,
     PushVerdict,
@@ -83,7 +83,7 @@ def push_facts(settings: Settings, mode: modes.Mode, pusher: str | None, nonce: 
 def check_push(session: Session, settings: Settings, request: PushRequest) -> PushAnswer:
     """Decide one push and record every update in the caller's transaction."""
     started = time.perf_counter()
-    mode = current_mode(session)
+    mode = modes.current(session)
     facts = push_facts(settings, mode.mode, request.pusher, request.registration_nonce is not None)
     registration = None
     if request.registration_nonce is not None and mode.mode is modes.Mode.cutover:
@@ -91,7 +91,7 @@ def check_push(session: Session, settings: Settings, request: PushRequest) -> Pu
     verdict = _decide_registered(session, settings, request, facts, registration)
     latency_ms = round((time.perf_counter() - started) * 1000, 3)
     push_id = uuid.uuid4().hex
-    record_pushes(
+    events.record_rows(
         session,
         [
             push_record(
@@ -109,23 +109,6 @@ def check_push(session: Session, settings: Settings, request: PushRequest) -> Pu
     return PushAnswer(
         verdict, mode, tuple(settings.protected_refs), push_messages(verdict, mode.mode)
     )
-
-
-#: The one row `integrator.modes` keeps the global mode in.
-_MODE_ROW_ID = 1
-_MODE_ROW = select(
-    ModeState.mode, ModeState.version, ModeState.changed_at, ModeState.changed_by, ModeState.reason
-).where(ModeState.id == bindparam("id"))
-
-
-def current_mode(session: Session) -> modes.ModeView:
-    """`modes.current` read as one cached Core statement: the ORM's identity-map load of the
-    row cost a push check more than the query itself. Read in the push's own transaction,
-    so that a mode change committed before it is the mode it is decided in."""
-    row = session.execute(_MODE_ROW, {"id": _MODE_ROW_ID}).one_or_none()
-    if row is None:
-        return modes.ModeView(modes.DEFAULT_MODE, 0, None, None, None)
-    return modes.ModeView(modes.Mode(row.mode), row.version, *row[2:])
 
 
 def _decide_registered(
@@ -177,7 +160,7 @@ def push_record(
     bypass: bool = False,
     natural_key: str | None = None,
 ) -> dict[str, Any]:
-    """The event row of one update: the row `events.record_system_event` would append."""
+    """The event row of one update, for `events.record_rows`."""
     update = item.update
     fields = {
         "push_id": push_id,
@@ -213,18 +196,6 @@ def push_record(
         "actor": request.pusher,
         "recorded_at": utcnow(),
     }
-
-
-#: Push records as one prepared Core INSERT: compiled once, each push only binds its rows.
-_PUSH_EVENTS = insert(cast(Table, Event.__table__))
-
-
-def record_pushes(session: Session, rows: list[dict[str, Any]]) -> None:
-    """Append push records in one statement, in the caller's transaction. Not through
-    `events.record_system_event`: building its ORM insert and cache key per row was a third
-    of a push check's time, and a push of many refs took a round trip per ref."""
-    if rows:
-        session.execute(_PUSH_EVENTS, rows)
 
 
 def indexed_branch(ref: str) -> str | None:
@@ -314,7 +285,7 @@ def record_spooled(
                 natural_key=key if n == 0 else f"{key}:{n}",
             )
         )
-    record_pushes(session, rows)
+    events.record_rows(session, rows)
     if bypass:
         events.record_system_event(
             session,

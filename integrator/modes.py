@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from integrator.errors import TransitionRefused
@@ -31,11 +31,19 @@ class ModeView:
     reason: str | None
 
 
+_ROW = select(
+    ModeState.mode, ModeState.version, ModeState.changed_at, ModeState.changed_by, ModeState.reason
+).where(ModeState.id == bindparam("id"))
+
+
 def current(session: Session) -> ModeView:
-    row = session.get(ModeState, _ROW_ID)
+    """The mode as one cached Core statement (every push check reads it: the ORM's
+    identity-map load of the row cost more than the query), in the caller's transaction, so
+    that a change committed before it is the mode it sees."""
+    row = session.execute(_ROW, {"id": _ROW_ID}).one_or_none()
     if row is None:
         return ModeView(DEFAULT_MODE, 0, None, None, None)
-    return ModeView(Mode(row.mode), row.version, row.changed_at, row.changed_by, row.reason)
+    return ModeView(Mode(row.mode), row.version, *row[2:])
 
 
 def change(
