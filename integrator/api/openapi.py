@@ -6,7 +6,9 @@ router added later is covered without its author doing anything:
 - a token guard (`deps.require`): 401; one that asks for a role beyond reading: 403;
 - a path parameter (it names something): 404;
 - the writing session (`deps.get_session`): 409, a write the current state refuses;
-- any parameter or body: 422, in the error shape instead of FastAPI's own.
+- any parameter or body: 422, in the error shape instead of FastAPI's own;
+- a token guard or a session (the database): 503 with `Retry-After`, when the database (or
+  the canonical repository) cannot be reached now.
 
 Every one of them, and any error a router declares without a body, has the `Error` schema
 (`InvalidRequest` for a 422: the same, with at least one detail).
@@ -23,7 +25,7 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
 
-from integrator.api.deps import GUARDS, get_session
+from integrator.api.deps import GUARDS, get_read_session, get_session
 from integrator.api.errors import Error, error_body
 
 ERROR_REF = "#/components/schemas/Error"
@@ -120,6 +122,12 @@ def _errors_of(route: Any, operation: dict[str, Any]) -> dict[int, str]:
         errors[409] = "Refused by the current state (a transition, a lease, a mode)"
     if operation.get("parameters") or operation.get("requestBody"):
         errors[422] = "Invalid input: each detail names the field and the rule it broke"
+    if guards or get_session in calls or get_read_session in calls:
+        errors[503] = (
+            "The database (database_unavailable) or the canonical repository "
+            "(repository_unreadable) cannot be reached now; nothing was recorded: send the "
+            "same request again after Retry-After seconds"
+        )
     return errors
 
 
@@ -131,6 +139,8 @@ def _declare(operation: dict[str, Any], errors: dict[int, str]) -> None:
             answer["description"] = description
         if status == 401:
             answer["headers"] = {"WWW-Authenticate": {"schema": {"type": "string"}}}
+        if status == 503:
+            answer["headers"] = {"Retry-After": {"schema": {"type": "string"}}}
     for code, answer in responses.items():
         if code[0] in "45" and _has_no_body_schema(answer):
             ref = INVALID_REF if code == "422" else ERROR_REF

@@ -82,6 +82,19 @@ def test_a_path_naming_something_declares_404_and_writes_declare_409(
             assert error_schema(operation, "409") == ERROR_REF, where
 
 
+def test_every_operation_that_reads_the_database_declares_503_to_retry(
+    spec: dict[str, Any],
+) -> None:
+    """A database out of reach (or a canonical repository that cannot be read) is a 503 with
+    Retry-After wherever a token is checked or a session opened; health answers its own."""
+    for path, method, operation in operations(spec):
+        if not operation.get("security"):
+            continue
+        where = f"{method.upper()} {path}"
+        assert error_schema(operation, "503") == ERROR_REF, where
+        assert "Retry-After" in operation["responses"]["503"]["headers"], where
+
+
 def test_422_is_the_error_shape_not_fastapis_default(spec: dict[str, Any]) -> None:
     """The body FastAPI would document (HTTPValidationError) is never what we send."""
     assert "HTTPValidationError" not in spec["components"]["schemas"]
