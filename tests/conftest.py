@@ -25,11 +25,13 @@ for _name in list(os.environ):
         del os.environ[_name]
 
 from sqlalchemy import Engine, make_url, text  # noqa: E402
+from sqlalchemy.orm import Session, sessionmaker  # noqa: E402
 
-from integrator import migrate  # noqa: E402
-from integrator.db import make_engine  # noqa: E402
+from integrator import lease, migrate, registrations  # noqa: E402
+from integrator.db import make_engine, make_sessionmaker  # noqa: E402
 from integrator.models import Base  # noqa: E402
 from integrator.settings import Settings, get_settings  # noqa: E402
+from tests.lease_support import FrozenClock  # noqa: E402
 from tests.support import ServiceProcess, TokenMaker  # noqa: E402
 
 BACKENDS = ["sqlite", "postgresql"]
@@ -192,6 +194,20 @@ def engine(settings: Settings) -> Iterator[Engine]:
     engine = make_engine(settings)
     yield engine
     engine.dispose()
+
+
+@pytest.fixture
+def sessions(engine: Engine) -> Iterator[sessionmaker[Session]]:
+    yield make_sessionmaker(engine)
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> FrozenClock:
+    """The SQL clock of the lease and the registrations pinned, until a test moves it."""
+    frozen = FrozenClock()
+    monkeypatch.setattr(lease, "now_ms", frozen)
+    monkeypatch.setattr(registrations, "now_ms", frozen)
+    return frozen
 
 
 @pytest.fixture

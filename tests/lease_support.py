@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
-from sqlalchemy import Engine, select
-from sqlalchemy.orm import Session
+from sqlalchemy import BigInteger, ColumnElement, Engine, literal, select
+from sqlalchemy.orm import Session, sessionmaker
 
+from integrator import lease
 from integrator.models import Event
 from integrator.settings import Settings
 
@@ -37,3 +39,18 @@ def lease_events(engine: Engine) -> list[Event]:
     with Session(engine) as session:
         query = select(Event).where(Event.type.in_(LEASE_EVENT_TYPES)).order_by(Event.seq)
         return list(session.scalars(query))
+
+
+class FrozenClock:
+    """N for every lease and registration statement: `ms`, until a test moves it."""
+
+    def __init__(self) -> None:
+        self.ms = time.time_ns() // 1_000_000
+
+    def __call__(self, session: Session, settings: Settings) -> ColumnElement[int]:
+        return literal(self.ms + settings.sql_clock_offset_ms, BigInteger)
+
+
+def acquire(sessions: sessionmaker[Session], settings: Settings, holder: str) -> lease.Grant:
+    with sessions.begin() as session:
+        return lease.acquire(session, settings, holder)

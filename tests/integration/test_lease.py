@@ -6,33 +6,22 @@ Time moves by shifting the SQL clock offset (`later`), never by sleeping.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from integrator import lease
-from integrator.db import make_sessionmaker, read_session
+from integrator.db import read_session
 from integrator.errors import InvalidInput, LeaseHeld, LeaseLost
 from integrator.models import Lease
 from integrator.settings import Settings
-from tests.lease_support import later, lease_events, short_lease
+from tests.lease_support import acquire, later, lease_events, short_lease
 
 
 @pytest.fixture
 def lease_settings(settings: Settings) -> Settings:
     return short_lease(settings)
-
-
-@pytest.fixture
-def sessions(engine: Engine) -> Iterator[sessionmaker[Session]]:
-    yield make_sessionmaker(engine)
-
-
-def acquire(sessions: sessionmaker[Session], settings: Settings, holder: str) -> lease.Grant:
-    with sessions.begin() as session:
-        return lease.acquire(session, settings, holder)
 
 
 def renew(sessions: sessionmaker[Session], settings: Settings, grant: lease.Grant) -> int:

@@ -10,53 +10,23 @@ one millisecond for these tests (`FrozenClock`), so the instant is hit exactly.
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import BigInteger, ColumnElement, Engine, literal, select
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from integrator import lease, registrations
-from integrator.db import make_sessionmaker, read_session
+from integrator import lease
+from integrator.db import read_session
 from integrator.errors import InvalidInput, LeaseHeld, LeaseLost
 from integrator.models import Event, Registration
 from integrator.settings import Settings
-from tests.lease_support import lease_events, short_lease
-
-
-class FrozenClock:
-    """N for every lease and registration statement: `ms`, until a test moves it."""
-
-    def __init__(self) -> None:
-        self.ms = time.time_ns() // 1_000_000
-
-    def __call__(self, session: Session, settings: Settings) -> ColumnElement[int]:
-        return literal(self.ms + settings.sql_clock_offset_ms, BigInteger)
-
-
-@pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> FrozenClock:
-    frozen = FrozenClock()
-    monkeypatch.setattr(lease, "now_ms", frozen)
-    monkeypatch.setattr(registrations, "now_ms", frozen)
-    return frozen
-
-
-@pytest.fixture
-def sessions(engine: Engine) -> Iterator[sessionmaker[Session]]:
-    yield make_sessionmaker(engine)
+from tests.lease_support import FrozenClock, acquire, lease_events, short_lease
 
 
 @pytest.fixture
 def lease_settings(settings: Settings) -> Settings:
     return short_lease(settings)
-
-
-def acquire(sessions: sessionmaker[Session], settings: Settings, holder: str) -> lease.Grant:
-    with sessions.begin() as session:
-        return lease.acquire(session, settings, holder)
 
 
 def held(sessions: sessionmaker[Session], settings: Settings) -> bool:

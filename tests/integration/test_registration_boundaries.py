@@ -9,36 +9,20 @@ The SQL clock is pinned for these tests (`FrozenClock`) so the instants are hit 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from integrator import lease, registrations
-from integrator.db import make_sessionmaker
 from integrator.errors import TransitionRefused
 from integrator.models import Event, Registration
 from integrator.policy import Update
 from integrator.settings import Settings
-from tests.integration.test_lease_boundaries import FrozenClock
+from tests.lease_support import FrozenClock
 
 MAIN = "refs/heads/main"
 OLD, NEW = "a" * 40, "b" * 40
 MARGIN_MS = 15_000
-
-
-@pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> FrozenClock:
-    frozen = FrozenClock()
-    monkeypatch.setattr(lease, "now_ms", frozen)
-    monkeypatch.setattr(registrations, "now_ms", frozen)
-    return frozen
-
-
-@pytest.fixture
-def sessions(engine: Engine) -> Iterator[sessionmaker[Session]]:
-    yield make_sessionmaker(engine)
 
 
 @pytest.fixture
