@@ -164,16 +164,26 @@ _OP_TEXT = {
 
 @dataclass(frozen=True)
 class Mutant:
-    """One change: the `index`-th mutation site in walk order, and how it reads."""
+    """One change: the `index`-th mutation site in walk order, and how it reads.
+
+    Its key names the function it is in, not the line, so that the equivalents listed in
+    tools/mutation_equivalent.txt still name the same mutants after code above them moves.
+    """
 
     module: str
     index: int
     line: int
+    scope: str
     change: str
 
     @property
     def key(self) -> str:
-        return f"{self.module}:{self.line}:{self.change}"
+        return f"{self.module}:{self.scope}:{self.change}"
+
+    @property
+    def shown(self) -> str:
+        """The key and where the mutant is today."""
+        return f"{self.key}  @ line {self.line}"
 
 
 @dataclass
@@ -310,16 +320,35 @@ def _sites(tree: ast.Module, target: Target) -> Iterator[tuple[ast.AST, str, obj
             yield node, change, how
 
 
+def _scopes(tree: ast.Module) -> dict[int, str]:
+    """id of every node -> the qualified name of the innermost function or class holding it
+    (`<module>` outside any)."""
+    scopes: dict[int, str] = {}
+
+    def visit(node: ast.AST, name: str) -> None:
+        for child in ast.iter_child_nodes(node):
+            inner = name
+            if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                inner = child.name if name == "<module>" else f"{name}.{child.name}"
+            scopes[id(child)] = inner
+            visit(child, inner)
+
+    visit(tree, "<module>")
+    return scopes
+
+
 def enumerate_mutants(target: Target, source: str) -> list[Mutant]:
+    """Every mutant in walk order; the same change twice in one function is told apart by
+    its count there (`#2`)."""
     tree = ast.parse(source)
+    scopes = _scopes(tree)
     found: list[Mutant] = []
-    seen: dict[tuple[int, str], int] = {}
+    seen: dict[tuple[str, str], int] = {}
     for index, (node, change, _) in enumerate(_sites(tree, target)):
-        line = getattr(node, "lineno", 0)
-        count = seen[(line, change)] = seen.get((line, change), 0) + 1
-        found.append(
-            Mutant(target.path, index, line, change if count == 1 else f"{change} #{count}")
-        )
+        scope = scopes.get(id(node), "<module>")
+        count = seen[(scope, change)] = seen.get((scope, change), 0) + 1
+        named = change if count == 1 else f"{change} #{count}"
+        found.append(Mutant(target.path, index, getattr(node, "lineno", 0), scope, named))
     return found
 
 
@@ -357,7 +386,7 @@ def say(text: str = "", flush: bool = False) -> None:
 
 
 def load_equivalent(path: Path = EQUIVALENT_FILE) -> dict[str, str]:
-    """`module:line:change  reason: why no test can tell it from the original` per line."""
+    """`module:function:change  reason: why no test can tell it from the original` per line."""
     found: dict[str, str] = {}
     if not path.exists():
         return found
@@ -418,7 +447,7 @@ def mutate_module(
             result = run_tests(copy_root, target, timeout)
             (score.survived if result == "survived" else score.killed).append(mutant)
             if verbose:
-                say(f"  {result:8} {mutant.key}", flush=True)
+                say(f"  {result:8} {mutant.shown}", flush=True)
     finally:
         module_file.write_text(original)
     return score
@@ -438,7 +467,7 @@ def report(scores: list[Score], minimum: float) -> bool:
         )
     for s in scores:
         for mutant in s.survived:
-            say(f"survived: {mutant.key}")
+            say(f"survived: {mutant.shown}")
     return ok
 
 
@@ -480,12 +509,16 @@ def main(argv: list[str] | None = None) -> int:
             target = TARGETS[name]
             for mutant in enumerate_mutants(target, (ROOT / target.path).read_text()):
                 tag = "  (equivalent)" if mutant.key in equivalent else ""
-                say(f"{mutant.key}{tag}")
+                say(f"{mutant.shown}{tag}")
         return 0
     only = None
     if args.only is not None:
         lines = args.only.read_text().splitlines()
-        only = {line.strip().removeprefix("survived:").strip() for line in lines if line.strip()}
+        only = {
+            line.strip().removeprefix("survived:").partition("  @ line")[0].strip()
+            for line in lines
+            if line.strip()
+        }
     # A plain kill still restores the module and removes the copy (SystemExit unwinds).
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     started = time.monotonic()
