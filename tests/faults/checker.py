@@ -2,8 +2,10 @@
 
 The history is what the run left behind (lease events, registrations, candidates and their
 transitions, blocked evidence, main's first-parent chain) plus what the test itself recorded
-(its push attempts with start/end times and the mode it had set, the events the service
-acknowledged, the latencies of push checks). Each rule is one small function; `check` runs
+(its push attempts with start/end times, the mode it had set and what the hook said, the
+events the service acknowledged, every load request and how it ended), the verdicts the hook
+gave alone under a break-glass override and uploaded later, and how `GET /v1/audit` explains
+each commit of main. Each rule is one small function; `check` runs
 them all. Nothing here touches a process, a database or git: the unit tests feed it
 hand-made histories that break each rule.
 """
@@ -69,6 +71,32 @@ class PushAttempt:
     ended: float
     returncode: int | None
     mode: str
+    #: The operator had a break-glass override in place on the git server for this push.
+    break_glass: bool = False
+    #: What the hook said to the pusher (its `remote:` lines, prefix stripped).
+    said: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RecordedBypass:
+    """A verdict the hook gave alone in cutover under a break-glass override that let an
+    update of main through, as the service recorded it from the hook's spool."""
+
+    old: str
+    new: str
+    pusher: str
+
+
+@dataclass(frozen=True)
+class LoadRequest:
+    """One request of a load client: `outcome` is answered, refused (an answer of 500 or
+    more), unreachable (no connection) or timeout (no answer within the client's timeout);
+    `paused` when its replica was stopped (SIGSTOP) while it waited."""
+
+    kind: str
+    took: float
+    outcome: str
+    paused: bool = False
 
 
 @dataclass
@@ -91,6 +119,10 @@ class History:
     stored: set[str] = field(default_factory=set)
     #: Seconds each answered push check took.
     check_latencies: list[float] = field(default_factory=list)
+    load_requests: list[LoadRequest] = field(default_factory=list)
+    bypasses: list[RecordedBypass] = field(default_factory=list)
+    #: sha -> the explanation kind `GET /v1/audit` gives it (None: the audit was not read).
+    audit: dict[str, str] | None = None
     hook_deadline: float = 2.5
     push_slack: float = 3.0
 
@@ -140,21 +172,43 @@ def lease_intervals_never_overlap(history: History) -> list[Violation]:
     return found
 
 
+def covered_by_bypasses(history: History) -> dict[str, RecordedBypass]:
+    """The commits of main's first-parent chain that a recorded break-glass verdict let
+    through: those after its `old` up to its `new` (nothing if `new` is not on the chain or
+    `old` is not below it)."""
+    chain = history.mainline
+    where = {c.sha: n for n, c in enumerate(chain)}
+    covered: dict[str, RecordedBypass] = {}
+    for verdict in history.bypasses:
+        segment: list[str] = []
+        for commit in reversed(chain[: where.get(verdict.new, -1) + 1]):
+            if commit.sha == verdict.old:
+                break
+            segment.append(commit.sha)
+            if commit.parents[:1] == (verdict.old,):
+                covered.update(dict.fromkeys(segment, verdict))
+                break
+    return covered
+
+
 def main_is_explained(history: History) -> list[Violation]:
-    """Every first-parent commit of main is a landed registration's `new`, or a push the test
-    made while the mode let people push main; nobody but a registration moved main in cutover,
-    and every landed registration is on the chain."""
+    """Every first-parent commit of main is a landed registration's `new`, a push the test
+    made while the mode let people push main, or a commit a recorded break-glass verdict
+    covers; nobody else moved main in cutover (a person did so only with the operator's
+    override in place, and the service then holds its record), and every landed registration
+    is on the chain."""
     found: list[Violation] = []
     landed = {r.new for r in history.registrations if r.status == "landed"}
+    bypassed = covered_by_bypasses(history)
     human = {p.new: p for p in history.pushes if p.ref == MAIN and p.returncode == 0}
     for push in human.values():
-        if push.mode == "cutover":
+        if push.mode == "cutover" and not (push.break_glass and push.new in bypassed):
             found.append(Violation("main", f"{push.pusher} moved main to {push.new} in cutover"))
     chain = {c.sha for c in history.mainline}
     attempts = {r.new: r.attempt for r in history.registrations if r.status == "landed"}
     for commit in history.mainline:
         by_person = commit.sha in human and human[commit.sha].mode != "cutover"
-        if commit.sha not in landed and not by_person:
+        if commit.sha not in landed and not by_person and commit.sha not in bypassed:
             found.append(Violation("main", f"{commit.sha} on main is explained by nothing"))
         trailer = commit.trailers.get("Integrator-Attempt")
         if commit.sha in landed and trailer != attempts[commit.sha]:
@@ -162,6 +216,25 @@ def main_is_explained(history: History) -> list[Violation]:
                                    f"registration's {attempts[commit.sha]}"))  # fmt: skip
     for sha in sorted(landed - chain):
         found.append(Violation("main", f"landed registration {sha} is not on main"))
+    return found
+
+
+def the_audit_calls_break_glass_a_bypass(history: History) -> list[Violation]:
+    """`GET /v1/audit` explains each commit a break-glass verdict covers as a `bypass`, and
+    no commit of main as `unexplained`."""
+    if history.audit is None:
+        return []
+    kinds = history.audit
+    found = [
+        Violation("audit", f"the audit explains break-glass commit {sha} as {kinds.get(sha)}")
+        for sha in sorted(covered_by_bypasses(history))
+        if kinds.get(sha) != "bypass"
+    ]
+    found += [
+        Violation("audit", f"the audit leaves {c.sha} on main unexplained")
+        for c in history.mainline
+        if history.audit.get(c.sha, "unexplained") == "unexplained"
+    ]
     return found
 
 
@@ -233,6 +306,28 @@ def only_main_in_cutover_is_refused(history: History) -> list[Violation]:
     ]
 
 
+def refusals_are_readable(history: History) -> list[Violation]:
+    """A refused push was refused by git itself before any hook ran (someone moved main
+    first), or the hook said in a line what it refused."""
+    found = []
+    for push in history.pushes:
+        if push.returncode in (0, None) or any("[rejected]" in line for line in push.said):
+            continue
+        if not any(line.startswith("integrator: refused") for line in push.said):
+            found.append(Violation("readable", f"push of {push.ref} by {push.pusher} refused "
+                                   f"saying {list(push.said)[:4]}"))  # fmt: skip
+    return found
+
+
+def no_load_request_hung(history: History) -> list[Violation]:
+    """Every load request to a running replica ended (answered, refused or not connected)
+    before the client's timeout."""
+    hung = Counter(r.kind for r in history.load_requests
+                   if r.outcome == "timeout" and not r.paused)  # fmt: skip
+    return [Violation("hung", f"{n} {kind} requests got no answer in time")
+            for kind, n in sorted(hung.items())]  # fmt: skip
+
+
 def nothing_acknowledged_is_lost(history: History) -> list[Violation]:
     return [
         Violation("lost", f"acknowledged event {key} is not stored")
@@ -261,8 +356,11 @@ RULES = (
     ready_candidates_are_accounted_for,
     no_push_hung,
     only_main_in_cutover_is_refused,
+    refusals_are_readable,
     nothing_acknowledged_is_lost,
     push_checks_answer_in_time,
+    no_load_request_hung,
+    the_audit_calls_break_glass_a_bypass,
 )
 
 
@@ -275,13 +373,20 @@ def summary(history: History, faults: Counter[str], violations: list[Violation])
     """A few lines for the test's output: what ran, what was injected, what held."""
     statuses = Counter(c.status for c in history.candidates if c.id in history.ready)
     failed = {v.rule for v in violations}
+    latencies = history.check_latencies
+    outcomes = Counter(f"{r.kind} {r.outcome}" for r in history.load_requests)
+    glass = [p for p in history.pushes if p.break_glass]
     lines = [
         f"operations: {len(history.pushes)} pushes, {len(history.ready)} READY candidates "
-        f"({dict(statuses)}), {len(history.acknowledged)} acknowledged load events, "
-        f"{len(history.check_latencies)} answered push checks "
-        f"(p99 {percentile(history.check_latencies, 0.99) * 1000:.0f} ms), "
-        f"{len(history.mainline)} commits on main, "
+        f"({dict(statuses)}), {len(history.mainline)} commits on main, "
         f"{sum(1 for e in history.lease_events if e.type in GRANTS)} lease grants",
+        f"load: {dict(sorted(outcomes.items()))}; {len(history.acknowledged)} events "
+        f"acknowledged; push checks p50 {percentile(latencies, 0.5) * 1000:.0f} ms, "
+        f"p99 {percentile(latencies, 0.99) * 1000:.0f} ms of {len(latencies)} "
+        f"(deadline {history.hook_deadline:g} s)",
+        f"break-glass: {len(glass)} pushes ({sum(p.returncode == 0 for p in glass)} let "
+        f"through), {len(history.bypasses)} recorded bypasses, "
+        f"{len(covered_by_bypasses(history))} commits on main they cover",
         f"faults: {dict(sorted(faults.items()))} ({sum(faults.values())} in all)",
         "checks: "
         + ", ".join(f"{r.__name__} {'FAILED' if _rule_name(r) in failed else 'ok'}" for r in RULES),
@@ -296,8 +401,11 @@ _RULE_NAMES = {
     ready_candidates_are_accounted_for: "ready",
     no_push_hung: "hung",
     only_main_in_cutover_is_refused: "refused",
+    refusals_are_readable: "readable",
     nothing_acknowledged_is_lost: "lost",
     push_checks_answer_in_time: "latency",
+    no_load_request_hung: "hung",
+    the_audit_calls_break_glass_a_bypass: "audit",
 }
 
 

@@ -8,8 +8,10 @@ from tests.faults.checker import (
     CandidateRow,
     History,
     LeaseEvent,
+    LoadRequest,
     MainCommit,
     PushAttempt,
+    RecordedBypass,
     RegistrationRow,
     check,
     summary,
@@ -19,7 +21,9 @@ T0 = "2026-11-26T12:00:00+00:00"
 A = "a" * 40
 B = "b" * 40
 C = "c" * 40
+D = "d" * 40
 TRAILERS = {"Integrator-Candidate": "7", "Integrator-Attempt": "att"}
+REFUSED = ("integrator: refused main: it is updated only by the integrator",)
 
 
 def grant(seq: int, epoch: int, at: str, kind: str = "lease_acquired", **extra: str) -> LeaseEvent:
@@ -156,12 +160,84 @@ def test_a_lost_acknowledged_event_and_slow_push_checks_are_caught() -> None:
 
 def test_a_refused_branch_push_or_a_refused_push_in_shadow_is_caught() -> None:
     history = a_good_history()
-    history.pushes.append(PushAttempt("bob", "refs/heads/main", C, 1.0, 2.0, 1, "cutover"))
+    refused = PushAttempt("bob", "refs/heads/main", C, 1.0, 2.0, 1, "cutover", said=REFUSED)
+    history.pushes.append(refused)
     assert check(history) == []
-    history.pushes.append(PushAttempt("bob", "refs/heads/main", C, 1.0, 2.0, 1, "shadow"))
+    history.pushes.append(PushAttempt("bob", "refs/heads/main", C, 1.0, 2.0, 1, "shadow",
+                                      said=REFUSED))  # fmt: skip
     assert rules_of(history) == {"refused"}
-    history.pushes[-1] = PushAttempt("bob", "refs/heads/topic", C, 1.0, 2.0, 1, "cutover")
+    history.pushes[-1] = PushAttempt("bob", "refs/heads/topic", C, 1.0, 2.0, 1, "cutover",
+                                     said=REFUSED)  # fmt: skip
     assert rules_of(history) == {"refused"}
+
+
+def test_a_refusal_that_says_nothing_readable_is_caught_but_gits_own_rejection_is_not() -> None:
+    history = a_good_history()
+    history.pushes.append(PushAttempt("bob", "refs/heads/main", C, 1.0, 2.0, 1, "cutover",
+                                      said=("Traceback (most recent call last):",)))  # fmt: skip
+    assert rules_of(history) == {"readable"}
+    git_said = (" ! [rejected]        main -> main (fetch first)",)
+    history.pushes[-1] = PushAttempt("bob", "refs/heads/main", C, 1.0, 2.0, 1, "cutover",
+                                     said=git_said)  # fmt: skip
+    assert check(history) == []
+
+
+def with_a_break_glass_push(recorded: bool) -> History:
+    """In cutover, after B landed, a person pushed D on main under a break-glass override."""
+    history = a_good_history()
+    history.mainline.append(MainCommit(D, (B,)))
+    history.on_main.add(D)
+    history.pushes.append(
+        PushAttempt("bob", "refs/heads/main", D, 5.0, 6.0, 0, "cutover", break_glass=True)
+    )
+    if recorded:
+        history.bypasses.append(RecordedBypass(B, D, "bob"))
+    return history
+
+
+def test_a_break_glass_commit_is_explained_by_its_recorded_bypass_verdict() -> None:
+    history = with_a_break_glass_push(recorded=True)
+    history.audit = {A: "push", B: "queue", D: "bypass"}
+    assert check(history) == []
+    assert "1 recorded bypasses, 1 commits on main they cover" in summary(history, Counter(), [])
+
+
+def test_a_break_glass_commit_nobody_recorded_is_still_unexplained() -> None:
+    history = with_a_break_glass_push(recorded=False)
+    texts = [str(v) for v in check(history)]
+    assert f"[main] bob moved main to {D} in cutover" in texts
+    assert f"[main] {D} on main is explained by nothing" in texts
+
+
+def test_a_bypass_verdict_explains_only_the_commits_it_covers() -> None:
+    history = with_a_break_glass_push(recorded=False)
+    history.bypasses.append(RecordedBypass(A, B, "bob"))  # a verdict of another update
+    history.bypasses.append(RecordedBypass(C, D, "bob"))  # its old is not below D on main
+    assert rules_of(history) == {"main"}
+    history = with_a_break_glass_push(recorded=True)
+    history.pushes[-1] = PushAttempt("bob", "refs/heads/main", D, 5.0, 6.0, 0, "cutover")
+    assert rules_of(history) == {"main"}  # the test did not put an override in place for it
+
+
+def test_an_audit_that_does_not_call_break_glass_a_bypass_is_caught() -> None:
+    history = with_a_break_glass_push(recorded=True)
+    history.audit = {A: "push", B: "queue", D: "push"}
+    assert rules_of(history) == {"audit"}
+    history.audit = {A: "push", B: "queue", D: "bypass", "e" * 40: "queue"}
+    del history.audit[A]
+    assert rules_of(history) == {"audit"}
+
+
+def test_a_load_request_without_an_answer_from_a_running_replica_is_caught() -> None:
+    history = a_good_history()
+    history.load_requests = [
+        LoadRequest("check", 0.01, "answered"),
+        LoadRequest("event", 0.0, "unreachable"),
+        LoadRequest("check", 5.0, "timeout", paused=True),
+    ]
+    assert check(history) == []
+    history.load_requests.append(LoadRequest("event", 5.0, "timeout"))
+    assert [str(v) for v in check(history)] == ["[hung] 1 event requests got no answer in time"]
 
 
 def test_a_registered_commit_whose_attempt_trailer_is_not_the_registrations_is_caught() -> None:
