@@ -123,38 +123,33 @@ def show(
         typer.echo(f"  #{event['seq']} {event['recorded_at']} {event['type']} {detail}")
 
 
+SlugArgument = Annotated[str, typer.Argument(help="The slug.")]
+ReasonOption = Annotated[str, typer.Option(help="Why (recorded).")]
+
+
+def slug_control(action: str, done: str, slug: str, reason: str, as_json: bool) -> None:
+    """close, promote and demote: one POST with the reason; the service answers the candidate."""
+    body = ApiClient.from_environment().post(f"/v1/slugs/{slug}/{action}", {"reason": reason})
+    print_json(body) if as_json else typer.echo(f"{done}: {candidate_line(body)}")
+
+
 @queue_app.command("close")
-def close(
-    slug: Annotated[str, typer.Argument(help="The slug.")],
-    reason: Annotated[str, typer.Option(help="Why (recorded).")],
-    as_json: JsonFlag = False,
-) -> None:
+def close(slug: SlugArgument, reason: ReasonOption, as_json: JsonFlag = False) -> None:
     """Close the slug's newest open candidate (operators)."""
-    body = ApiClient.from_environment().post(f"/v1/slugs/{slug}/close", {"reason": reason})
-    print_json(body) if as_json else typer.echo(f"closed: {candidate_line(body)}")
+    slug_control("close", "closed", slug, reason, as_json)
 
 
 @queue_app.command("promote")
-def promote(
-    slug: Annotated[str, typer.Argument(help="The slug.")],
-    reason: Annotated[str, typer.Option(help="Why (recorded).")],
-    as_json: JsonFlag = False,
-) -> None:
+def promote(slug: SlugArgument, reason: ReasonOption, as_json: JsonFlag = False) -> None:
     """Move the slug's newest open candidate into the hotfix lane, taken before the normal
     lane (operators). It still passes every check."""
-    body = ApiClient.from_environment().post(f"/v1/slugs/{slug}/promote", {"reason": reason})
-    print_json(body) if as_json else typer.echo(f"promoted: {candidate_line(body)}")
+    slug_control("promote", "promoted", slug, reason, as_json)
 
 
 @queue_app.command("demote")
-def demote(
-    slug: Annotated[str, typer.Argument(help="The slug.")],
-    reason: Annotated[str, typer.Option(help="Why (recorded).")],
-    as_json: JsonFlag = False,
-) -> None:
+def demote(slug: SlugArgument, reason: ReasonOption, as_json: JsonFlag = False) -> None:
     """Move the slug's newest open candidate back into the normal lane (operators)."""
-    body = ApiClient.from_environment().post(f"/v1/slugs/{slug}/demote", {"reason": reason})
-    print_json(body) if as_json else typer.echo(f"demoted: {candidate_line(body)}")
+    slug_control("demote", "demoted", slug, reason, as_json)
 
 
 #: `--until` as a duration from now: `90s`, `30m`, `2h`, `1d`.
@@ -202,10 +197,10 @@ def resume_processing(as_json: JsonFlag = False) -> None:
 
 @queue_app.command("check-timeout")
 def check_timeout(
-    slug: Annotated[str, typer.Argument(help="The slug.")],
+    slug: SlugArgument,
     name: Annotated[str, typer.Argument(help="The check's name (as the worker names it).")],
     seconds: Annotated[float, typer.Argument(help="Its timeout for this candidate, in seconds.")],
-    reason: Annotated[str, typer.Option(help="Why (recorded).")],
+    reason: ReasonOption,
     as_json: JsonFlag = False,
 ) -> None:
     """Give one check of the slug's newest open candidate a timeout of its own (operators);
