@@ -384,14 +384,18 @@ def summary(history: History, faults: Counter[str], violations: list[Violation])
         f"acknowledged; push checks p50 {percentile(latencies, 0.5) * 1000:.0f} ms, "
         f"p99 {percentile(latencies, 0.99) * 1000:.0f} ms of {len(latencies)} "
         f"(deadline {history.hook_deadline:g} s)",
-        f"break-glass: {len(glass)} pushes ({sum(p.returncode == 0 for p in glass)} let "
-        f"through), {len(history.bypasses)} recorded bypasses, "
+        f"break-glass pushes: {dict(Counter(_fate(p) for p in glass))}, "
+        f"{len(history.bypasses)} recorded bypasses, "
         f"{len(covered_by_bypasses(history))} commits on main they cover",
         f"faults: {dict(sorted(faults.items()))} ({sum(faults.values())} in all)",
         "checks: "
         + ", ".join(f"{r.__name__} {'FAILED' if _rule_name(r) in failed else 'ok'}" for r in RULES),
     ]
     return "\n".join(lines)
+
+
+def _fate(push: PushAttempt) -> str:
+    return f"{push.mode} {'let through' if push.returncode == 0 else 'refused'}"
 
 
 _RULE_NAMES = {

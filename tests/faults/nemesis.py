@@ -1,5 +1,9 @@
 """The nemesis: seeded random faults, one at a time, each injected, held and healed.
 
+While the hook cannot reach any service (every replica down, or the hook pointed at a dead
+port) it has people push through the hook (`during_outage`): main, a branch, and sometimes
+main under the operator's break-glass override.
+
 Every fault runs under `lock`: an operator's mode change takes the lock too, so that a
 mode change is never made while the hook cannot reach the service (the hook would keep
 deciding from the last mode it saw, which is the documented fallback, not a bug).
@@ -45,7 +49,10 @@ class Nemesis:
         }
         if cluster is not None:
             self.faults["restart_postgres"] = self.restart_postgres
+        self.faults["all_replicas_down"] = self.all_replicas_down
         self.errors: list[str] = []
+        #: Pushes to make while the hook has no service (set by the test: People).
+        self.during_outage: Callable[[str], None] = lambda what: None
 
     def start(self) -> Nemesis:
         self._thread.start()
@@ -108,12 +115,28 @@ class Nemesis:
         self.paused.discard(replica.port)
         return f"SIGSTOP replica :{replica.port} {hold:.1f}s"
 
+    def all_replicas_down(self, hold: float) -> str:
+        """SIGKILL every replica at once: neither the hook nor the worker has a service."""
+        started = time.monotonic()
+        for replica in self.world.replicas:
+            assert replica.process is not None
+            replica.process.kill()
+            replica.process.wait(timeout=10)
+        self.during_outage("all replicas down")
+        time.sleep(max(0.0, hold - (time.monotonic() - started)))
+        down = time.monotonic() - started
+        for replica in self.world.replicas:
+            self.world.start_again(replica)
+        return f"SIGKILL all {len(self.world.replicas)} replicas, restarted after {down:.1f}s"
+
     def hook_unreachable(self, hold: float) -> str:
+        started = time.monotonic()
         url = self.world.hook_url
         self.world.point_hook(self.world.dead_url())
-        time.sleep(hold)
+        self.during_outage("hook pointed at a dead port")
+        time.sleep(max(0.0, hold - (time.monotonic() - started)))
         self.world.point_hook(url)
-        return f"hook pointed at a dead port {hold:.1f}s"
+        return f"hook pointed at a dead port {time.monotonic() - started:.1f}s"
 
     def cut_worker_network(self, hold: float) -> str:
         self.world.proxy.cut()

@@ -1,10 +1,12 @@
 """What people and clients do during the run: candidates made READY, pushes to branches and
-to main through the installed hooks, an operator's mode changes, and a steady load of push
-checks and events. Every push is timed and recorded with the mode the operator had set."""
+to main through the installed hooks, an operator's mode changes and break-glass overrides,
+and a steady load of push checks and events. Every push is timed and recorded with the mode
+the operator had set and what the hook said."""
 
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import random
 import subprocess
@@ -16,7 +18,7 @@ from typing import Any
 import httpx
 
 from tests.builders import finalize_ready, review_approved
-from tests.faults.checker import PushAttempt
+from tests.faults.checker import LoadRequest, PushAttempt
 from tests.faults.nemesis import Nemesis
 from tests.faults.world import FaultWorld
 from tests.gitrepos import GIT_ENV, SERVER_PATH, git
@@ -25,7 +27,9 @@ MAIN = "refs/heads/main"
 
 
 class People:
-    """One thread of people and one operator, so that the mode of every push is exact."""
+    """One thread of people and one operator, so that the mode of every push is exact. The
+    nemesis makes pushes too while the service is away (`during_outage`): `lock` keeps the
+    shared work tree to one push at a time."""
 
     def __init__(
         self, world: FaultWorld, nemesis: Nemesis, seed: int, plan: list[tuple[float, str]]
@@ -41,6 +45,7 @@ class People:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True, name="people")
         self.errors: list[str] = []
+        self.lock = threading.RLock()
 
     def start(self) -> People:
         self.started = time.monotonic()
@@ -59,12 +64,16 @@ class People:
                 roll = self.random.random()
                 if roll < 0.05:
                     self.repoint_hook()
-                elif roll < 0.55:
-                    self.new_candidate()
-                elif roll < 0.8:
-                    self.push_main()
+                elif roll < 0.08:
+                    self.break_glass_while_the_service_answers()
                 else:
-                    self.push_branch()
+                    with self.lock:
+                        if roll < 0.55:
+                            self.new_candidate()
+                        elif roll < 0.8:
+                            self.push_main()
+                        else:
+                            self.push_branch()
                 self._stop.wait(self.random.uniform(0.2, 1.0))
         except Exception as exc:
             self.errors.append(repr(exc))
@@ -85,11 +94,51 @@ class People:
             answer = self.world.call("POST", path, self.world.operator, body)
             assert answer is not None and answer.status_code == 200, answer and answer.text
             self.mode = mode
-            for _ in range(20):
-                self.push_branch()
-                if self.world.hook_cached_mode() == mode:
-                    break
+            with self.lock:
+                for _ in range(20):
+                    self.push_branch()
+                    if self.world.hook_cached_mode() == mode:
+                        break
             assert self.world.hook_cached_mode() == mode
+
+    def override(self, present: bool) -> None:
+        """The operator on the git server writes (or removes) the break-glass override: the
+        git user's own file, mode 0600, expiring in two minutes."""
+        path = self.world.canonical.bare / "integrator" / "state" / "override.json"
+        if not present:
+            path.unlink(missing_ok=True)
+            return
+        expires = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(time.time() + 120))
+        body = {"expires_at": expires, "reason": "fault test: service down", "by": "ops"}
+        temporary = path.with_suffix(".tmp")
+        temporary.write_text(json.dumps(body))
+        temporary.chmod(0o600)
+        temporary.replace(path)
+
+    def break_glass_push(self) -> int | None:
+        """A person pushes main with the operator's override in place (and removed after)."""
+        with self.lock:
+            self.override(True)
+            try:
+                return self.push_main(break_glass=True)
+            finally:
+                self.override(False)
+
+    def break_glass_while_the_service_answers(self) -> None:
+        """No fault active: the service decides, the override plays no part (in cutover the
+        push is refused)."""
+        with self.nemesis.lock:
+            self.break_glass_push()
+
+    def during_outage(self, what: str) -> None:
+        """Called by the nemesis while the hook cannot reach any service: main and a branch
+        pushed as usual (in cutover main is refused by the fallback, in readable lines), and
+        sometimes main again under a break-glass override (let through, the bypass spooled)."""
+        with self.lock:
+            self.push_main()
+            self.push_branch()
+            if self.random.random() < 0.5:
+                self.break_glass_push()
 
     def repoint_hook(self) -> None:
         """The git server's hook asks the other replica from now on (no fault active)."""
@@ -98,10 +147,13 @@ class People:
 
     # -- people -----------------------------------------------------------------------------
 
-    def push(self, pusher: str, refspec: str, ref: str, new: str) -> int | None:
-        """A real `git push` whose server side sets the pusher; timed and recorded."""
+    def push(
+        self, pusher: str, refspec: str, ref: str, new: str, break_glass: bool = False
+    ) -> int | None:
+        """A real `git push` whose server side sets the pusher; timed and recorded with what
+        the hook said."""
         server = f"env -i PATH={SERVER_PATH} INTEGRATOR_PUSHER={pusher}"
-        started = time.monotonic()
+        started, said = time.monotonic(), ""
         try:
             result = subprocess.run(
                 ["git", "push", "-q", f"--receive-pack={server} git-receive-pack",
@@ -110,10 +162,14 @@ class People:
                 capture_output=True, text=True, timeout=60, check=False,
             )  # fmt: skip
             code: int | None = result.returncode
+            said = result.stderr
         except subprocess.TimeoutExpired:
             code = None
         ended = time.monotonic()
-        self.pushes.append(PushAttempt(pusher, ref, new, started, ended, code, self.mode))
+        lines = tuple(line.removeprefix("remote: ").rstrip() for line in said.splitlines())
+        self.pushes.append(
+            PushAttempt(pusher, ref, new, started, ended, code, self.mode, break_glass, lines)
+        )
         return code
 
     def new_candidate(self) -> None:
@@ -142,10 +198,11 @@ class People:
                 return
         self.candidates += 1
 
-    def push_main(self) -> None:
+    def push_main(self, break_glass: bool = False) -> int | None:
         n = next(self.counter)
         sha = self.world.canonical.new_commit_on_main(f"people/m{n}")
-        self.push(self.random.choice(["alice", "bob"]), f"{sha}:{MAIN}", MAIN, sha)
+        pusher = "ops" if break_glass else self.random.choice(["alice", "bob"])
+        return self.push(pusher, f"{sha}:{MAIN}", MAIN, sha, break_glass)
 
     def push_branch(self) -> None:
         n = next(self.counter)
@@ -161,25 +218,60 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())
 
 
-class Load:
-    """Client threads at a steady rate: push checks as the hook sends them, and events."""
+#: Load clients unless FAULT_CLIENTS says otherwise ("CHECKS,EVENTS" or "CHECKS"; then a
+#: quarter as many event clients), and each client's steady rate unless FAULT_RATE does.
+CLIENTS = os.environ.get("FAULT_CLIENTS", "16,4")
+RATE = float(os.environ.get("FAULT_RATE", "3"))
+#: A load request with no answer after this long hung (a paused replica answers once resumed).
+CLIENT_TIMEOUT = 8.0
 
-    def __init__(self, world: FaultWorld, checkers: int = 2, rate: float = 10.0) -> None:
+
+def client_counts(text: str) -> tuple[int, int]:
+    checks, _, events = text.partition(",")
+    return int(checks), int(events) if events else max(1, int(checks) // 4)
+
+
+class Load:
+    """Client threads, each at its own steady rate (a missed slot is skipped, never made up in
+    a burst): push checks as the hook sends them, and events. Each client keeps one
+    connection open, as a busy git server's clients would not; the hook's own connections are
+    exercised by the people's real pushes."""
+
+    def __init__(self, world: FaultWorld, clients: str = CLIENTS, rate: float = RATE) -> None:
         self.world = world
+        self.checkers, self.emitters = client_counts(clients)
+        self.rate = rate
         self.latencies: list[float] = []
         #: (wall time sent, seconds, replica port) of every answered check, paused ones too.
         self.samples: list[tuple[float, float, int]] = []
+        self.requests: list[LoadRequest] = []
         #: Ports of replicas the nemesis has stopped (SIGSTOP) right now.
         self.paused: set[int] = set()
-        self.answered_while_paused = 0
-        self.unanswered = 0
         self.acknowledged: set[str] = set()
-        self.sent_events = 0
-        self.rate = rate
         self._stop = threading.Event()
+        total = self.checkers + self.emitters
         self._threads = [
-            threading.Thread(target=self._checks, args=(n,), daemon=True) for n in range(checkers)
-        ] + [threading.Thread(target=self._events, daemon=True)]
+            threading.Thread(target=self._client, args=(n, n < self.checkers, n / total),
+                             daemon=True, name=f"load-{n}")
+            for n in range(total)
+        ]  # fmt: skip
+
+    @property
+    def answered_while_paused(self) -> int:
+        return sum(1 for r in self.requests if r.paused and r.outcome == "answered")
+
+    @property
+    def unanswered(self) -> int:
+        return sum(1 for r in self.requests if r.kind == "check" and r.outcome != "answered")
+
+    @property
+    def sent_events(self) -> int:
+        return sum(1 for r in self.requests if r.kind == "event")
+
+    def describe(self) -> str:
+        total = (self.checkers + self.emitters) * self.rate
+        return (f"{self.checkers} push-check clients and {self.emitters} event clients at "
+                f"{self.rate:g}/s each ({total:g} requests/s in all)")  # fmt: skip
 
     def start(self) -> Load:
         for thread in self._threads:
@@ -191,7 +283,7 @@ class Load:
         for thread in self._threads:
             thread.join(timeout=30)
 
-    def _body(self, n: int) -> dict[str, Any]:
+    def _check_body(self, n: int) -> dict[str, Any]:
         return {
             "repository": self.world.settings.repository_name,
             "hook_instance": "load:/srv/load.git",
@@ -202,48 +294,60 @@ class Load:
                          "new": f"{n + 1:040x}", "fast_forward": True, "first_parent": False}],
         }  # fmt: skip
 
-    def _checks(self, index: int) -> None:
-        n = index * 1_000_000
-        while not self._stop.wait(1.0 / self.rate):
-            n += 1
-            replica = self.world.replicas[n % len(self.world.replicas)]
-            started, sent, paused = time.monotonic(), time.time(), replica.port in self.paused
-            try:
-                answer = httpx.post(f"{replica.url}/v1/push-checks", json=self._body(n),
-                                    headers=self.world.hook, timeout=5)  # fmt: skip
-            except httpx.TransportError:
-                self.unanswered += 1
-                continue
-            took = time.monotonic() - started
-            if answer.status_code == 200:
-                self.samples.append((sent, took, replica.port))
-                # A replica that was not running (SIGSTOP) answers late: the host's fault,
-                # not the service's latency.
-                if paused or replica.port in self.paused:
-                    self.answered_while_paused += 1
-                else:
-                    self.latencies.append(took)
-            else:
-                self.unanswered += 1
+    def _event_body(self, branch: str) -> dict[str, Any]:
+        return {
+            "type": "branch_pushed",
+            "idempotency_key": f"load:{branch}",
+            "fields": {"branch": branch, "sha": uuid.uuid4().hex + "0" * 8,
+                       "remote": self.world.settings.repository_name,
+                       "pushed_at": _now(), "pusher": "load"},
+        }  # fmt: skip
 
-    def _events(self) -> None:
-        for n in itertools.count(1):
-            if self._stop.wait(1.0 / self.rate):
-                return
-            replica = self.world.replicas[n % len(self.world.replicas)]
-            branch = f"load/e{n}"
-            envelope = {
-                "type": "branch_pushed",
-                "idempotency_key": f"load:{branch}",
-                "fields": {"branch": branch, "sha": uuid.uuid4().hex + "0" * 8,
-                           "remote": self.world.settings.repository_name,
-                           "pushed_at": _now(), "pusher": "load"},
-            }  # fmt: skip
-            self.sent_events += 1
-            try:
-                answer = httpx.post(f"{replica.url}/v1/events", json=envelope,
-                                    headers=self.world.reporter, timeout=5)  # fmt: skip
-            except httpx.TransportError:
-                continue
-            if answer.status_code in (200, 201):
-                self.acknowledged.add(branch)
+    def _client(self, index: int, checks: bool, phase: float) -> None:
+        period = 1.0 / self.rate
+        due = time.monotonic() + phase * period
+        with httpx.Client(timeout=CLIENT_TIMEOUT) as client:
+            for n in itertools.count(index * 1_000_000):
+                due += period
+                if self._stop.wait(max(0.0, due - time.monotonic())):
+                    return
+                due = max(due, time.monotonic() - period)
+                if checks:
+                    self._check(client, n)
+                else:
+                    self._event(client, n)
+
+    def _send(
+        self, client: httpx.Client, kind: str, n: int, path: str, body: Any, headers: Any
+    ) -> httpx.Response | None:
+        replica = self.world.replicas[n % len(self.world.replicas)]
+        started, sent, paused = time.monotonic(), time.time(), replica.port in self.paused
+        answer: httpx.Response | None = None
+        try:
+            answer = client.post(f"{replica.url}{path}", json=body, headers=headers)
+            code = answer.status_code
+            outcome = "answered" if code < 400 else "refused" if code >= 500 else f"{code}"
+        except httpx.TimeoutException:
+            outcome = "timeout"
+        except httpx.TransportError:
+            outcome = "unreachable"
+        took = time.monotonic() - started
+        # A replica that was not running (SIGSTOP) answers late: the host's fault, not the
+        # service's latency.
+        paused = paused or replica.port in self.paused
+        self.requests.append(LoadRequest(kind, took, outcome, paused))
+        if kind == "check" and outcome == "answered":
+            self.samples.append((sent, took, replica.port))
+            if not paused:
+                self.latencies.append(took)
+        return answer
+
+    def _check(self, client: httpx.Client, n: int) -> None:
+        self._send(client, "check", n, "/v1/push-checks", self._check_body(n), self.world.hook)
+
+    def _event(self, client: httpx.Client, n: int) -> None:
+        branch = f"load/e{n}"
+        answer = self._send(client, "event", n, "/v1/events", self._event_body(branch),
+                            self.world.reporter)  # fmt: skip
+        if answer is not None and answer.status_code in (200, 201):
+            self.acknowledged.add(branch)

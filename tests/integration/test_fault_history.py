@@ -3,7 +3,9 @@ hooks and a real worker while a seeded nemesis injects faults; then a quiet peri
 recorded history and main itself are checked (tests/faults/checker.py).
 
 PostgreSQL: two replicas on a throw-away cluster the test starts itself (restarted by the
-nemesis). SQLite: one replica on one host. FAULT_SEED and FAULT_SECONDS choose the run.
+nemesis). SQLite: one replica on one host. FAULT_SEED and FAULT_SECONDS choose the run,
+FAULT_CLIENTS ("16,4": push-check and event clients) and FAULT_RATE (3 requests/s each) the
+load.
 """
 
 from __future__ import annotations
@@ -61,6 +63,11 @@ def settled(world: FaultWorld) -> bool:
     return not answer.json()["items"]
 
 
+def spooled(world: FaultWorld) -> list[Path]:
+    """Verdicts the hook gave without the service, not yet uploaded."""
+    return list((world.canonical.bare / "integrator" / "state" / "spool").glob("*.json"))
+
+
 def test_the_history_under_faults_satisfies_every_rule(
     world: tuple[FaultWorld, PgCluster | None],
 ) -> None:
@@ -68,9 +75,11 @@ def test_the_history_under_faults_satisfies_every_rule(
     logging.basicConfig(level=logging.INFO)
     print(f"\nFAULT_SEED={SEED} FAULT_SECONDS={SECONDS:g} database={'pg' if cluster else 'sqlite'}")
     load = Load(system)
+    print(f"load: {load.describe()}")
     nemesis = Nemesis(system, SEED, cluster, load.paused)
     plan = [(0.2 * SECONDS, "cutover"), (0.55 * SECONDS, "shadow"), (0.65 * SECONDS, "cutover")]
     people = People(system, nemesis, SEED, plan)
+    nemesis.during_outage = people.during_outage
     started = time.monotonic()
     people.start()
     load.start()
@@ -84,6 +93,9 @@ def test_the_history_under_faults_satisfies_every_rule(
     if people.mode != "cutover":
         people.set_mode("cutover")
     wait_for(lambda: settled(system), QUIET_SECONDS, "the queue to drain in the quiet period")
+    # The service is back: the next push's post-receive uploads what the hook spooled alone.
+    people.push_branch()
+    wait_for(lambda: not spooled(system), 30, "the hook's spool to be uploaded")
     history = read_history(system, people, load)
     violations = check(history)
     print(summary(history, nemesis.injected, violations))
