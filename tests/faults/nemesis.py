@@ -52,7 +52,7 @@ class Nemesis:
         self.faults["all_replicas_down"] = self.all_replicas_down
         self.errors: list[str] = []
         #: Pushes to make while the hook has no service (set by the test: People).
-        self.during_outage: Callable[[str], None] = lambda what: None
+        self.during_outage: Callable[[], str] = lambda: "no pushes"
 
     def start(self) -> Nemesis:
         self._thread.start()
@@ -122,21 +122,22 @@ class Nemesis:
             assert replica.process is not None
             replica.process.kill()
             replica.process.wait(timeout=10)
-        self.during_outage("all replicas down")
+        pushes = self.during_outage()
         time.sleep(max(0.0, hold - (time.monotonic() - started)))
         down = time.monotonic() - started
         for replica in self.world.replicas:
             self.world.start_again(replica)
-        return f"SIGKILL all {len(self.world.replicas)} replicas, restarted after {down:.1f}s"
+        return (f"SIGKILL all {len(self.world.replicas)} replicas, restarted after {down:.1f}s "
+                f"({pushes})")  # fmt: skip
 
     def hook_unreachable(self, hold: float) -> str:
         started = time.monotonic()
         url = self.world.hook_url
         self.world.point_hook(self.world.dead_url())
-        self.during_outage("hook pointed at a dead port")
+        pushes = self.during_outage()
         time.sleep(max(0.0, hold - (time.monotonic() - started)))
         self.world.point_hook(url)
-        return f"hook pointed at a dead port {time.monotonic() - started:.1f}s"
+        return f"hook pointed at a dead port {time.monotonic() - started:.1f}s ({pushes})"
 
     def cut_worker_network(self, hold: float) -> str:
         self.world.proxy.cut()

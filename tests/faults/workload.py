@@ -130,15 +130,19 @@ class People:
         with self.nemesis.lock:
             self.break_glass_push()
 
-    def during_outage(self, what: str) -> None:
+    def during_outage(self) -> str:
         """Called by the nemesis while the hook cannot reach any service: main and a branch
         pushed as usual (in cutover main is refused by the fallback, in readable lines), and
-        sometimes main again under a break-glass override (let through, the bypass spooled)."""
+        sometimes main again under a break-glass override (let through, the bypass spooled).
+        Says how each push ended."""
         with self.lock:
-            self.push_main()
-            self.push_branch()
+            codes = {"main": self.push_main(), "branch": self.push_branch()}
             if self.random.random() < 0.5:
-                self.break_glass_push()
+                codes["break-glass main"] = self.break_glass_push()
+        return f"in {self.mode}: " + ", ".join(
+            f"{what} {'let through' if code == 0 else f'exit {code}'}"
+            for what, code in codes.items()
+        )
 
     def repoint_hook(self) -> None:
         """The git server's hook asks the other replica from now on (no fault active)."""
@@ -204,14 +208,14 @@ class People:
         pusher = "ops" if break_glass else self.random.choice(["alice", "bob"])
         return self.push(pusher, f"{sha}:{MAIN}", MAIN, sha, break_glass)
 
-    def push_branch(self) -> None:
+    def push_branch(self) -> int | None:
         n = next(self.counter)
         work = self.world.canonical.work
         git("checkout", "-q", "-B", f"topic/t{n}", self.world.base, cwd=work)
         sha = self.world.canonical.commit(f"topics/t{n}.txt", f"{n}\n", f"topic t{n}")
         git("checkout", "-q", "--detach", cwd=work)
         ref = f"refs/heads/topic/t{n}"
-        self.push("bob", f"{sha}:{ref}", ref, sha)
+        return self.push("bob", f"{sha}:{ref}", ref, sha)
 
 
 def _now() -> str:
