@@ -35,6 +35,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.hook_support import HookRepository
+
 HOOKS = Path(__file__).resolve().parents[2] / "hooks"
 PYTHON = "/usr/bin/python3"
 DEADLINE = 0.8
@@ -45,11 +47,6 @@ FEW = settings(max_examples=40, deadline=None, suppress_health_check=list(Health
 MANY = settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
 #: A thousand runs of a hook, some waiting out its deadline: minutes on a busy machine.
 STRESS_SECONDS = 1800
-
-
-def git(*args: str, cwd: Path) -> str:
-    done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True)
-    return done.stdout.strip()
 
 
 @dataclass
@@ -120,39 +117,8 @@ class AnyService:
         self._server.server_close()
 
 
-class Repository:
-    """A bare repository configured for the hooks, with `main` and `topic` one commit behind."""
-
-    def __init__(self, root: Path, url: str) -> None:
-        self.bare = root / "canonical.git"
-        work = root / "work"
-        git("init", "-q", "--bare", "--initial-branch=main", str(self.bare), cwd=root)
-        git("init", "-q", "--initial-branch=main", str(work), cwd=root)
-        identity = ("-c", "user.name=t", "-c", "user.email=t@example.com")
-        git(*identity, "commit", "-q", "--allow-empty", "-m", "one", cwd=work)
-        self.old = git("rev-parse", "HEAD", cwd=work)
-        git(*identity, "commit", "-q", "--allow-empty", "-m", "two", cwd=work)
-        self.new = git("rev-parse", "HEAD", cwd=work)
-        git("push", "-q", str(self.bare), f"{self.old}:refs/heads/main", cwd=work)
-        git("push", "-q", str(self.bare), f"{self.new}:refs/heads/next", cwd=work)
-        folder = self.bare / "integrator"
-        self.state = folder / "state"
-        self.state.mkdir(parents=True)
-        (folder / "token").write_text("hook-token\n")
-        config = {
-            "url": url,
-            "token_file": str(folder / "token"),
-            "repository": "canonical",
-            "deadline_seconds": DEADLINE,
-        }
-        (folder / "hook.json").write_text(json.dumps(config))
-
-    def cache(self, mode: str) -> None:
-        last = {"mode": mode, "protected_refs": ["refs/heads/main"]}
-        (self.state / "last.json").write_text(json.dumps(last))
-
-    def stdin(self, ref: str) -> bytes:
-        return f"{self.old} {self.new} {ref}\n".encode()
+class Repository(HookRepository):
+    """The hooks' bare repository, with a way to run a hook on it as git runs it."""
 
     def run(self, hook: str, stdin: bytes) -> tuple[subprocess.CompletedProcess[bytes], float]:
         started = time.monotonic()
@@ -177,7 +143,7 @@ def service() -> Iterator[AnyService]:
 
 @pytest.fixture(scope="module")
 def repository(tmp_path_factory: pytest.TempPathFactory, service: AnyService) -> Repository:
-    return Repository(tmp_path_factory.mktemp("answers"), service.url)
+    return Repository(tmp_path_factory.mktemp("answers"), service.url, DEADLINE)
 
 
 # ---- what a service may answer ----
@@ -340,7 +306,7 @@ def check_cutover_main(repository: Repository, service: AnyService, reply: Reply
     """In cutover main passes only on a well-formed allow, whatever the cache said."""
     service.reply = reply
     repository.cache("cutover")
-    done, seconds = repository.run("pre-receive", repository.stdin("refs/heads/main"))
+    done, seconds = repository.run("pre-receive", repository.main_update)
     assert seconds < DEADLINE + MARGIN
     read = well_formed(reply)
     if done.returncode == 0:

@@ -29,6 +29,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.hook_support import HookRepository
+
 HOOK = Path(__file__).resolve().parents[2] / "hooks" / "pre-receive"
 DEADLINE = 2.5
 #: The deadline, the fallback's two backstops and start-up: a run beyond this has hung.
@@ -48,56 +50,9 @@ def load() -> ModuleType:
     return module
 
 
-def git(*args: str, cwd: Path) -> str:
-    done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True)
-    return done.stdout.strip()
-
-
-class Server:
-    """A bare repository with the hook's configuration; the service is whatever a test says."""
-
-    def __init__(
-        self, root: Path, url: str = "http://127.0.0.1:9", deadline: float = DEADLINE
-    ) -> None:
-        self.deadline = deadline
-        self.bare = root / "canonical.git"
-        work = root / "work"
-        git("init", "-q", "--bare", "--initial-branch=main", str(self.bare), cwd=root)
-        git("init", "-q", "--initial-branch=main", str(work), cwd=root)
-        identity = ("-c", "user.name=t", "-c", "user.email=t@example.com")
-        git(*identity, "commit", "-q", "--allow-empty", "-m", "one", cwd=work)
-        self.old = git("rev-parse", "HEAD", cwd=work)
-        git(*identity, "commit", "-q", "--allow-empty", "-m", "two", cwd=work)
-        self.new = git("rev-parse", "HEAD", cwd=work)
-        git("push", "-q", str(self.bare), f"{self.old}:refs/heads/main", cwd=work)
-        git("push", "-q", str(self.bare), f"{self.new}:refs/heads/next", cwd=work)
-        folder = self.bare / "integrator"
-        self.state = folder / "state"
-        self.state.mkdir(parents=True)
-        (folder / "token").write_text("hook-token\n")
-        self.configure(url)
-
-    def configure(self, url: str) -> None:
-        config = {
-            "url": url,
-            "token_file": str(self.bare / "integrator" / "token"),
-            "repository": "canonical",
-            "deadline_seconds": self.deadline,
-        }
-        (self.bare / "integrator" / "hook.json").write_text(json.dumps(config))
-
-    def cache(self, mode: str) -> None:
-        last = {"mode": mode, "protected_refs": ["refs/heads/main"]}
-        (self.state / "last.json").write_text(json.dumps(last))
-
-    @property
-    def main_update(self) -> bytes:
-        return f"{self.old} {self.new} refs/heads/main\n".encode()
-
-
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Server:
-    return Server(tmp_path_factory.mktemp("fuzz"))
+def server(tmp_path_factory: pytest.TempPathFactory) -> HookRepository:
+    return HookRepository(tmp_path_factory.mktemp("fuzz"), "http://127.0.0.1:9", DEADLINE)
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +62,7 @@ def hook() -> ModuleType:
 
 def run_in_process(
     hook: ModuleType,
-    server: Server,
+    server: HookRepository,
     stdin: bytes,
     answer: Callable[..., tuple[int, bytes]],
     options: Sequence[str] = (),
@@ -233,7 +188,9 @@ def hook_reads(hook: ModuleType, status: int, raw: bytes) -> dict[str, Any] | No
     return answer
 
 
-def check_answer(hook: ModuleType, server: Server, mode: str, status: int, raw: bytes) -> None:
+def check_answer(
+    hook: ModuleType, server: HookRepository, mode: str, status: int, raw: bytes
+) -> None:
     server.cache(mode)
     code, seconds = run_in_process(hook, server, server.main_update, replying(status, raw))
     assert seconds < LONGEST
@@ -247,7 +204,7 @@ def check_answer(hook: ModuleType, server: Server, mode: str, status: int, raw: 
 @settings(FEW, max_examples=150)
 @given(answer=answers(), mode=st.sampled_from(["shadow", "cutover"]))
 def test_any_answer_of_the_service_is_applied_or_falls_back_safely(
-    hook: ModuleType, server: Server, answer: tuple[int, bytes], mode: str
+    hook: ModuleType, server: HookRepository, answer: tuple[int, bytes], mode: str
 ) -> None:
     check_answer(hook, server, mode, *answer)
 
@@ -256,7 +213,7 @@ def test_any_answer_of_the_service_is_applied_or_falls_back_safely(
 @MANY
 @given(answer=answers(), mode=st.sampled_from(["shadow", "cutover"]))
 def test_any_answer_of_the_service_stress(
-    hook: ModuleType, server: Server, answer: tuple[int, bytes], mode: str
+    hook: ModuleType, server: HookRepository, answer: tuple[int, bytes], mode: str
 ) -> None:
     check_answer(hook, server, mode, *answer)
 
@@ -300,7 +257,7 @@ def allowing(body: dict[str, Any]) -> tuple[int, bytes]:
     return 200, json.dumps(answer).encode()
 
 
-def check_input(hook: ModuleType, server: Server, stdin: bytes, opts: list[str]) -> None:
+def check_input(hook: ModuleType, server: HookRepository, stdin: bytes, opts: list[str]) -> None:
     # shadow, the service letting everything through: nothing may refuse the push
     server.cache("shadow")
     code, seconds = run_in_process(hook, server, stdin, lambda *a: allowing(a[3]), opts)
@@ -316,7 +273,7 @@ def check_input(hook: ModuleType, server: Server, stdin: bytes, opts: list[str])
 @FEW
 @given(stdin=pushes(), opts=options)
 def test_any_input_and_push_options_keep_the_promises(
-    hook: ModuleType, server: Server, stdin: bytes, opts: list[str]
+    hook: ModuleType, server: HookRepository, stdin: bytes, opts: list[str]
 ) -> None:
     check_input(hook, server, stdin, opts)
 
@@ -325,7 +282,7 @@ def test_any_input_and_push_options_keep_the_promises(
 @MANY
 @given(stdin=pushes(), opts=options)
 def test_any_input_and_push_options_stress(
-    hook: ModuleType, server: Server, stdin: bytes, opts: list[str]
+    hook: ModuleType, server: HookRepository, stdin: bytes, opts: list[str]
 ) -> None:
     check_input(hook, server, stdin, opts)
 
@@ -382,8 +339,10 @@ def raw_service() -> Iterator[RawService]:
 
 
 @pytest.fixture(scope="module")
-def script_server(tmp_path_factory: pytest.TempPathFactory, raw_service: RawService) -> Server:
-    return Server(tmp_path_factory.mktemp("fuzz-script"), raw_service.url, SCRIPT_DEADLINE)
+def script_server(
+    tmp_path_factory: pytest.TempPathFactory, raw_service: RawService
+) -> HookRepository:
+    return HookRepository(tmp_path_factory.mktemp("fuzz-script"), raw_service.url, SCRIPT_DEADLINE)
 
 
 @settings(max_examples=6, deadline=None, suppress_health_check=list(HealthCheck))
@@ -395,7 +354,7 @@ def script_server(tmp_path_factory: pytest.TempPathFactory, raw_service: RawServ
 )
 def test_the_script_against_a_service_answering_fuzzed_bytes(
     hook: ModuleType,
-    script_server: Server,
+    script_server: HookRepository,
     raw_service: RawService,
     answer: tuple[int, bytes],
     framed: bool,
