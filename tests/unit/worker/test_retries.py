@@ -5,16 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from integrator import events
 from integrator.worker.check_config import CheckSpec
 from integrator.worker.checks import CheckResult, CheckRun, CheckRunner, run_with_retries
 from integrator.worker.landing import PushFacts, Verdict
-from integrator.worker.trial import Decision, Handed, Trial, judge
+from integrator.worker.trial import Trial, judge
 from integrator.worker.workspace import Merged
-
-BASE = "b" * 40
-SHA = "c" * 40
-MERGED = "d" * 40
+from tests.unit.worker.trial_support import BASE, MERGED, assert_recordable, handed
 
 
 def fails_first_time(marker: Path) -> str:
@@ -69,10 +65,6 @@ def test_a_cancelled_check_is_not_retried(tmp_path: Path) -> None:
     assert len(runs) == 1 and runs[0].cancelled
 
 
-def handed(mode: str) -> Handed:
-    return Handed(id=7, slug="feat-7", branch="feat/seven", sha=SHA, mode=mode, position=3)
-
-
 def run(exit_code: int | None, timed_out: bool = False, tail: str = "out\n") -> CheckResult:
     return CheckResult("make test", exit_code, timed_out, False, tail, 1.25, timeout=30)
 
@@ -119,19 +111,6 @@ def test_a_plain_pass_carries_its_one_attempt_and_is_not_flaky() -> None:
     (check,) = decision.body()["checks"]
     assert check["status"] == "passed" and len(check["attempts"]) == 1
     assert not any("flaky" in line for line in decision.diagnostics)
-
-
-def assert_recordable(decision: Decision) -> None:
-    events.validate_fields(
-        "integration_blocked",
-        {
-            "slug": "feat-7", "branch": "feat/seven", "sha": SHA, "attempt": "att-1",
-            "conflict_evidence": decision.conflict_evidence,
-            "diagnostics": decision.diagnostics,
-            "next_action": decision.next_action,
-            "blocked_at": "2026-01-01T00:00:00+00:00",
-        },
-    )  # fmt: skip
 
 
 def test_a_failure_on_every_attempt_blocks_with_each_attempt_as_check_evidence() -> None:

@@ -6,27 +6,18 @@ import subprocess
 
 import pytest
 
-from integrator import events
 from integrator.gitops import Conflict
 from integrator.worker.check_config import CheckSpec
 from integrator.worker.checks import CheckResult, CheckRun
 from integrator.worker.landing import PushFacts, Verdict
 from integrator.worker.trial import (
     NO_PUSH_OPTIONS,
-    Decision,
-    Handed,
     Trial,
     judge,
     merge_message,
 )
 from integrator.worker.workspace import Merged, MergeMethod
-
-BASE = "b" * 40
-SHA = "c" * 40
-
-
-def handed(mode: str = "shadow") -> Handed:
-    return Handed(id=7, slug="feat-7", branch="feat/seven", sha=SHA, mode=mode, position=3)
+from tests.unit.worker.trial_support import BASE, SHA, assert_recordable, handed
 
 
 def clean_merge() -> Merged:
@@ -35,20 +26,6 @@ def clean_merge() -> Merged:
 
 def check(exit_code: int | None = 0, timed_out: bool = False) -> CheckResult:
     return CheckResult("make test", exit_code, timed_out, False, "last lines\n", 1.5)
-
-
-def assert_recordable(decision: Decision) -> None:
-    """The service's own validation of `integration_blocked` takes the decision as it is."""
-    events.validate_fields(
-        "integration_blocked",
-        {
-            "slug": "feat-7", "branch": "feat/seven", "sha": SHA, "attempt": "att-1",
-            "conflict_evidence": decision.conflict_evidence,
-            "diagnostics": decision.diagnostics,
-            "next_action": decision.next_action,
-            "blocked_at": "2026-01-01T00:00:00+00:00",
-        },
-    )  # fmt: skip
 
 
 def trial(check: CheckResult | None = None, **facts: object) -> Trial:

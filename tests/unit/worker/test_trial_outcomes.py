@@ -12,7 +12,6 @@ from integrator.worker.landing import PushFacts, Verdict
 from integrator.worker.trial import (
     PUSH_RETRIES,
     Decision,
-    Handed,
     Trial,
     judge,
     merge_message,
@@ -20,12 +19,7 @@ from integrator.worker.trial import (
     requeue,
 )
 from integrator.worker.workspace import Merged, MergeMethod
-
-BASE, SHA, MERGED = "b" * 40, "c" * 40, "d" * 40
-
-
-def handed(mode: str = "shadow") -> Handed:
-    return Handed(id=7, slug="feat-7", branch="feat/seven", sha=SHA, mode=mode, position=3)
+from tests.unit.worker.trial_support import BASE, MERGED, SHA, handed
 
 
 def result(exit_code: int | None = 0, seconds: float = 1.25) -> CheckResult:
