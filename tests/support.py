@@ -33,6 +33,10 @@ class TokenMaker:
             _, token = create_token(session, name=name or f"{role}-{self.count}", role=role)
         return token
 
+    def bearer(self, role: str) -> dict[str, str]:
+        """The Authorization header of a new token of `role`."""
+        return {"Authorization": f"Bearer {self(role)}"}
+
 
 def free_port() -> int:
     with socket.socket() as sock:

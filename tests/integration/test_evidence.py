@@ -19,25 +19,22 @@ from integrator.api.app import create_app
 from integrator.models import Event, Registration
 from integrator.parity import dequeue_order_violations, lease_overlaps, shadow_registrations
 from integrator.settings import Settings
-from tests.builders import branch_pushed, finalize_ready, review_approved
+from tests.api_world import ApiWorld
 from tests.gitrepos import Canonical, Unreadable, git
 from tests.support import TokenMaker
 
 DAY = 86400.0
 
 
-class Service:
+class Service(ApiWorld):
     """The service in process on a real canonical repository, driven as its users would."""
 
     def __init__(
         self, client: TestClient, tokens: TokenMaker, canonical: Canonical, engine: Engine
     ) -> None:
-        self.client = client
-        self.canonical = canonical
+        super().__init__(client, tokens, canonical)
         self.engine = engine
-        self.reporter = {"Authorization": f"Bearer {tokens('reporter')}"}
-        self.operator = {"Authorization": f"Bearer {tokens('operator')}"}
-        self.integrator = {"Authorization": f"Bearer {tokens('integrator')}"}
+        self.integrator = {"Authorization": f"Bearer {self.integrator_token}"}
         self.grant: dict[str, Any] | None = None
 
     def acquire(self) -> dict[str, Any]:
@@ -51,10 +48,7 @@ class Service:
 
     def predict(self, slug: str) -> int:
         """A READY candidate, handed to the lease holder and predicted `would_integrate`."""
-        sha = self.canonical.branch(f"feat/{slug}")
-        for envelope in (review_approved(slug), branch_pushed(f"feat/{slug}", sha),
-                         finalize_ready(slug, f"feat/{slug}", sha)):  # fmt: skip
-            assert self.client.post("/v1/events", json=envelope, headers=self.reporter).is_success
+        self.ready(slug)
         grant = self.acquire()
         handed = self.client.post("/v1/queue/next", json=grant, headers=self.integrator).json()
         outcome = {**grant, "outcome": "would_integrate", "attempt": f"attempt-{slug}"}

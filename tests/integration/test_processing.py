@@ -13,69 +13,11 @@ from sqlalchemy import Engine, select
 from integrator.api.app import create_app
 from integrator.models import Event
 from integrator.settings import Settings
-from tests.builders import branch_pushed, finalize_ready, review_approved
+from tests.api_world import ApiWorld as World
+from tests.api_world import Holder as Holder  # test_followups and test_pause take it from here
+from tests.builders import branch_pushed, finalize_ready
 from tests.gitrepos import Canonical
 from tests.support import TokenMaker
-
-
-class Holder:
-    """An integrator-role client holding (or having held) one lease grant."""
-
-    def __init__(self, client: TestClient, token: str, name: str) -> None:
-        self.client = client
-        self.auth = {"Authorization": f"Bearer {token}"}
-        grant = client.post("/v1/lease/acquire", json={"holder": name}, headers=self.auth)
-        assert grant.status_code == 200, grant.text
-        self.epoch = grant.json()["epoch"]
-        self.token = grant.json()["token"]
-
-    def grant(self) -> dict[str, Any]:
-        return {"epoch": self.epoch, "token": self.token}
-
-    def next(self) -> Any:
-        return self.client.post("/v1/queue/next", json=self.grant(), headers=self.auth)
-
-    def outcome(self, candidate_id: int, outcome: str, **extra: Any) -> Any:
-        body = {**self.grant(), "outcome": outcome, **extra}
-        return self.client.post(
-            f"/v1/candidates/{candidate_id}/outcome", json=body, headers=self.auth
-        )
-
-
-class World:
-    def __init__(self, client: TestClient, tokens: TokenMaker, canonical: Canonical) -> None:
-        self.client = client
-        self.canonical = canonical
-        self.reporter = {"Authorization": f"Bearer {tokens('reporter')}"}
-        self.operator = {"Authorization": f"Bearer {tokens('operator')}"}
-        self.integrator_token = tokens("integrator")
-
-    def ready(self, slug: str) -> str:
-        sha = self.canonical.branch(f"feat/{slug}")
-        for envelope in (
-            review_approved(slug),
-            branch_pushed(f"feat/{slug}", sha),
-            finalize_ready(slug, f"feat/{slug}", sha),
-        ):
-            response = self.client.post("/v1/events", json=envelope, headers=self.reporter)
-            assert response.status_code == 201, response.text
-        return sha
-
-    def holder(self, name: str = "bot-1") -> Holder:
-        return Holder(self.client, self.integrator_token, name)
-
-    def force_release(self) -> None:
-        response = self.client.post(
-            "/v1/lease/force-release", json={"reason": "test takeover"}, headers=self.operator
-        )
-        assert response.status_code == 200, response.text
-
-    def set_mode_cutover(self, engine: Engine) -> None:
-        from integrator.db import make_sessionmaker
-        from integrator.modes import Mode, change
-
-        with make_sessionmaker(engine)() as session, session.begin():
-            change(session, Mode.cutover, by="test", reason="test", repository="canonical")
 
 
 @pytest.fixture

@@ -17,91 +17,27 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select
 
 from integrator.api.app import create_app
-from integrator.db import make_sessionmaker
 from integrator.models import Event
-from integrator.modes import Mode, change
 from integrator.settings import Settings
-from tests.builders import branch_pushed, finalize_ready, review_approved
+from tests.api_world import MAIN, ApiWorld, Holder
 from tests.gitrepos import Canonical, git
 from tests.support import TokenMaker
 
-MAIN = "refs/heads/main"
 RELEASE = "refs/heads/release"
 
 
-class Holder:
-    """An integrator-role client holding (or having held) one lease grant."""
+class World(ApiWorld):
+    """The shared in-process service, with the hook's token and the push checks it sends."""
 
-    def __init__(self, client: TestClient, token: str, name: str) -> None:
-        self.client = client
-        self.auth = {"Authorization": f"Bearer {token}"}
-        grant = client.post("/v1/lease/acquire", json={"holder": name}, headers=self.auth)
-        assert grant.status_code == 200, grant.text
-        self.epoch, self.token = grant.json()["epoch"], grant.json()["token"]
-
-    def grant(self) -> dict[str, Any]:
-        return {"epoch": self.epoch, "token": self.token}
-
-    def next(self) -> Any:
-        return self.client.post("/v1/queue/next", json=self.grant(), headers=self.auth)
-
-    def register(
-        self,
-        candidate: int,
-        old: str,
-        new: str,
-        attempt: str,
-        ref: str = MAIN,
-        checks: list[dict[str, Any]] | None = None,
-    ) -> Any:
-        body = {**self.grant(), "candidate_id": candidate, "ref": ref, "old": old, "new": new,
-                "attempt": attempt, "checks": checks or []}  # fmt: skip
-        return self.client.post("/v1/registrations", json=body, headers=self.auth)
-
-    def fail(self, registration: int, reason: str = "push refused") -> Any:
-        body = {**self.grant(), "reason": reason}
-        return self.client.post(
-            f"/v1/registrations/{registration}/fail", json=body, headers=self.auth
-        )
-
-    def integrated(self, candidate: int, registration: int, new: str, attempt: str) -> Any:
-        body = {**self.grant(), "outcome": "integrated", "main_sha": new, "attempt": attempt,
-                "registration_id": registration}  # fmt: skip
-        return self.client.post(f"/v1/candidates/{candidate}/outcome", json=body, headers=self.auth)
-
-
-class World:
     def __init__(
         self, client: TestClient, tokens: TokenMaker, canonical: Canonical, engine: Engine
     ) -> None:
-        self.client = client
-        self.canonical = canonical
+        super().__init__(client, tokens, canonical)
         self.engine = engine
-        self.reporter = {"Authorization": f"Bearer {tokens('reporter')}"}
-        self.operator = {"Authorization": f"Bearer {tokens('operator')}"}
-        self.hook = {"Authorization": f"Bearer {tokens('hook')}"}
-        self.integrator_token = tokens("integrator")
+        self.hook = tokens.bearer("hook")
 
     def cutover(self) -> None:
-        with make_sessionmaker(self.engine)() as session, session.begin():
-            change(session, Mode.cutover, by="test", reason="test", repository="canonical")
-
-    def ready(self, slug: str) -> str:
-        sha = self.canonical.branch(f"feat/{slug}")
-        for envelope in (review_approved(slug), branch_pushed(f"feat/{slug}", sha),
-                         finalize_ready(slug, f"feat/{slug}", sha)):  # fmt: skip
-            response = self.client.post("/v1/events", json=envelope, headers=self.reporter)
-            assert response.status_code == 201, response.text
-        return sha
-
-    def holder(self, name: str = "bot-1") -> Holder:
-        return Holder(self.client, self.integrator_token, name)
-
-    def force_release(self) -> None:
-        response = self.client.post(
-            "/v1/lease/force-release", json={"reason": "holder died"}, headers=self.operator
-        )
-        assert response.status_code == 200, response.text
+        self.set_mode_cutover(self.engine)
 
     def merge(self, sha: str, attempt: str, ref: str = MAIN) -> tuple[str, str]:
         """The integrator's commit: `sha` merged directly on the ref's tip with the attempt
