@@ -37,3 +37,19 @@ def branch_pushed(
     if key:
         envelope["idempotency_key"] = key
     return envelope
+
+
+def push_check(ref: str, old: str, new: str, **extra: Any) -> dict[str, Any]:
+    """A hook's push check of one update of `ref` by alice (first-parent unchecked)."""
+    return {
+        "repository": "canonical",
+        "hook_instance": "git1:/srv/canonical.git",
+        "hook_version": "1",
+        "pusher": "alice",
+        "identity_source": "plain",
+        "updates": [
+            {"ref": ref, "resolved_ref": ref, "old": old, "new": new,
+             "fast_forward": True, "first_parent": False},
+        ],
+        **extra,
+    }  # fmt: skip

@@ -18,27 +18,13 @@ from integrator.api.app import create_app
 from integrator.db import make_engine, make_sessionmaker, read_session
 from integrator.models import ConditionState, Event, WebhookDelivery
 from integrator.settings import Settings
-from tests.builders import branch_pushed, finalize_ready, review_approved
+from tests.api_world import post_ready
+from tests.builders import push_check
 from tests.gitrepos import Canonical
 from tests.support import TokenMaker
 
 #: Thresholds of these tests, in seconds (the SQL clock is moved past them).
 STALL, NO_HOLDER, CHECK, PENDING = 600.0, 300.0, 900.0, 60.0
-
-
-def push_check(**extra: Any) -> dict[str, Any]:
-    return {
-        "repository": "canonical",
-        "hook_instance": "git1:/srv/canonical.git",
-        "hook_version": "1",
-        "pusher": "alice",
-        "identity_source": "plain",
-        "updates": [
-            {"ref": "refs/heads/topic", "resolved_ref": "refs/heads/topic", "old": "0" * 40,
-             "new": "b" * 40, "fast_forward": True, "first_parent": False},
-        ],
-        **extra,
-    }  # fmt: skip
 
 
 class World:
@@ -67,11 +53,7 @@ class World:
             return {c.code: c for c in conditions.active(session, self.later(seconds))}
 
     def ready(self, canonical: Canonical, slug: str) -> None:
-        sha = canonical.branch(f"feat/{slug}")
-        for envelope in (review_approved(slug), branch_pushed(f"feat/{slug}", sha),
-                         finalize_ready(slug, f"feat/{slug}", sha)):  # fmt: skip
-            response = self.client.post("/v1/events", json=envelope, headers=self.reporter)
-            assert response.status_code == 201, response.text
+        post_ready(self.client, self.reporter, canonical, slug)
 
     def acquire(self, holder: str = "bot") -> dict[str, Any]:
         grant = self.client.post(
@@ -88,7 +70,11 @@ class World:
         return body
 
     def hook_call(self) -> None:
-        response = self.client.post("/v1/push-checks", json=push_check(), headers=self.hook)
+        response = self.client.post(
+            "/v1/push-checks",
+            json=push_check("refs/heads/topic", "0" * 40, "b" * 40),
+            headers=self.hook,
+        )
         assert response.status_code == 200, response.text
 
     def events(self, *types: str) -> list[Event]:

@@ -14,26 +14,12 @@ from sqlalchemy import Engine, select
 from integrator.api.app import create_app
 from integrator.models import Event, HookInstance
 from integrator.settings import Settings
-from tests.builders import branch_pushed, finalize_ready, review_approved
+from tests.api_world import post_ready
+from tests.builders import push_check
 from tests.gitrepos import Canonical
 from tests.support import TokenMaker
 
 ZERO = "0" * 40
-
-
-def push(ref: str, old: str, new: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "repository": "canonical",
-        "hook_instance": "git1:/srv/canonical.git",
-        "hook_version": "1",
-        "pusher": "alice",
-        "identity_source": "plain",
-        "updates": [
-            {"ref": ref, "resolved_ref": ref, "old": old, "new": new,
-             "fast_forward": True, "first_parent": False},
-        ],
-        **extra,
-    }  # fmt: skip
 
 
 class Ops:
@@ -52,16 +38,13 @@ class Ops:
         return result
 
     def human_main_push(self) -> dict[str, Any]:
-        return self.check(push("refs/heads/main", self.canonical.head(), "c" * 40))
+        return self.check(push_check("refs/heads/main", self.canonical.head(), "c" * 40))
 
     def post(self, path: str, body: dict[str, Any]) -> Any:
         return self.client.post(path, json=body, headers=self.operator)
 
     def predict_one(self, slug: str) -> dict[str, Any]:
-        sha = self.canonical.branch(f"feat/{slug}")
-        for envelope in (review_approved(slug), branch_pushed(f"feat/{slug}", sha),
-                         finalize_ready(slug, f"feat/{slug}", sha)):  # fmt: skip
-            assert self.client.post("/v1/events", json=envelope, headers=self.reporter).is_success
+        post_ready(self.client, self.reporter, self.canonical, slug)
         grant = self.client.post(
             "/v1/lease/acquire", json={"holder": "bot"}, headers=self.integrator
         ).json()
@@ -138,7 +121,7 @@ def test_forced_cutover_refuses_humans_on_main_and_rollback_restores_shadow(
     refused = ops.human_main_push()
     assert refused["allow"] is False and refused["reason_code"] == "not_registered"
     assert any("integrator submit" in line for line in refused["messages"])
-    branch = ops.check(push("refs/heads/feature", ZERO, "d" * 40))
+    branch = ops.check(push_check("refs/heads/feature", ZERO, "d" * 40))
     assert branch["allow"] is True
     assert ops.post("/v1/mode", {"mode": "off", "reason": "x"}).status_code == 409
     back = ops.post("/v1/rollback", {"reason": "incident"})
@@ -193,7 +176,7 @@ def test_only_operators_change_modes(ops: Ops) -> None:
 def test_push_reports_become_branch_pushed_events_once(ops: Ops, engine: Engine) -> None:
     """post-receive's report is keyed by repository, ref, old and new: retries are duplicates."""
     sha = ops.canonical.branch("feat/r")
-    body = push("refs/heads/feat/r", ZERO, sha)
+    body = push_check("refs/heads/feat/r", ZERO, sha)
     first = ops.client.post("/v1/push-reports", json=body, headers=ops.hook).json()
     again = ops.client.post("/v1/push-reports", json=body, headers=ops.hook).json()
     assert (first, again) == ({"recorded": 1, "duplicates": 0}, {"recorded": 0, "duplicates": 1})
@@ -203,7 +186,7 @@ def test_push_reports_become_branch_pushed_events_once(ops: Ops, engine: Engine)
 
 def test_spooled_verdicts_and_break_glass_uses_are_recorded_once(ops: Ops, engine: Engine) -> None:
     """Verdicts given without the service arrive later; a bypass is reported as such."""
-    item = {**push("refs/heads/main", "a" * 40, "b" * 40), "decided_locally": True,
+    item = {**push_check("refs/heads/main", "a" * 40, "b" * 40), "decided_locally": True,
             "allow": True, "reason_code": "service_unavailable", "mode": "cutover",
             "decided_at": "2026-11-24T12:00:00+00:00", "bypass": True}  # fmt: skip
     first = ops.client.post("/v1/push-checks/spool", json={"items": [item]}, headers=ops.hook)
@@ -217,11 +200,11 @@ def test_spooled_verdicts_and_break_glass_uses_are_recorded_once(ops: Ops, engin
 
 def test_push_checks_validate_their_input(ops: Ops) -> None:
     """Bad object names are 422 naming the field; a reader cannot ask for verdicts."""
-    bad = push("refs/heads/main", "nothex", "b" * 40)
+    bad = push_check("refs/heads/main", "nothex", "b" * 40)
     response = ops.client.post("/v1/push-checks", json=bad, headers=ops.hook)
     assert response.status_code == 422
     assert response.json()["details"][0]["field"] == "updates.0.old"
-    assert ops.client.post("/v1/push-checks", json=push("refs/heads/x", ZERO, "b" * 40),
+    assert ops.client.post("/v1/push-checks", json=push_check("refs/heads/x", ZERO, "b" * 40),
                            headers=ops.reporter).status_code == 403  # fmt: skip
 
 
@@ -230,7 +213,7 @@ def test_a_human_push_landing_a_predicted_candidate_scores_it(ops: Ops, engine: 
     predicted = ops.predict_one("landing")
     old = ops.canonical.head()
     new = ops.canonical.merge_to_main(predicted["sha"])
-    body = push("refs/heads/main", old, new)
+    body = push_check("refs/heads/main", old, new)
     assert ops.client.post("/v1/push-reports", json=body, headers=ops.hook).status_code == 200
     candidate = ops.client.get(f"/v1/candidates/{predicted['id']}", headers=ops.hook).json()
     assert candidate["status"] == "integrated"
