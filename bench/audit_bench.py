@@ -29,15 +29,8 @@ from typing import Any
 import httpx
 from sqlalchemy import insert, text
 
-from bench.common import (
-    BACKENDS,
-    GIT_ENV,
-    make_token,
-    service,
-    settings_env,
-    summary_ms,
-    temp_database,
-)
+from bench import common
+from bench.common import BACKENDS, GIT_ENV, make_token, service, settings_env, temp_database
 from bench.status_bench import option
 from integrator.audit_reader import _FORMAT
 from integrator.db import make_engine
@@ -192,16 +185,13 @@ def timed_run(command: list[str], count: int, **kwargs: Any) -> list[float]:
     return samples
 
 
-Row = tuple[str, str, str, float, float]
-
-
-def run_backend(backend: str, argv: list[str], folder: Path) -> list[Row]:
+def run_backend(backend: str, argv: list[str], folder: Path) -> list[common.Row]:
     samples = option(argv, "samples", SAMPLES)
     rng = random.Random(19)
-    rows: list[Row] = []
+    rows: list[common.Row] = []
 
     def record(name: str, times: list[float]) -> None:
-        rows.append((backend, name, str(len(times)), *summary_ms(times)))
+        rows.append(common.latency_row(backend, name, times))
 
     bare = folder / f"{backend}.git"
     chain = build_repository(bare, option(argv, "commits", COMMITS), rng)
@@ -251,10 +241,7 @@ def main(argv: list[str]) -> None:
           " sequential, one client")  # fmt: skip
     with tempfile.TemporaryDirectory() as folder:
         results = [row for b in BACKENDS for row in run_backend(b, argv, Path(folder))]
-    print("\n| backend | request | samples | p50 ms | p99 ms |")
-    print("|---|---|---|---|---|")
-    for backend, name, count, p50, p99 in results:
-        print(f"| {backend} | {name} | {count} | {p50:.1f} | {p99:.1f} |")
+    common.print_latency_table(results)
     for backend in BACKENDS:
         mine = {name: p50 for b, name, _, p50, _ in results if b == backend}
         floor = mine["baseline: `git rev-list --first-parent main`"]

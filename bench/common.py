@@ -46,6 +46,22 @@ def summary_ms(samples: list[float]) -> tuple[float, float]:
     return percentile(samples, 50) * 1000, percentile(samples, 99) * 1000
 
 
+#: One line of a latency table: backend, what was timed, samples, p50 ms, p99 ms.
+Row = tuple[str, str, str, float, float]
+
+
+def latency_row(backend: str, name: str, times: list[float]) -> Row:
+    return (backend, name, str(len(times)), *summary_ms(times))
+
+
+def print_latency_table(rows: list[Row]) -> None:
+    """The rows as the Markdown table the benchmark notes quote."""
+    print("\n| backend | request | samples | p50 ms | p99 ms |")
+    print("|---|---|---|---|---|")
+    for backend, name, count, p50, p99 in rows:
+        print(f"| {backend} | {name} | {count} | {p50:.1f} | {p99:.1f} |")
+
+
 @contextmanager
 def temp_database(backend: str) -> Iterator[str]:
     """A migrated throw-away database URL, removed afterwards."""

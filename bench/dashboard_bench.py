@@ -18,7 +18,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
-from bench.common import BACKENDS, make_token, service, summary_ms, temp_database
+from bench import common
+from bench.common import BACKENDS, make_token, service, temp_database
 from bench.status_bench import CANDIDATES, EVENTS, option, seeded, timed_get
 
 SAMPLES = 100
@@ -34,8 +35,6 @@ REFRESH = (
 )
 EVIDENCE = "/v1/evidence"
 
-Row = tuple[str, str, str, float, float]
-
 
 def timed_refresh(http: httpx.Client, paths: tuple[str, ...], count: int) -> list[float]:
     """The page's refresh: every request at once (the browser's connections), until the last."""
@@ -49,12 +48,12 @@ def timed_refresh(http: httpx.Client, paths: tuple[str, ...], count: int) -> lis
     return samples
 
 
-def run_backend(backend: str, argv: list[str]) -> list[Row]:
+def run_backend(backend: str, argv: list[str]) -> list[common.Row]:
     samples = option(argv, "samples", SAMPLES)
-    rows: list[Row] = []
+    rows: list[common.Row] = []
 
     def record(name: str, times: list[float]) -> None:
-        rows.append((backend, name, str(len(times)), *summary_ms(times)))
+        rows.append(common.latency_row(backend, name, times))
 
     with temp_database(backend) as url:
         settings = seeded(backend, url, argv)
@@ -79,7 +78,4 @@ def main(argv: list[str]) -> None:
     events, candidates = option(argv, "events", EVENTS), option(argv, "candidates", CANDIDATES)
     print(f"{events} events and {candidates} candidates stored; one client")
     results = [row for backend in BACKENDS for row in run_backend(backend, argv)]
-    print("\n| backend | request | samples | p50 ms | p99 ms |")
-    print("|---|---|---|---|---|")
-    for backend, name, count, p50, p99 in results:
-        print(f"| {backend} | {name} | {count} | {p50:.1f} | {p99:.1f} |")
+    common.print_latency_table(results)

@@ -26,7 +26,8 @@ from typing import Any
 import httpx
 from sqlalchemy import insert
 
-from bench.common import BACKENDS, make_token, service, settings_env, summary_ms, temp_database
+from bench import common
+from bench.common import BACKENDS, make_token, service, settings_env, temp_database
 from integrator.db import make_engine
 from integrator.models import Candidate, Event
 from integrator.settings import Settings, get_settings
@@ -127,9 +128,6 @@ def timed_get(http: httpx.Client, path: str, count: int) -> list[float]:
     return samples
 
 
-Row = tuple[str, str, str, float, float]
-
-
 def seeded(backend: str, url: str, argv: list[str]) -> Settings:
     """The service's settings on `url`, its database seeded with the history the benches read
     (`--events`, `--candidates`); background loops off, so that only requests are timed."""
@@ -145,12 +143,12 @@ def seeded(backend: str, url: str, argv: list[str]) -> Settings:
     return settings
 
 
-def run_backend(backend: str, argv: list[str]) -> list[Row]:
+def run_backend(backend: str, argv: list[str]) -> list[common.Row]:
     samples = option(argv, "samples", SAMPLES)
-    rows: list[Row] = []
+    rows: list[common.Row] = []
 
     def record(name: str, times: list[float]) -> None:
-        rows.append((backend, name, str(len(times)), *summary_ms(times)))
+        rows.append(common.latency_row(backend, name, times))
 
     with temp_database(backend) as url:
         settings = seeded(backend, url, argv)
@@ -178,7 +176,4 @@ def main(argv: list[str]) -> None:
     events, candidates = option(argv, "events", EVENTS), option(argv, "candidates", CANDIDATES)
     print(f"{events} events and {candidates} candidates stored; sequential, one client")
     results = [row for backend in BACKENDS for row in run_backend(backend, argv)]
-    print("\n| backend | request | samples | p50 ms | p99 ms |")
-    print("|---|---|---|---|---|")
-    for backend, name, count, p50, p99 in results:
-        print(f"| {backend} | {name} | {count} | {p50:.1f} | {p99:.1f} |")
+    common.print_latency_table(results)
