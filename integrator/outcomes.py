@@ -133,7 +133,13 @@ def prediction_key(candidate_id: int, epoch: int, attempt: str) -> str:
     return f"prediction:{candidate_id}:{epoch}:{attempt}"
 
 
-def check_mode(outcome: Outcome, mode: modes.Mode) -> None:
+def check_mode(outcome: Outcome, mode: modes.Mode, *, registered: bool = False) -> None:
+    """Real outcomes in cutover, predictions outside it. An `integrated` that names its
+    registration reports a push the guard authorized in cutover (registrations exist only
+    there): a fact recorded in any mode, once its registration confirms it, so a rollback
+    that arrives while that push lands loses nothing."""
+    if outcome is Outcome.integrated and registered:
+        return
     if outcome in REAL and mode is not modes.Mode.cutover:
         raise TransitionRefused(
             f"the service is in {mode}: the integrator does not move main; "

@@ -166,7 +166,7 @@ def report(
             f"only the in_progress handout of epoch {epoch} takes an outcome"
         )
     mode = modes.current(session).mode
-    check_mode(outcome.outcome, mode)
+    check_mode(outcome.outcome, mode, registered=outcome.registration_id is not None)
     require_green(outcome, settings.required_check_names)
     kind = outcome.outcome
     if kind is Outcome.requeue:

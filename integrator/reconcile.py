@@ -114,7 +114,8 @@ def confirm_landed(
     by: str,
 ) -> Registration:
     """The registration behind an `integrated` outcome: this candidate's and epoch's, and
-    landed — or authorized with its commit on the canonical ref, then landed here."""
+    landed — or authorized (or in_doubt: a rollback came while its push was on its way) with
+    its commit on the canonical ref, then landed here."""
     registration = get(session, registration_id)
     if (registration.candidate_id, registration.epoch) != (candidate.id, epoch):
         raise TransitionRefused(
@@ -128,7 +129,7 @@ def confirm_landed(
             raise InvalidInput(message, details=[Detail(name, "registration", message)])
     if registration.status == "landed":
         return registration
-    if registration.status != "authorized":
+    if registration.status not in UNRESOLVED:
         raise TransitionRefused(
             f"registration {registration_id} is {registration.status}: its update never "
             "reached the ref; report blocked, or register again and push"
@@ -141,7 +142,7 @@ def confirm_landed(
             "(`git ls-remote`), else fail the registration and register again"
         )
     c = REGISTRATIONS.c
-    for row in move(session, c.id == registration.id, c.status == "authorized", status="landed"):
+    for row in move(session, c.id == registration.id, c.status.in_(UNRESOLVED), status="landed"):
         record(session, "landed", row, by, ref=row.ref, new=row.new, by_report=False)
     session.refresh(registration)
     return registration

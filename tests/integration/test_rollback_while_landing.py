@@ -1,0 +1,73 @@
+"""A rollback that arrives while the worker's authorized push is landing (found by the fault
+test): main did move in cutover, so the worker's report of it is a fact to record, not a move
+to refuse; the worker goes on instead of exiting.
+
+Real processes: the service, `integrator worker --once`, `git push` through the installed
+hooks; the operator's rollback is sent from the git server between the pre-receive's verdict
+and the update of main.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from integrator.settings import Settings
+from tests.support import TokenMaker
+from tests.worker_support import WorkerWorld
+
+
+@pytest.fixture
+def world(settings: Settings, tmp_path: Path, tokens: TokenMaker) -> Iterator[WorkerWorld]:
+    world = WorkerWorld(settings, tmp_path, tokens).start().guard()
+    try:
+        yield world
+    finally:
+        world.close()
+
+
+def roll_back_after_the_verdict(world: WorkerWorld) -> None:
+    """The pre-receive hook as installed, then, once, the operator's rollback when it let an
+    update of main through."""
+    hooks = world.canonical.bare / "hooks"
+    real = hooks / "pre-receive.real"
+    (hooks / "pre-receive").rename(real)
+    marker = world.tmp_path / "rolled-back"
+    token = world.operator["Authorization"]
+    (hooks / "pre-receive").write_text(
+        f"#!{sys.executable}\n"
+        "import json, os, subprocess, sys, urllib.request\n"
+        "data = sys.stdin.buffer.read()\n"
+        f"code = subprocess.run([{str(real)!r}], input=data).returncode\n"
+        f"if code == 0 and b' refs/heads/main' in data and not os.path.exists({str(marker)!r}):\n"
+        f"    open({str(marker)!r}, 'w').close()\n"
+        f"    request = urllib.request.Request({world.url('/v1/rollback')!r},\n"
+        "        data=json.dumps({'reason': 'incident'}).encode(),\n"
+        f"        headers={{'Authorization': {token!r}, 'Content-Type': 'application/json'}})\n"
+        "    urllib.request.urlopen(request, timeout=10).read()\n"
+        "sys.exit(code)\n"
+    )
+    (hooks / "pre-receive").chmod(0o755)
+
+
+def test_a_rollback_while_the_authorized_push_lands_is_recorded_and_the_worker_goes_on(
+    world: WorkerWorld,
+) -> None:
+    candidate = world.ready("landing")
+    start = world.canonical.head()
+    world.cutover()
+    roll_back_after_the_verdict(world)
+
+    result = world.run_worker("--once", "--check", "true")
+
+    assert (world.tmp_path / "rolled-back").exists()
+    assert world.get("/v1/mode")["mode"] == "shadow"
+    assert result.returncode == 0, result.stderr
+    (registration,) = world.registrations()
+    assert (registration.status, registration.old) == ("landed", start)
+    assert registration.new == world.canonical.head()
+    assert world.candidate(candidate)["status"] == "integrated"
+    assert len(world.events("integration_completed")) == 1
