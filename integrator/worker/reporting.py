@@ -30,6 +30,9 @@ log = logging.getLogger(__name__)
 NOT_ON_MAIN = "content_not_on_main"
 #: The service's answer to a green outcome without every required check passed.
 CHECKS_INCOMPLETE = "checks_incomplete"
+#: The service's answer to an outcome it does not take now (among others: one of the wrong
+#: kind for a mode that changed while the candidate was tried).
+TRANSITION_REFUSED = "transition_refused"
 
 
 class Reporter:
@@ -65,7 +68,16 @@ class Reporter:
                 "candidate was returned to the queue: configure this worker with every "
                 "required check",
             )
-        self._accepted(handed, decision, response)
+        if code_of(response) == TRANSITION_REFUSED and not trial.landed:
+            # An operator cut over (or rolled back) while the candidate was tried: a prediction
+            # (or a real outcome) is the wrong kind now. Nothing moved main: the candidate goes
+            # back to the queue, to be tried in the new mode; a give-back refused too stops.
+            log.warning("%s for %s refused: %s; giving it back", decision.outcome,
+                        handed.describe(), message_of(response))  # fmt: skip
+            self.give_back(handed, f"the service refused {decision.outcome}: "
+                           f"{message_of(response)}")  # fmt: skip
+        else:
+            self._accepted(handed, decision, response)
         if decision.stop:
             raise WorkerExit(EXIT_REFUSED, decision.reason or "stopped")
 

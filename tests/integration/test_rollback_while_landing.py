@@ -71,3 +71,34 @@ def test_a_rollback_while_the_authorized_push_lands_is_recorded_and_the_worker_g
     assert registration.new == world.canonical.head()
     assert world.candidate(candidate)["status"] == "integrated"
     assert len(world.events("integration_completed")) == 1
+
+
+def test_a_cutover_while_a_shadow_prediction_is_tried_gives_the_candidate_back_to_land_it(
+    world: WorkerWorld,
+) -> None:
+    """The converse race: the worker took the candidate in shadow, the operator cut over
+    during its check, so its prediction is refused; it gives the candidate back and, now in
+    cutover, lands it for real (once)."""
+    candidate = world.ready("predicted")
+    start = world.canonical.head()
+    marker = world.tmp_path / "cut-over"
+    token = world.operator["Authorization"]
+    check = world.tmp_path / "check.py"
+    check.write_text(
+        "import json, os, urllib.request\n"
+        f"if not os.path.exists({str(marker)!r}):\n"
+        f"    open({str(marker)!r}, 'w').close()\n"
+        f"    request = urllib.request.Request({world.url('/v1/cutover')!r},\n"
+        "        data=json.dumps({'reason': 'go', 'force': True}).encode(),\n"
+        f"        headers={{'Authorization': {token!r}, 'Content-Type': 'application/json'}})\n"
+        "    urllib.request.urlopen(request, timeout=10).read()\n"
+    )
+
+    result = world.run_worker("--once", "--check", f"{sys.executable} {check}")
+
+    assert marker.exists() and world.get("/v1/mode")["mode"] == "cutover"
+    assert result.returncode == 0, result.stderr
+    (registration,) = world.registrations()
+    assert (registration.status, registration.old) == ("landed", start)
+    assert world.candidate(candidate)["status"] == "integrated"
+    assert len(world.events("integration_completed")) == 1
