@@ -55,6 +55,19 @@ def process_gone(pid: int) -> bool:
     return state in ("Z", "X")
 
 
+def first_parents(world: WorkerWorld, since: str) -> list[str]:
+    """main's first-parent commits after `since`, oldest first."""
+    out = git("rev-list", "--first-parent", "--reverse", f"{since}..main", cwd=world.canonical.bare)
+    return out.split()
+
+
+def trailers(world: WorkerWorld, sha: str) -> dict[str, str]:
+    """The trailers of commit `sha` on the canonical repository (Integrator-Attempt, …)."""
+    out = git("show", "--no-patch", "--format=%(trailers:only,unfold)", sha,
+              cwd=world.canonical.bare)  # fmt: skip
+    return dict(line.split(": ", 1) for line in out.splitlines() if ": " in line)
+
+
 def refs_of(bare: Path) -> str:
     """Every ref of a repository with its object name, byte for byte."""
     return git("for-each-ref", "--format=%(refname) %(objectname)", cwd=bare)
@@ -65,7 +78,10 @@ BOT = "integrator-bot"
 
 
 class WorkerWorld:
-    """A canonical repository, a service on it, and the tokens to drive both."""
+    """A canonical repository, a service on it, and the tokens to drive both.
+
+    A context manager: `with WorkerWorld(...).start() as world:` closes it however the
+    block ends (the fixtures of the worker tests are that one line)."""
 
     def __init__(
         self,
@@ -96,6 +112,12 @@ class WorkerWorld:
     def close(self) -> None:
         self.http.close()
         self.service.stop()
+
+    def __enter__(self) -> WorkerWorld:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
 
     def url(self, path: str) -> str:
         return f"{self.service.url}{path}"

@@ -54,11 +54,8 @@ def by_sha(body: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 @pytest.fixture
 def world(settings: Settings, tmp_path: Path, tokens: TokenMaker) -> Iterator[WorkerWorld]:
-    world = WorkerWorld(settings, tmp_path, tokens).start().guard()
-    try:
+    with WorkerWorld(settings, tmp_path, tokens).start().guard() as world:
         yield world
-    finally:
-        world.close()
 
 
 def test_a_full_rollout_is_explained_and_a_commit_around_the_guard_in_cutover_fails_it(

@@ -23,7 +23,7 @@ import pytest
 from integrator.settings import Settings
 from tests.gitrepos import git
 from tests.support import TokenMaker
-from tests.worker_support import WorkerWorld, process_gone, wait_for
+from tests.worker_support import WorkerWorld, first_parents, process_gone, trailers, wait_for
 
 #: The wrapper waits at most this long (600 times 50 ms) for the test to let it go.
 _WAIT = 'i=0; while [ ! -e "{opened}" ] && [ "$i" -lt 600 ]; do sleep 0.05; i=$((i+1)); done\n'
@@ -91,25 +91,10 @@ def release(process: subprocess.Popen[bytes], gate: Gate) -> None:
         wait_for(gate.passed.exists, 30, "the wrapped hook to finish")
 
 
-def first_parents(world: WorkerWorld, since: str) -> list[str]:
-    """main's first-parent commits after `since`, oldest first."""
-    out = git("rev-list", "--first-parent", "--reverse", f"{since}..main", cwd=world.canonical.bare)
-    return out.split()
-
-
-def trailers(world: WorkerWorld, sha: str) -> dict[str, str]:
-    out = git("show", "--no-patch", "--format=%(trailers:only,unfold)", sha,
-              cwd=world.canonical.bare)  # fmt: skip
-    return dict(line.split(": ", 1) for line in out.splitlines() if ": " in line)
-
-
 @pytest.fixture
 def world(settings: Settings, tmp_path: Path, tokens: TokenMaker) -> Iterator[WorkerWorld]:
-    world = WorkerWorld(settings, tmp_path, tokens).start().guard()
-    try:
+    with WorkerWorld(settings, tmp_path, tokens).start().guard() as world:
         yield world
-    finally:
-        world.close()
 
 
 @pytest.mark.parametrize("method", ["merge", "squash"])

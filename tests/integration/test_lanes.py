@@ -125,11 +125,8 @@ def test_readers_and_reporters_cannot_change_lanes(world: World, tokens: TokenMa
 
 @pytest.fixture
 def real(settings: Settings, tmp_path: Path, tokens: TokenMaker) -> Iterator[WorkerWorld]:
-    world = WorkerWorld(settings, tmp_path, tokens).start().guard()
-    try:
+    with WorkerWorld(settings, tmp_path, tokens).start().guard() as world:
         yield world
-    finally:
-        world.close()
 
 
 def test_a_promoted_hotfix_integrates_next_through_a_real_worker(real: WorkerWorld) -> None:

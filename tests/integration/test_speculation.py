@@ -20,18 +20,15 @@ import pytest
 from integrator.settings import Settings
 from tests.gitrepos import git
 from tests.support import TokenMaker
-from tests.worker_support import WorkerWorld, process_gone, wait_for
+from tests.worker_support import WorkerWorld, first_parents, process_gone, wait_for
 
 PAUSE = {"INTEGRATOR_TEST_PAUSE_BEFORE_PUSH": "1"}
 
 
 @pytest.fixture
 def world(settings: Settings, tmp_path: Path, tokens: TokenMaker) -> Iterator[WorkerWorld]:
-    world = WorkerWorld(settings, tmp_path, tokens).start().guard()
-    try:
+    with WorkerWorld(settings, tmp_path, tokens).start().guard() as world:
         yield world
-    finally:
-        world.close()
 
 
 def recording_check(world: WorkerWorld, seconds: float = 1.0) -> tuple[str, Path]:
@@ -49,11 +46,6 @@ def recording_check(world: WorkerWorld, seconds: float = 1.0) -> tuple[str, Path
 def checked_runs(record: Path) -> list[tuple[float, float, str, str]]:
     rows = [line.split() for line in record.read_text().splitlines()]
     return [(float(start), float(end), sha, verdict) for start, end, sha, verdict in rows]
-
-
-def first_parents(world: WorkerWorld, since: str) -> list[str]:
-    out = git("rev-list", "--first-parent", "--reverse", f"{since}..main", cwd=world.canonical.bare)
-    return out.split()
 
 
 def parent(world: WorkerWorld, sha: str) -> str:

@@ -27,11 +27,8 @@ from tests.worker_support import (
 
 @pytest.fixture
 def world(settings: Settings, tmp_path: Path, tokens: TokenMaker) -> Iterator[WorkerWorld]:
-    world = WorkerWorld(settings, tmp_path, tokens).start()
-    try:
+    with WorkerWorld(settings, tmp_path, tokens).start() as world:
         yield world
-    finally:
-        world.close()
 
 
 def test_a_shadow_run_predicts_each_candidate_and_leaves_canonical_refs_byte_for_byte(

@@ -18,18 +18,22 @@ import pytest
 from integrator.settings import Settings
 from tests.gitrepos import git
 from tests.support import TokenMaker
-from tests.worker_support import WorkerWorld, process_gone, refs_of, wait_for
+from tests.worker_support import (
+    WorkerWorld,
+    first_parents,
+    process_gone,
+    refs_of,
+    trailers,
+    wait_for,
+)
 
 PAUSE = {"INTEGRATOR_TEST_PAUSE_BEFORE_PUSH": "1"}
 
 
 @pytest.fixture
 def world(settings: Settings, tmp_path: Path, tokens: TokenMaker) -> Iterator[WorkerWorld]:
-    world = WorkerWorld(settings, tmp_path, tokens).start().guard()
-    try:
+    with WorkerWorld(settings, tmp_path, tokens).start().guard() as world:
         yield world
-    finally:
-        world.close()
 
 
 def wait_paused(
@@ -47,18 +51,6 @@ def stop(process: subprocess.Popen[bytes]) -> None:
         os.kill(process.pid, signal.SIGCONT)
         process.kill()
     process.wait()
-
-
-def first_parents(world: WorkerWorld, since: str) -> list[str]:
-    """main's first-parent commits after `since`, oldest first."""
-    out = git("rev-list", "--first-parent", "--reverse", f"{since}..main", cwd=world.canonical.bare)
-    return out.split()
-
-
-def trailers(world: WorkerWorld, sha: str) -> dict[str, str]:
-    out = git("show", "--no-patch", "--format=%(trailers:only,unfold)", sha,
-              cwd=world.canonical.bare)  # fmt: skip
-    return dict(line.split(": ", 1) for line in out.splitlines() if ": " in line)
 
 
 @pytest.mark.parametrize("method", ["merge", "squash"])

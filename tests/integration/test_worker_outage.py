@@ -17,11 +17,8 @@ from tests.worker_support import WorkerWorld, wait_for
 
 @pytest.fixture
 def world(settings: Settings, tmp_path: Path, tokens: TokenMaker) -> Iterator[WorkerWorld]:
-    world = WorkerWorld(settings, tmp_path, tokens).start()
-    try:
+    with WorkerWorld(settings, tmp_path, tokens).start() as world:
         yield world
-    finally:
-        world.close()
 
 
 def test_the_worker_survives_its_network_to_the_service_cut_past_its_lease(

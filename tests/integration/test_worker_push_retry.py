@@ -17,11 +17,8 @@ from tests.worker_support import WorkerWorld, wait_for
 
 @pytest.fixture
 def world(settings: Settings, tmp_path: Path, tokens: TokenMaker) -> Iterator[WorkerWorld]:
-    world = WorkerWorld(settings, tmp_path, tokens).start().guard(deadline=1.0)
-    try:
+    with WorkerWorld(settings, tmp_path, tokens).start().guard(deadline=1.0) as world:
         yield world
-    finally:
-        world.close()
 
 
 def point_hook(world: WorkerWorld, url: str) -> None:
