@@ -107,15 +107,28 @@ class DebugService(ServiceProcess):
         raise RuntimeError(f"service did not start: {self.log_path.read_text()}")
 
 
-@pytest.fixture
-def world(settings: Settings, tmp_path: Path, tokens: TokenMaker) -> Iterator[WorkerWorld]:
+def debug_world(settings: Settings, tmp_path: Path, tokens: TokenMaker) -> WorkerWorld:
+    """A guarded world whose service logs JSON at debug level into tmp_path/service.log."""
     world = WorkerWorld(settings.model_copy(update={"log_format": "json"}), tmp_path, tokens)
     world.service = DebugService(world.settings, tmp_path / "service.log")
-    world.start().guard()
-    try:
+    return world.start().guard()
+
+
+def api_tokens_of(world: WorkerWorld, reader: str) -> list[str]:
+    """Every API token a run used: the worker's, the hooks', the reporter's, the operator's
+    and the reader's."""
+    return [
+        world.integrator_token,
+        (world.tmp_path / "hook.token").read_text().strip(),
+        *(h["Authorization"].removeprefix("Bearer ") for h in (world.reporter, world.operator)),
+        reader,
+    ]
+
+
+@pytest.fixture
+def world(settings: Settings, tmp_path: Path, tokens: TokenMaker) -> Iterator[WorkerWorld]:
+    with debug_world(settings, tmp_path, tokens) as world:
         yield world
-    finally:
-        world.close()
 
 
 def test_no_log_of_a_full_run_shows_a_secret_it_used(
@@ -143,12 +156,7 @@ def test_no_log_of_a_full_run_shows_a_secret_it_used(
     scraped = httpx.get(world.url("/metrics"), headers=reader, timeout=30)
     assert 'integrator_outcomes_total{kind="integrated"} 2.0' in scraped.text
 
-    api_tokens = [
-        world.integrator_token,
-        (tmp_path / "hook.token").read_text().strip(),
-        *(h["Authorization"].removeprefix("Bearer ") for h in (world.reporter, world.operator)),
-        reader["Authorization"].removeprefix("Bearer "),
-    ]
+    api_tokens = api_tokens_of(world, reader["Authorization"].removeprefix("Bearer "))
     assert len(proxy.secrets) >= 3  # a lease token and a nonce per landing
     logs = [tmp_path / "service.log", worker_log, *tmp_path.rglob("*.log")]
     text = {path: path.read_text(errors="replace") for path in set(logs)}

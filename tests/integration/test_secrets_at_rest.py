@@ -30,7 +30,7 @@ from integrator.db import make_engine
 from integrator.settings import Settings
 from tests.gitrepos import GIT_ENV, git
 from tests.integration.hooks.conftest import SERVER_PATH
-from tests.integration.test_logs_secrets import DebugService, RecordingProxy
+from tests.integration.test_logs_secrets import RecordingProxy, api_tokens_of, debug_world
 from tests.support import REPO_ROOT, TokenMaker
 from tests.worker_support import WorkerWorld
 
@@ -38,13 +38,8 @@ from tests.worker_support import WorkerWorld
 @pytest.fixture
 def world(settings: Settings, tmp_path: Path, tokens: TokenMaker) -> Iterator[WorkerWorld]:
     """The guarded world of the log test: a debug-level service, the hooks installed."""
-    made = WorkerWorld(settings.model_copy(update={"log_format": "json"}), tmp_path, tokens)
-    made.service = DebugService(made.settings, tmp_path / "service.log")
-    made.start().guard()
-    try:
+    with debug_world(settings, tmp_path, tokens) as made:
         yield made
-    finally:
-        made.close()
 
 
 def push_over_http(
@@ -166,14 +161,8 @@ def test_no_event_row_or_hook_state_of_a_full_run_holds_a_secret_it_used(
     assert [e["fields"]["reason_code"] for e in rejected] == ["registration_mismatch"], rejected
 
     reader = tokens("reader")
-    api_tokens = [
-        world.integrator_token,
-        (tmp_path / "hook.token").read_text().strip(),
-        *(h["Authorization"].removeprefix("Bearer ") for h in (world.reporter, world.operator)),
-        reader,
-    ]
     basic = base64.b64encode(f"alice:{password}".encode()).decode()
-    secrets_used = [*api_tokens, *nonces, password, basic]
+    secrets_used = [*api_tokens_of(world, reader), *nonces, password, basic]
 
     events = json.dumps(every_event(world, reader), ensure_ascii=False)
     rows = every_row(world)
