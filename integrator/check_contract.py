@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -87,16 +88,41 @@ def status_of(
     return CheckStatus.passed if result_written else CheckStatus.no_result
 
 
+@dataclass(frozen=True)
+class AttemptsRule:
+    """What a status says of the attempts reported with it: whether it has any, and what its
+    last one shows (fields and their values). The one statement of the rule: the service
+    checks it (`consistency_problem`) and the published schema says it (a branch per status).
+    """
+
+    ran: bool
+    last: tuple[tuple[str, Any], ...]
+    #: Why a last attempt without those values contradicts the status.
+    says: str = ""
+
+
+#: A `passed` check's last attempt exited 0 in time, a `not_run` one has no attempt, every
+#: other has one at least.
+ATTEMPTS_RULES: dict[CheckStatus, AttemptsRule] = {
+    **{status: AttemptsRule(ran=True, last=()) for status in CheckStatus},
+    CheckStatus.not_run: AttemptsRule(ran=False, last=()),
+    CheckStatus.passed: AttemptsRule(
+        ran=True,
+        last=(("exit_code", 0), ("timed_out", False)),
+        says="a passed check's last attempt exited 0 within its timeout",
+    ),
+}
+
+
 def consistency_problem(status: CheckStatus, attempts: Sequence[Mapping[str, Any]]) -> str | None:
-    """Why a reported check contradicts its own attempts, or None: a `passed` check's last
-    attempt exited 0 in time, a `not_run` one has no attempt, every other has one at least."""
-    if status is CheckStatus.not_run:
-        return "a not_run check has no attempts" if attempts else None
+    """Why a reported check contradicts its own attempts (`ATTEMPTS_RULES`), or None."""
+    rule = ATTEMPTS_RULES[status]
+    if not rule.ran:
+        return f"a {status} check has no attempts" if attempts else None
     if not attempts:
         return f"a {status} check has at least one attempt"
-    last = attempts[-1]
-    if status is CheckStatus.passed and (last.get("timed_out") or last.get("exit_code") != 0):
-        return "a passed check's last attempt exited 0 within its timeout"
+    if any(attempts[-1].get(name) != value for name, value in rule.last):
+        return rule.says
     return None
 
 

@@ -81,6 +81,13 @@ class QueueFrozen(Conflict):
     code = "queue_frozen"
 
 
+class PauseAlreadyOver(Conflict):
+    """A pause whose `until` has already passed on the service's clock: well-formed, but
+    over before it began."""
+
+    code = "pause_already_over"
+
+
 def clock(session: Session, settings: Settings) -> datetime:
     """Now on the lease's clock: the database's, plus the test-only offset of `settings`."""
     return datetime_of_ms(session.execute(select(now_ms(session, settings))).scalar_one())
@@ -119,7 +126,7 @@ def pause(
     pause replaces the one in force. Recorded as `queue_paused`."""
     now = clock(session, settings)
     if until is not None and until <= now:
-        raise InvalidInput(
+        raise PauseAlreadyOver(
             "a pause must end in the future",
             details=[Detail("until", "future", f"{iso(until)} is not after {iso(now)}")],
         )

@@ -17,16 +17,14 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    StrictBool,
     StrictInt,
     StrictStr,
     StringConstraints,
     ValidationError,
-    model_validator,
 )
 from pydantic_core import PydanticCustomError
 
-from integrator import check_contract
+from integrator.check_reports import OUTPUT_MAX_LENGTH, CheckReports
 from integrator.errors import Detail, InvalidInput
 from integrator.gitops import SHA_RE
 from integrator.refnames import (
@@ -35,15 +33,31 @@ from integrator.refnames import (
     branch_name_problem,
     slug_problem,
 )
+from integrator.text_rules import (
+    BRANCH_PATTERN,
+    PRINTABLE_LINE,
+    PROSE_PATTERN,
+    SHA_PATTERN,
+    SLUG_PATTERN,
+    STORABLE_PATTERN,
+    WHOLE_NUMBER,
+    declared,
+    one_line,
+    storable,
+    unstorable,
+)
 
 #: What the database holds, so that input beyond it is refused with the field's name (422)
 #: instead of by the database (500). Lengths are the columns' (models.py; a test compares).
 NAME_MAX_LENGTH = 200  # repository, actor, holder, token name and every identity string
 PROSE_MAX_LENGTH = 2000  # a reason, a diagnostic, a next action
-OUTPUT_MAX_LENGTH = 16_000  # a check's output tail (the worker keeps 4,000 bytes)
 NATURAL_KEY_MAX_LENGTH = 600
 MAX_INTEGER = 2**31 - 1
 MAX_BIGINT = 2**63 - 1
+#: The largest integer every JSON reader holds exactly (a double): a bound above it is
+#: published rounded (2**63 - 1 reads as 2**63), so that a value at the bound may arrive
+#: beyond it. A count a caller sends stays below it.
+JSON_MAX_INTEGER = 2**53 - 1
 MIN_BIGINT = -(2**63)
 
 
@@ -66,11 +80,6 @@ def _timestamp(value: str) -> str:
     return as_utc(parsed).isoformat()
 
 
-def _unstorable(value: str) -> bool:
-    """NUL (PostgreSQL text cannot hold it) or half a surrogate pair (not UTF-8)."""
-    return any(c == "\x00" or "\ud800" <= c <= "\udfff" for c in value)
-
-
 def name_problem(value: str) -> str | None:
     """Why `value` is not a valid name (a token's, a holder's), or None when it is."""
     if len(value) > NAME_MAX_LENGTH:
@@ -86,13 +95,6 @@ def printable(value: str) -> str:
         raise PydanticCustomError("printable", "must be one line of printable characters")
     if not value.strip():
         raise ValueError("must not be empty")
-    return value
-
-
-def storable(value: str) -> str:
-    """Any text the database can hold: lines are fine, NUL and unpaired surrogates are not."""
-    if _unstorable(value):
-        raise PydanticCustomError("text", "must not contain NUL or unpaired surrogates")
     return value
 
 
@@ -119,24 +121,49 @@ def _sha(value: str) -> str:
 
 def _branch(value: str) -> str:
     problem = branch_name_problem(value) or (
-        "contains a character that is not UTF-8" if _unstorable(value) else None
+        "contains a character that is not UTF-8" if unstorable(value) else None
     )
     if problem:
         raise ValueError(f"is not a valid branch name: {problem}")
     return value
 
 
+#: Each carries the JSON Schema of its rule (the pattern its validator decides), so that the
+#: schema published for an event's fields is the model's own.
 Text = Annotated[
-    StrictStr, StringConstraints(max_length=NAME_MAX_LENGTH), AfterValidator(printable)
+    StrictStr,
+    StringConstraints(max_length=NAME_MAX_LENGTH),
+    AfterValidator(one_line),
+    declared(pattern=PRINTABLE_LINE),
 ]
-Prose = Annotated[StrictStr, StringConstraints(max_length=PROSE_MAX_LENGTH), AfterValidator(prose)]
-Slug = Annotated[StrictStr, StringConstraints(max_length=SLUG_MAX_LENGTH), AfterValidator(_slug)]
-Timestamp = Annotated[StrictStr, StringConstraints(max_length=64), AfterValidator(_timestamp)]
-Sha = Annotated[StrictStr, AfterValidator(_sha)]
+Prose = Annotated[
+    StrictStr,
+    StringConstraints(max_length=PROSE_MAX_LENGTH),
+    AfterValidator(prose),
+    declared(pattern=PROSE_PATTERN),
+]
+Slug = Annotated[
+    StrictStr,
+    StringConstraints(max_length=SLUG_MAX_LENGTH),
+    AfterValidator(_slug),
+    declared(pattern=SLUG_PATTERN),
+]
+Timestamp = Annotated[
+    StrictStr,
+    StringConstraints(max_length=64),
+    AfterValidator(_timestamp),
+    declared(format="date-time"),
+]
+Sha = Annotated[StrictStr, AfterValidator(_sha), declared(pattern=SHA_PATTERN)]
 Branch = Annotated[
-    StrictStr, StringConstraints(max_length=BRANCH_MAX_LENGTH), AfterValidator(_branch)
+    StrictStr,
+    StringConstraints(max_length=BRANCH_MAX_LENGTH),
+    AfterValidator(_branch),
+    declared(pattern=BRANCH_PATTERN, minLength=1),
 ]
-BigInt = Annotated[StrictInt, Field(ge=MIN_BIGINT, le=MAX_BIGINT)]
+#: An integer a caller sends: within what every JSON reader holds exactly (and so within a
+#: BIGINT), a whole number as JSON Schema reads one.
+BigInt = Annotated[StrictInt, Field(ge=-JSON_MAX_INTEGER, le=JSON_MAX_INTEGER), WHOLE_NUMBER]
 
 
 class _Fields(BaseModel):
@@ -146,7 +173,7 @@ class _Fields(BaseModel):
 class ReviewApproved(_Fields):
     slug: Slug
     approved_at: Timestamp
-    review_round: Annotated[BigInt, Field(ge=1)]
+    review_round: Annotated[StrictInt, Field(ge=1, le=JSON_MAX_INTEGER), WHOLE_NUMBER]
     reviewer_session_id: Text
 
 
@@ -167,56 +194,6 @@ class BranchPushed(_Fields):
     pusher: Text
 
 
-class CheckAttempt(_Fields):
-    """One run of a check on the candidate's merged commit (more with `--check-retries`)."""
-
-    #: Absent when the worker killed the check (timeout or stop); negative: the signal that
-    #: killed it (as Python reports it).
-    exit_code: Annotated[StrictInt, Field(ge=-255, le=255)] | None = None
-    timed_out: StrictBool
-    seconds: float = Field(ge=0, le=10**7, allow_inf_nan=False)
-    output_tail: Annotated[
-        StrictStr, StringConstraints(max_length=OUTPUT_MAX_LENGTH), AfterValidator(storable)
-    ] = ""
-
-
-class CheckReport(_Fields):
-    """One named check on the candidate's merged commit: its status and every attempt."""
-
-    name: Annotated[
-        StrictStr,
-        StringConstraints(
-            max_length=check_contract.NAME_MAX_LENGTH, pattern=check_contract.NAME_PATTERN
-        ),
-    ]
-    status: check_contract.CheckStatus
-    attempts: list[CheckAttempt] = Field(
-        default_factory=list, max_length=check_contract.MAX_CHECK_ATTEMPTS
-    )
-
-    @model_validator(mode="after")
-    def _consistent(self) -> CheckReport:
-        attempts = [a.model_dump() for a in self.attempts]
-        problem = check_contract.consistency_problem(self.status, attempts)
-        if problem:
-            raise ValueError(problem)
-        return self
-
-
-def _listed_once(checks: list[CheckReport]) -> list[CheckReport]:
-    names = [check.name for check in checks]
-    twice = sorted({name for name in names if names.count(name) > 1})
-    if twice:
-        raise ValueError(f"each check is listed once; listed more than once: {twice}")
-    return checks
-
-
-#: Every configured check of one outcome (or registration), each listed once.
-CheckReports = Annotated[
-    list[CheckReport], Field(max_length=check_contract.MAX_CHECKS), AfterValidator(_listed_once)
-]
-
-
 class Evidence(_Fields):
     kind: Literal["conflict", "check", "push"]
     path: Prose | None = None
@@ -226,7 +203,10 @@ class Evidence(_Fields):
     exit_code: BigInt | None = None
     output_tail: (
         Annotated[
-            StrictStr, StringConstraints(max_length=OUTPUT_MAX_LENGTH), AfterValidator(storable)
+            StrictStr,
+            StringConstraints(max_length=OUTPUT_MAX_LENGTH),
+            AfterValidator(storable),
+            declared(pattern=STORABLE_PATTERN),
         ]
         | None
     ) = None

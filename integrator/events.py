@@ -20,11 +20,13 @@ from sqlalchemy.orm import Session
 
 from integrator.errors import Detail, IdempotencyCollision
 from integrator.event_schemas import EVENT_TYPES as EVENT_TYPES
+from integrator.event_schemas import JSON_MAX_INTEGER as JSON_MAX_INTEGER
 from integrator.event_schemas import MAX_BIGINT as MAX_BIGINT
 from integrator.event_schemas import MAX_INTEGER as MAX_INTEGER
 from integrator.event_schemas import NAME_MAX_LENGTH as NAME_MAX_LENGTH
 from integrator.event_schemas import NATURAL_KEY_MAX_LENGTH as NATURAL_KEY_MAX_LENGTH
 from integrator.event_schemas import PROSE_MAX_LENGTH as PROSE_MAX_LENGTH
+from integrator.event_schemas import SPECULATION_TYPES as SPECULATION_TYPES
 from integrator.event_schemas import Branch as Branch
 from integrator.event_schemas import Evidence as Evidence
 from integrator.event_schemas import Sha as Sha
@@ -38,6 +40,31 @@ from integrator.event_schemas import prose as prose
 from integrator.event_schemas import string_fields as string_fields
 from integrator.event_schemas import validate_fields as validate_fields
 from integrator.models import Event, utcnow
+
+#: Every type the system itself records, by the module that records it: with the canonical
+#: and speculation types, the names `GET /v1/events?type=` accepts (a name outside them is
+#: a typo, refused, rather than a filter that can only answer nothing).
+SYSTEM_TYPES = (
+    # lease
+    "lease_acquired", "lease_taken_over", "lease_released", "lease_force_released",
+    # queue, lanes, pause, check timeouts, blocked
+    "candidate_status_changed", "candidate_promoted", "candidate_demoted", "queue_paused",
+    "queue_resumed", "check_timeout_overridden", "candidate_moved_to_back",
+    # outcomes in shadow, checks, predictions
+    "would_integrate", "would_block", "check_flaky", "prediction_scored",
+    # the push guard and GitHub
+    "push_allowed", "push_rejected", "push_would_reject", "push_bypass", "github_push_received",
+    # modes, cutover, rollback
+    "mode_changed", "rollback_noop", "rollback_drill",
+    # registrations
+    "registration_created", "registration_authorized", "registration_landed",
+    "registration_failed", "registration_voided", "registration_expired", "registration_in_doubt",
+    # follow-ups and liveness conditions
+    "followup_opened", "followup_updated", "followup_resolved", "condition_raised",
+    "condition_cleared",
+)  # fmt: skip
+#: Every event type the service records, in one list.
+ALL_TYPES: tuple[str, ...] = (*EVENT_TYPES, *SPECULATION_TYPES, *SYSTEM_TYPES)
 
 
 @dataclass(frozen=True)

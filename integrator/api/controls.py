@@ -73,7 +73,10 @@ def show_pause(session: ReadSessionDep, settings: SettingsDep, _caller: Reader) 
     return PauseOut.of(controls.pause_in_force(session, settings))
 
 
-@router.post("/queue/pause")
+@router.post(
+    "/queue/pause",
+    responses={409: {"description": "pause_already_over: `until` has passed already"}},
+)
 def pause(body: PauseIn, session: SessionDep, settings: SettingsDep, caller: Operator) -> PauseOut:
     """Stop handing out candidates (the holder idles, keeping its lease) until resumed or
     `until`; with `reject_new`, refuse new finalize_ready too (a freeze)."""

@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal, Union
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetJsonSchemaHandler,
+    TypeAdapter,
+    create_model,
+)
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema, PydanticCustomError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -25,7 +35,7 @@ from integrator.api.schemas import (
     UtcTime,
     declared,
 )
-from integrator.errors import Detail, Forbidden, InvalidInput
+from integrator.errors import Conflict, Detail, Forbidden, InvalidInput
 from integrator.models import Candidate, Event
 from integrator.settings import Settings
 from integrator.tokens import Role
@@ -38,14 +48,56 @@ Reporter = Annotated[Caller, Depends(require(Role.reporter))]
 PUBLIC_TYPES = sorted(name for name, kind in events.EVENT_TYPES.items() if kind.public)
 
 
+def _recorded_type(name: str) -> str:
+    if name not in events.ALL_TYPES:
+        raise PydanticCustomError("enum", "must be an event type the service records")
+    return name
+
+
+#: A type to filter the events by: one the service records (a typo is refused, not empty).
+EventTypeName = Annotated[
+    str, AfterValidator(_recorded_type), declared(enum=tuple(sorted(events.ALL_TYPES)))
+]
+
+
+def _envelope(name: str) -> type[BaseModel]:
+    """The envelope of one public type, as published: its `fields` are its model."""
+    schema = events.EVENT_TYPES[name].schema
+    model: type[BaseModel] = create_model(
+        f"{schema.__name__}Event",
+        __config__=ConfigDict(extra="forbid"),
+        __doc__=f"A {name} event: its fields are validated by the {schema.__name__} model.",
+        type=(Literal[name], ...),  # type: ignore[arg-type]
+        fields=(schema, ...),
+        idempotency_key=(Name | None, None),
+    )
+    return model
+
+
+#: What the OpenAPI publishes for POST /v1/events: one branch per public type, told apart by
+#: `type`, each with that type's own model as its `fields`.
+PublishedEvent: Any = Annotated[
+    Union[tuple(_envelope(name) for name in PUBLIC_TYPES)],  # noqa: UP007
+    Field(discriminator="type"),
+]
+
+
 class EventIn(BaseModel):
-    """An event's envelope; `fields` are validated by the type's own schema."""
+    """An event's envelope; `fields` are validated by the type's own model (`store`), so that
+    every bad field of it is named at once as `fields.<name>`. The schema published is
+    `PublishedEvent`, built from the same models."""
 
     model_config = ConfigDict(extra="forbid")
 
     type: Annotated[str, Field(min_length=1, max_length=64), declared(enum=PUBLIC_TYPES)]
     fields: dict[str, Any]
     idempotency_key: Name | None = None
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        return handler(TypeAdapter(PublishedEvent).core_schema)
 
 
 class EventPosted(BaseModel):
@@ -122,7 +174,13 @@ def _posted(session: Session, repository: str, event: Event, *, duplicate: bool)
     )
 
 
-@router.post("/events", status_code=201)
+#: A duplicate is answered 200 with the stored event (a new one 201).
+DUPLICATE: dict[int | str, dict[str, Any]] = {
+    200: {"model": EventPosted, "description": "A duplicate: the event stored before"}
+}
+
+
+@router.post("/events", status_code=201, responses=DUPLICATE)
 def post_event(
     body: EventIn,
     response: Response,
@@ -146,6 +204,13 @@ def post_event(
     return posted
 
 
+class BranchNotFound(Conflict):
+    """A well-formed branch the canonical repository does not have (yet): the repository's
+    state refuses the submit, so push the branch and submit again."""
+
+    code = "branch_not_found"
+
+
 class SubmitIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -154,7 +219,14 @@ class SubmitIn(BaseModel):
     sha: Sha | None = None
 
 
-@router.post("/submit", status_code=201)
+@router.post(
+    "/submit",
+    status_code=201,
+    responses={
+        **DUPLICATE,
+        409: {"description": "branch_not_found (push the branch first) or queue_frozen"},
+    },
+)
 def submit(
     body: SubmitIn,
     response: Response,
@@ -169,7 +241,7 @@ def submit(
         repo.refresh()
         sha = repo.branch_head(body.branch)
         if sha is None:
-            raise InvalidInput(
+            raise BranchNotFound(
                 f"branch {body.branch!r} is not in the canonical repository: push it first",
                 details=[Detail("branch", "not_in_repository", "push the branch first")],
             )
@@ -199,7 +271,7 @@ def submit(
 def list_events(
     session: ReadSessionDep,
     _caller: Reader,
-    type: Annotated[list[Name] | None, Query()] = None,
+    type: Annotated[list[EventTypeName] | None, Query()] = None,
     slug: Slug | None = None,
     branch: Branch | None = None,
     since: UtcTime | None = None,

@@ -18,7 +18,7 @@ from integrator.api.deps import Reader, SessionDep, SettingsDep
 from integrator.api.events import Repo
 from integrator.api.lease import GrantIn, Integrator
 from integrator.api.schemas import CandidateOut, Id, Name, Reason
-from integrator.event_schemas import CheckReports
+from integrator.check_reports import CheckReports
 from integrator.events import Evidence
 from integrator.gitops import SHA_PATTERN
 

@@ -16,7 +16,7 @@ from integrator import processing, registrations
 from integrator.api.deps import Reader, ReadSessionDep, SessionDep, SettingsDep
 from integrator.api.lease import GrantIn, Integrator
 from integrator.api.schemas import SPACES, Id, Name, Reason
-from integrator.event_schemas import CheckReports
+from integrator.check_reports import CheckReports
 from integrator.gitops import SHA_PATTERN
 from integrator.lease import datetime_of_ms
 from integrator.models import Registration

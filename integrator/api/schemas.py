@@ -7,7 +7,6 @@ is a 422 naming the field and its rule, never a 500 from the database or the dri
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Generic, TypeVar
 
@@ -17,88 +16,33 @@ from pydantic import (
     AwareDatetime,
     BaseModel,
     BeforeValidator,
-    GetJsonSchemaHandler,
     StringConstraints,
 )
-from pydantic.json_schema import JsonSchemaValue
-from pydantic_core import CoreSchema, PydanticCustomError
+from pydantic_core import PydanticCustomError
 
-from integrator import events, refnames
+from integrator import events
 from integrator.messages import explain_unmet
 from integrator.models import Candidate, Event, Followup
+from integrator.text_rules import BRANCH_PATTERN as BRANCH_PATTERN
+from integrator.text_rules import PRINTABLE_LINE as PRINTABLE_LINE
+from integrator.text_rules import PROSE_PATTERN as PROSE_PATTERN
+from integrator.text_rules import SHA_PATTERN as SHA_PATTERN
+from integrator.text_rules import SLUG_PATTERN as SLUG_PATTERN
+from integrator.text_rules import SPACES as SPACES
+from integrator.text_rules import Declared as Declared
+from integrator.text_rules import declared as declared
+from integrator.text_rules import one_line as one_line
 
 T = TypeVar("T")
 
 #: A row id (an INTEGER column, so smaller than a BIGINT), in a path, a query or a body.
 Id = Annotated[int, Ge(1), Le(events.MAX_INTEGER)]
-#: The largest integer every JSON reader holds exactly (a double): a bound above it is
-#: rounded by clients, so that a value at the bound may arrive beyond it.
-JSON_MAX_INTEGER = 2**53 - 1
+#: The largest integer every JSON reader holds exactly (`event_schemas.JSON_MAX_INTEGER`).
+JSON_MAX_INTEGER = events.JSON_MAX_INTEGER
 #: A lease epoch (a BIGINT column, counted far below this).
 Epoch = Annotated[int, Ge(1), Le(JSON_MAX_INTEGER)]
 #: `next_cursor` of the previous page (a position in the listing).
 Cursor = Annotated[int, Ge(0), Le(JSON_MAX_INTEGER)]
-
-
-@dataclass(frozen=True)
-class Declared:
-    """JSON Schema keywords published for a value whose rule a validator of ours decides:
-    the pattern says to clients exactly what the validator accepts (a test compares them)."""
-
-    keywords: tuple[tuple[str, Any], ...]
-
-    def __get_pydantic_json_schema__(
-        self, core_schema: CoreSchema, handler: GetJsonSchemaHandler
-    ) -> JsonSchemaValue:
-        schema = handler(core_schema)
-        schema.update(dict(self.keywords))
-        return schema
-
-
-def declared(**keywords: Any) -> Declared:
-    return Declared(tuple(keywords.items()))
-
-
-def _escaped(cp: int) -> str:
-    return f"\\u{cp:04x}" if cp <= 0xFFFF else f"\\U{cp:08x}"
-
-
-#: What a name or an identity may not hold: control characters (C0, DEL, C1), separators
-#: other than the ASCII space and the invisible format characters of the BMP (bidi controls,
-#: zero widths): whatever could break a log line or hide in one. The class is short and in
-#: the BMP on purpose, so that every regex engine reads it alike and clients and fuzzers can
-#: build values from it. (Lone surrogates, which no UTF-8 text holds, are refused apart.)
-_NOT_IN_A_LINE = (
-    r"\x00-\x1f\x7f-\xa0\xad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u1680"
-    r"\u180e\u2000-\u200f\u2028-\u202f\u205f-\u2064\u2066-\u206f\u3000\ufeff\ufff9-\ufffb"
-)
-SPACES = "".join(_escaped(ord(c)) for c in map(chr, range(0x3001)) if c.isspace())
-#: One line, not only spaces: every name `str.isprintable()` accepts, and code points that
-#: are unassigned, for private use or format characters beyond the BMP.
-PRINTABLE_LINE = f"^ *[^ {_NOT_IN_A_LINE}][^{_NOT_IN_A_LINE}]*$"
-_LINE = re.compile(PRINTABLE_LINE.removesuffix("$") + r"\Z")
-
-
-def one_line(value: str) -> str:
-    """A name's rule at the edge: the declared pattern, read as JSON Schema reads it."""
-    if not value.strip(" "):
-        raise ValueError("must not be empty")
-    if _LINE.match(value) is None or any("\ud800" <= c <= "\udfff" for c in value):
-        raise PydanticCustomError("printable", "must be one line of printable characters")
-    return value
-
-
-#: Text that says something and holds no NUL (`events.prose`).
-PROSE_PATTERN = f"^[^\\x00]*[^\\x00{SPACES}][^\\x00]*$"
-#: A slug (`refnames.slug_problem`).
-SLUG_PATTERN = f"^{refnames._SLUG_RE.pattern}$"
-#: A branch name by git's rules (`refnames.branch_name_problem`).
-BRANCH_PATTERN = (
-    r"^(?!-)(?!HEAD$)(?![/.])(?!.*(?:\.\.|@\{|//|/\.|\.lock/))(?!.*(?:\.lock|/|\.)$)"
-    r"[^\x00-\x1f\x7f ~^:?*\[\\]+$"
-)
-#: A commit id, either case (`events.Sha` lowers it).
-SHA_PATTERN = "^[0-9a-fA-F]{40}(?:[0-9a-fA-F]{24})?$"
 
 
 #: The rule of a name: put both beside the name's length.
@@ -115,12 +59,12 @@ Reason = Annotated[
     AfterValidator(events.prose),
     declared(pattern=PROSE_PATTERN),
 ]
-#: A slug: one URL path segment.
-Slug = Annotated[events.Slug, declared(pattern=SLUG_PATTERN)]
+#: A slug: one URL path segment. (The events' types publish their patterns themselves.)
+Slug = events.Slug
 #: A branch name (without refs/heads/).
-Branch = Annotated[events.Branch, declared(pattern=BRANCH_PATTERN, minLength=1)]
+Branch = events.Branch
 #: A commit id.
-Sha = Annotated[events.Sha, declared(pattern=SHA_PATTERN)]
+Sha = events.Sha
 #: RFC 3339, the OpenAPI `date-time`: date, time to the second, and an offset.
 _DATE_TIME = re.compile(
     r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})", re.ASCII

@@ -107,3 +107,21 @@ def test_queue_show_of_an_unknown_slug_exits_1(env: dict[str, str]) -> None:
     """404 is a refusal: exit 1 with one line."""
     result = run_cli("queue", "show", "nobody", env=env)
     assert result.returncode == 1 and "no candidate" in result.stderr
+
+
+def test_submitting_a_branch_the_repository_lacks_is_refused_exit_1(env: dict[str, str]) -> None:
+    """A well-formed branch not (yet) pushed is the repository's refusal (409), not bad input."""
+    result = run_cli("submit", "--slug", "s", "--branch", "feat/not-pushed", env=env)
+    assert result.returncode == 1, result.stderr
+    assert "branch_not_found" in result.stderr or "push it first" in result.stderr
+
+
+def test_pausing_until_a_time_already_past_is_refused_exit_1(env: dict[str, str]) -> None:
+    """The request is well-formed; the clock refuses it: exit 1 naming `until`."""
+    operator = run_cli("tokens", "create", "--role", "operator", "--name", "op", env=env)
+    as_operator = {**env, "INTEGRATOR_TOKEN": operator.stdout.strip()}
+    result = run_cli(
+        "queue", "pause", "--reason", "r", "--until", "2020-01-01T00:00:00Z", env=as_operator
+    )
+    assert result.returncode == 1, result.stderr
+    assert "until" in result.stderr and result.stderr.count("\n") == 1

@@ -260,6 +260,24 @@ def test_events_list_filters_and_pages(api: Api, canonical: Canonical) -> None:
     assert naive.status_code == 422 and naive.json()["details"][0]["field"] == "since"
 
 
+@pytest.mark.parametrize("typo", ["review_aproved", "123", ""])
+def test_events_list_refuses_a_type_the_service_does_not_record(api: Api, typo: str) -> None:
+    """A typo'd filter is a 422 naming `type`, not an empty page that looks like no events."""
+    api.post(review_approved("s"))
+    for params in ({"type": typo}, {"type": ["review_approved", typo]}):
+        answer = api.client.get("/v1/events", params=params, headers=api.reader)
+        assert answer.status_code == 422, answer.text
+        assert answer.json()["details"][0]["field"].startswith("type")
+
+
+def test_events_list_filters_by_any_recorded_type_system_ones_included(api: Api) -> None:
+    """Every type the service records can be asked for, canonical or system."""
+    api.post(review_approved("s"))
+    for name in ("review_approved", "candidate_status_changed", "queue_paused", "lease_acquired"):
+        answer = api.client.get("/v1/events", params={"type": name}, headers=api.reader)
+        assert answer.status_code == 200, (name, answer.text)
+
+
 def test_submit_enqueues_the_branch_head(api: Api, canonical: Canonical) -> None:
     """`submit` is finalize_ready for the branch head read from the canonical repository."""
     sha = canonical.branch("feat/s")
@@ -274,7 +292,9 @@ def test_submit_enqueues_the_branch_head(api: Api, canonical: Canonical) -> None
     missing = api.client.post(
         "/v1/submit", json={"slug": "s", "branch": "nope"}, headers=api.headers
     )
-    assert missing.status_code == 422 and missing.json()["details"][0]["field"] == "branch"
+    assert missing.status_code == 409, missing.text
+    assert missing.json()["code"] == "branch_not_found"
+    assert missing.json()["details"][0]["field"] == "branch"
 
 
 def test_a_url_repository_is_read_through_a_local_mirror_fetched_before_evaluating(

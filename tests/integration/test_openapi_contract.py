@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from fastapi import APIRouter
 from fastapi.testclient import TestClient
+from pydantic import BaseModel
 
 from integrator.api.app import create_app
 from integrator.api.deps import Operator, SessionDep
@@ -189,5 +190,74 @@ def test_names_slugs_branches_and_reasons_declare_their_rules(spec: dict[str, An
     )
     mode = spec["components"]["schemas"]["ModeIn"]["properties"]
     assert mode["reason"]["pattern"] == schemas.PROSE_PATTERN
-    event = spec["components"]["schemas"]["EventIn"]["properties"]
-    assert set(event["type"]["enum"]) == {"review_approved", "finalize_ready", "branch_pushed"}
+    event = spec["components"]["schemas"]["EventIn"]
+    mapping = event["discriminator"]["mapping"]
+    assert set(mapping) == {"review_approved", "finalize_ready", "branch_pushed"}
+
+
+def _component(spec: dict[str, Any], ref: str) -> dict[str, Any]:
+    found: dict[str, Any] = spec["components"]["schemas"][ref.rsplit("/", 1)[-1]]
+    return found
+
+
+def _models_schema(model: type[BaseModel]) -> dict[str, Any]:
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    schema.pop("$defs", None)
+    return schema
+
+
+def test_the_published_event_body_is_a_oneof_of_exactly_the_public_types_models(
+    spec: dict[str, Any],
+) -> None:
+    """POST /v1/events publishes one branch per type a caller may post, told apart by `type`,
+    each branch's `fields` the very model the service validates that type with."""
+    from integrator.event_schemas import EVENT_TYPES
+
+    public = {name for name, kind in EVENT_TYPES.items() if kind.public}
+    body = spec["paths"]["/v1/events"]["post"]["requestBody"]["content"]["application/json"]
+    published = _component(spec, body["schema"]["$ref"])
+    assert published["discriminator"]["propertyName"] == "type"
+    assert set(published["discriminator"]["mapping"]) == public
+    assert sorted(b["$ref"] for b in published["oneOf"]) == sorted(
+        published["discriminator"]["mapping"].values()
+    )
+    for name, ref in published["discriminator"]["mapping"].items():
+        branch = _component(spec, ref)
+        assert branch["properties"]["type"]["const"] == name
+        assert branch["required"] == ["type", "fields"] and not branch["additionalProperties"]
+        fields = _component(spec, branch["properties"]["fields"]["$ref"])
+        assert fields == _models_schema(EVENT_TYPES[name].schema), name
+
+
+def test_a_checks_published_schema_is_the_check_contracts_rule_per_status(
+    spec: dict[str, Any],
+) -> None:
+    """Outcomes and registrations carry checks whose schema says the rule per status: the
+    CheckReport component is the model's, a branch per rule, every status in one branch."""
+    from integrator.check_contract import ATTEMPTS_RULES, CheckStatus
+    from integrator.check_reports import CheckReport
+
+    published = spec["components"]["schemas"]["CheckReport"]
+    assert published == _models_schema(CheckReport)
+    statuses = [s for b in published["oneOf"] for s in b["properties"]["status"]["enum"]]
+    assert sorted(statuses) == sorted(CheckStatus) and len(set(statuses)) == len(statuses)
+    for branch in published["oneOf"]:
+        rule = ATTEMPTS_RULES[CheckStatus(branch["properties"]["status"]["enum"][0])]
+        assert ("attempts" in branch["required"]) == rule.ran
+    for path in ("/v1/registrations", "/v1/candidates/{candidate_id}/outcome"):
+        body = spec["paths"][path]["post"]["requestBody"]["content"]["application/json"]
+        checks = _component(spec, body["schema"]["$ref"])["properties"]["checks"]
+        assert checks["items"] == {"$ref": "#/components/schemas/CheckReport"}
+
+
+def test_refusals_by_state_are_declared_409_with_their_codes(spec: dict[str, Any]) -> None:
+    """A branch not (yet) pushed and a pause already over are the state's refusals."""
+    for path, code in (
+        ("/v1/submit", "branch_not_found"),
+        ("/v1/queue/pause", "pause_already_over"),
+    ):
+        answer = spec["paths"][path]["post"]["responses"]["409"]
+        assert code in answer["description"], path
+        assert answer["content"]["application/json"]["schema"] == {
+            "$ref": "#/components/schemas/Error"
+        }

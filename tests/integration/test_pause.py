@@ -101,7 +101,10 @@ def test_a_pause_ends_by_itself_when_its_time_passes(world: World) -> None:
 
 def test_bad_pauses_are_refused_naming_the_field(world: World, tokens: TokenMaker) -> None:
     past = pause(world, until=(datetime.now(UTC) - timedelta(minutes=1)).isoformat())
-    assert past.status_code == 422 and past.json()["details"][0]["field"] == "until"
+    assert past.status_code == 409, past.text  # well-formed; the clock refuses it
+    assert past.json()["code"] == "pause_already_over"
+    assert [(d["field"], d["rule"]) for d in past.json()["details"]] == [("until", "future")]
+    assert world.client.get("/v1/queue/pause", headers=world.reporter).json()["paused"] is False
     naive = pause(world, until="2030-01-01T10:00:00")
     assert naive.status_code == 422 and naive.json()["details"][0]["field"] == "until"
     empty = pause(world, reason="")

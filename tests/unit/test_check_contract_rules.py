@@ -104,3 +104,15 @@ def test_the_status_codes_and_limits_outcomes_carry() -> None:
         "passed", "failed", "timed_out", "killed", "skipped", "no_result", "not_run",
     ]  # fmt: skip
     assert (DEFAULT_NAME, NAME_MAX_LENGTH, MAX_CHECKS, MAX_CHECK_ATTEMPTS) == ("check", 64, 50, 21)
+
+
+def test_a_passed_checks_exit_code_may_be_written_as_a_whole_number() -> None:
+    """`0.0` is the integer 0 to JSON Schema: the published `const: 0` takes it, so does the
+    service."""
+    from integrator.check_reports import CheckReport
+
+    report = CheckReport.model_validate(
+        {"name": "unit", "status": "passed",
+         "attempts": [{"exit_code": 0.0, "timed_out": False, "seconds": 1}]}
+    )  # fmt: skip
+    assert report.attempts[0].exit_code == 0

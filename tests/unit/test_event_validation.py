@@ -190,3 +190,10 @@ def test_values_the_database_cannot_hold_are_refused_by_rule(
     """Lengths, the slug rule, one-line identities, BIGINT and UTC range are field rules."""
     fields = {**VALID["review_approved"], field: value}
     assert rejected_fields("review_approved", fields) == {f"fields.{field}": rule}
+
+
+def test_a_whole_number_written_with_a_point_is_an_integer_as_json_schema_says() -> None:
+    """The published schema says `integer`, which JSON Schema reads as any number without a
+    fraction: `2.0` is the round 2 (schemathesis sent `486.0` and got a 422)."""
+    clean = validate_fields("review_approved", {**VALID["review_approved"], "review_round": 2.0})
+    assert clean["review_round"] == 2 and isinstance(clean["review_round"], int)
