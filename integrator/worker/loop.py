@@ -186,7 +186,10 @@ class Worker:
                 raise WorkerExit(
                     EXIT_UNAVAILABLE, f"cannot clone {self.options.repo}: {exc}"
                 ) from None
-            self._require(self._required_checks(), "the service")
+            required = self._required_checks_once_answered()
+            if required is None:
+                return EXIT_OK  # stopped while waiting for the service
+            self._require(required, "the service")
             if not self._acquire():
                 return EXIT_OK
             while not self.stopping.is_set():
@@ -217,6 +220,20 @@ class Worker:
             return EXIT_OK
         finally:
             self._shutdown()
+
+    def _required_checks_once_answered(self) -> list[str] | None:
+        """The required checks; a long-running worker started while the service is away (a
+        supervisor restarting it during an outage) waits for it, as it waits for the lease.
+        `--once` exits 3. None: stopped while waiting."""
+        while True:
+            try:
+                return self._required_checks()
+            except ServiceUnavailable as exc:
+                if self.options.once:
+                    raise
+                log.warning("%s; asking again", exc)
+            if self.stopping.wait(self.idle_wait):
+                return None
 
     def _required_checks(self) -> list[str]:
         response = self.service.get("/v1/checks")
