@@ -113,10 +113,11 @@ def test_the_history_under_faults_satisfies_every_rule(
     for when, name, what in nemesis.journal:
         print(f"  {time.strftime('%H:%M:%S', time.gmtime(when))} {name}: {what}")
     assert not nemesis.errors and not people.errors, (nemesis.errors, people.errors)
-    # A worker that exits after losing its lease to an outage is restarted, as its supervisor
-    # would; each exit is printed (the worker does not yet ride out outages by itself).
+    # The worker rides out outages, mode changes and restarts during outages by itself: an
+    # exit of its own fails the run (it was restarted, as a supervisor would, meanwhile).
     for code, tail in system.worker_exits:
         print(f"worker exited {code} on its own:\n{tail}")
+    assert not system.worker_exits, [code for code, _ in system.worker_exits]
     assert not system.unhandled_errors(), system.unhandled_errors()
     assert not violations, "\n".join(map(str, violations))
     assert sum(nemesis.injected.values()) >= 3 and history.ready
