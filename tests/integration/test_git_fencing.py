@@ -37,11 +37,8 @@ PAUSE = {"INTEGRATOR_TEST_PAUSE_BEFORE_PUSH": "1"}
 
 @pytest.fixture
 def world(settings: Settings, tmp_path: Path, tokens: TokenMaker) -> Iterator[WorkerWorld]:
-    world = WorkerWorld(settings, tmp_path, tokens, lease=FENCING_LEASE).start().guard()
-    try:
+    with WorkerWorld(settings, tmp_path, tokens, lease=FENCING_LEASE).start().guard() as world:
         yield world
-    finally:
-        world.close()
 
 
 def paused(world: WorkerWorld, process: subprocess.Popen[bytes], log_name: str) -> None:

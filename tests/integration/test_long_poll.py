@@ -32,11 +32,8 @@ LONG_LEASE: dict[str, Any] = {
 
 @pytest.fixture
 def world(settings: Settings, tmp_path: Path, tokens: TokenMaker) -> Iterator[WorkerWorld]:
-    world = WorkerWorld(settings, tmp_path, tokens, lease=LONG_LEASE).start()
-    try:
+    with WorkerWorld(settings, tmp_path, tokens, lease=LONG_LEASE).start() as world:
         yield world
-    finally:
-        world.close()
 
 
 def acquire(world: WorkerWorld) -> dict[str, Any]:

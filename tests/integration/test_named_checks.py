@@ -21,22 +21,16 @@ from tests.worker_support import WorkerWorld
 
 @pytest.fixture
 def world(settings: Settings, tmp_path: Path, tokens: TokenMaker) -> Iterator[WorkerWorld]:
-    world = WorkerWorld(settings, tmp_path, tokens).start()
-    try:
+    with WorkerWorld(settings, tmp_path, tokens).start() as world:
         yield world
-    finally:
-        world.close()
 
 
 @pytest.fixture
 def strict(settings: Settings, tmp_path: Path, tokens: TokenMaker) -> Iterator[WorkerWorld]:
     """A service that requires the checks `unit` and `lint` for green."""
     required = settings.model_copy(update={"required_checks": ["unit", "lint"]})
-    world = WorkerWorld(required, tmp_path, tokens).start()
-    try:
+    with WorkerWorld(required, tmp_path, tokens).start() as world:
         yield world
-    finally:
-        world.close()
 
 
 def checks_of(world: WorkerWorld, event_type: str, candidate: int) -> list[dict[str, Any]]:

@@ -171,11 +171,8 @@ def test_only_operators_hooks_and_the_integrator_may_score(
 @pytest.fixture
 def world(settings: Settings, tmp_path: Path, tokens: TokenMaker) -> Iterator[WorkerWorld]:
     """A real service, and the real worker to make the predictions."""
-    world = WorkerWorld(settings, tmp_path, tokens).start()
-    try:
+    with WorkerWorld(settings, tmp_path, tokens).start() as world:
         yield world
-    finally:
-        world.close()
 
 
 def merge_by_hand(canonical: Canonical, sha: str, resolved: dict[str, str]) -> str:

@@ -132,12 +132,8 @@ QUICK: dict[str, Any] = {
 
 @pytest.fixture
 def world(settings: Settings, tmp_path: Path, tokens: TokenMaker) -> Iterator[WorkerWorld]:
-    world = WorkerWorld(settings.model_copy(update=QUICK), tmp_path, tokens)
-    world.start()
-    try:
+    with WorkerWorld(settings.model_copy(update=QUICK), tmp_path, tokens).start() as world:
         yield world
-    finally:
-        world.close()
 
 
 def status_cli(world: WorkerWorld, *args: str) -> Any:
@@ -277,11 +273,8 @@ def test_the_status_shows_the_pause_and_the_lanes(api: Api) -> None:
 
 @pytest.fixture
 def shadow(settings: Settings, tmp_path: Path, tokens: TokenMaker) -> Iterator[WorkerWorld]:
-    world = WorkerWorld(settings, tmp_path, tokens).start()
-    try:
+    with WorkerWorld(settings, tmp_path, tokens).start() as world:
         yield world
-    finally:
-        world.close()
 
 
 def test_a_flaky_pass_by_a_real_worker_shows_in_the_status_and_the_metrics(

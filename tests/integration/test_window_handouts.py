@@ -19,11 +19,8 @@ from tests.worker_support import WorkerWorld
 
 @pytest.fixture
 def world(settings: Settings, tmp_path: Path, tokens: TokenMaker) -> Iterator[WorkerWorld]:
-    world = WorkerWorld(settings, tmp_path, tokens, lease=LONG_LEASE).start()
-    try:
+    with WorkerWorld(settings, tmp_path, tokens, lease=LONG_LEASE).start() as world:
         yield world
-    finally:
-        world.close()
 
 
 def take(world: WorkerWorld, grant: dict[str, Any], **body: Any) -> dict[str, Any] | None:
