@@ -22,7 +22,15 @@ from integrator.worker.service_client import (
     message_of,
     refused,
 )
-from integrator.worker.trial import Decision, Handed, Trial, judge, not_on_main, requeue
+from integrator.worker.trial import (
+    Decision,
+    Handed,
+    Trial,
+    judge,
+    landed_unconfirmed,
+    not_on_main,
+    requeue,
+)
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +62,11 @@ class Reporter:
         """Report what `judge` decides for `trial`; stop when the decision says so."""
         decision = judge(handed, trial)
         response = self._send(handed, decision)
+        if decision.outcome == "integrated" and code_of(response) == TRANSITION_REFUSED:
+            log.warning("the service does not confirm the landing of %s: %s; reporting its "
+                        "content on main", handed.describe(), message_of(response))  # fmt: skip
+            decision = landed_unconfirmed(trial, message_of(response))
+            response = self._send(handed, decision)
         if decision.outcome == "already_integrated" and code_of(response) == NOT_ON_MAIN:
             log.warning("the service does not find %s on main: %s", handed.describe(),
                         message_of(response))  # fmt: skip

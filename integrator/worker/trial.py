@@ -207,6 +207,18 @@ def judge(handed: Handed, trial: Trial) -> Decision:
     return failed if handed.mode in PREDICTING_MODES else _as_real(failed)
 
 
+def landed_unconfirmed(trial: Trial, refusal: str) -> Decision:
+    """The push landed but the service does not confirm its registration (a break-glass
+    override let it through while the hook had no service, so the guard never authorized
+    it): its content is on main, for the service to find there itself."""
+    return Decision(
+        outcome="already_integrated",
+        attempt=trial.attempt,
+        main_sha=trial.base,
+        reason=f"landed, but the service did not confirm its registration: {refusal}"[:2000],
+    )
+
+
 def not_on_main(handed: Handed, trial: Trial) -> Decision:
     """The service checked an `already_integrated` against main and did not find it there:
     a merge that changed nothing is reported as the clean merge it is (in cutover there is

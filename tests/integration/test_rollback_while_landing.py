@@ -1,6 +1,7 @@
-"""A rollback that arrives while the worker's authorized push is landing (found by the fault
-test): main did move in cutover, so the worker's report of it is a fact to record, not a move
-to refuse; the worker goes on instead of exiting.
+"""Mode changes and break-glass around the worker's push (found by the fault test): a rollback
+while its authorized push lands (main did move in cutover: a fact to record, not a move to
+refuse), a cutover while a shadow prediction is tried, a push let through by a break-glass
+override; the worker goes on instead of exiting.
 
 Real processes: the service, `integrator worker --once`, `git push` through the installed
 hooks; the operator's rollback is sent from the git server between the pre-receive's verdict
@@ -9,6 +10,7 @@ and the update of main.
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +18,8 @@ from pathlib import Path
 import pytest
 
 from integrator.settings import Settings
-from tests.support import TokenMaker
+from tests.gitrepos import git
+from tests.support import TokenMaker, free_port
 from tests.worker_support import WorkerWorld
 
 
@@ -100,5 +103,36 @@ def test_a_cutover_while_a_shadow_prediction_is_tried_gives_the_candidate_back_t
     assert result.returncode == 0, result.stderr
     (registration,) = world.registrations()
     assert (registration.status, registration.old) == ("landed", start)
+    assert world.candidate(candidate)["status"] == "integrated"
+    assert len(world.events("integration_completed")) == 1
+
+
+def test_a_worker_push_let_through_by_break_glass_is_reported_as_content_on_main(
+    world: WorkerWorld,
+) -> None:
+    """The hook has no service and the operator's break-glass override is in place when the
+    worker pushes: main moves without the guard authorizing the registration. The service
+    will not confirm that registration; the worker reports the content on main instead (the
+    service finds it there) and goes on."""
+    candidate = world.ready("glass")
+    world.cutover()
+    git("push", "-q", "origin", "HEAD:refs/heads/topic", cwd=world.canonical.work)
+    state = world.canonical.bare / "integrator" / "state"
+    assert json.loads((state / "last.json").read_text())["mode"] == "cutover"  # the hook saw it
+    override = state / "override.json"
+    override.write_text(json.dumps({"expires_at": "2999-01-01T00:00:00+00:00",
+                                    "reason": "service down", "by": "ops"}))  # fmt: skip
+    override.chmod(0o600)
+    config = world.canonical.bare / "integrator" / "hook.json"
+    hook = json.loads(config.read_text())
+    hook["url"] = f"http://127.0.0.1:{free_port()}"
+    config.write_text(json.dumps(hook))
+
+    result = world.run_worker("--once", "--check", "true")
+
+    assert result.returncode == 0, result.stderr
+    (registration,) = world.registrations()
+    assert registration.status == "registered"  # the guard never saw it
+    assert registration.new == world.canonical.head()
     assert world.candidate(candidate)["status"] == "integrated"
     assert len(world.events("integration_completed")) == 1
