@@ -36,11 +36,16 @@ _ROW = select(
 ).where(ModeState.id == bindparam("id"))
 
 
-def current(session: Session) -> ModeView:
+_ROW_SHARED = _ROW.with_for_update(read=True)
+
+
+def current(session: Session, *, hold: bool = False) -> ModeView:
     """The mode as one cached Core statement (every push check reads it: the ORM's
     identity-map load of the row cost more than the query), in the caller's transaction, so
-    that a change committed before it is the mode it sees."""
-    row = session.execute(_ROW, {"id": _ROW_ID}).one_or_none()
+    that a change committed before it is the mode it sees. `hold`: a share lock on the row
+    until the caller commits, for a write that is only right in this mode (a change waits
+    for it, or it waits for the change and sees the new mode)."""
+    row = session.execute(_ROW_SHARED if hold else _ROW, {"id": _ROW_ID}).one_or_none()
     if row is None:
         return ModeView(DEFAULT_MODE, 0, None, None, None)
     return ModeView(Mode(row.mode), row.version, *row[2:])

@@ -165,7 +165,8 @@ def report(
             f"candidate {current.id} is {current.status} (epoch {current.epoch}); "
             f"only the in_progress handout of epoch {epoch} takes an outcome"
         )
-    mode = modes.current(session).mode
+    # Held: a cutover (or rollback) committing meanwhile would not see this outcome's effect.
+    mode = modes.current(session, hold=True).mode
     check_mode(outcome.outcome, mode, registered=outcome.registration_id is not None)
     require_green(outcome, settings.required_check_names)
     kind = outcome.outcome
