@@ -19,10 +19,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.faults.checker import check, summary
+from tests.faults.checker import check
 from tests.faults.nemesis import Nemesis
 from tests.faults.pgcluster import PgCluster
 from tests.faults.record import read_history
+from tests.faults.summary import summary
 from tests.faults.workload import Load, People
 from tests.faults.world import FaultWorld
 from tests.worker_support import wait_for

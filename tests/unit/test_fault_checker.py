@@ -14,8 +14,8 @@ from tests.faults.checker import (
     RecordedBypass,
     RegistrationRow,
     check,
-    summary,
 )
+from tests.faults.summary import summary
 
 T0 = "2026-11-26T12:00:00+00:00"
 A = "a" * 40
