@@ -40,23 +40,20 @@ back — rather than report outcomes the service would refuse.
 from __future__ import annotations
 
 import logging
-import os
 import queue
-import socket
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field, replace
-from pathlib import Path
+from dataclasses import replace
 from typing import Any
 
 from integrator.check_contract import missing
 from integrator.gitops import GitError
 from integrator.settings import Settings
-from integrator.worker.check_config import CheckSpec
 from integrator.worker.checks import CheckPlan, CheckRun, CheckRunner, run_checks
 from integrator.worker.landing import Lander, Verdict
 from integrator.worker.lease_client import LeaseClientError, LeaseKeeper
+from integrator.worker.options import WorkerOptions, default_holder
 from integrator.worker.reporting import Reporter
 from integrator.worker.service_client import (
     EXIT_BAD_INPUT,
@@ -78,7 +75,7 @@ from integrator.worker.trial import (
     Trial,
     merge_message,
 )
-from integrator.worker.workspace import Fetched, MergeMethod, Workspace, WorkspaceBusy
+from integrator.worker.workspace import Fetched, Workspace, WorkspaceBusy
 
 log = logging.getLogger(__name__)
 
@@ -87,35 +84,6 @@ __all__ = ["Worker", "WorkerExit", "WorkerOptions", "default_holder"]
 #: The longest one idle `queue/next` waits on the service (long poll): a candidate queued
 #: meanwhile is answered at once; a stop request waits at most this long for the answer.
 LONG_POLL_SECONDS = 5.0
-
-
-def default_holder() -> str:
-    """A holder id that says where the worker runs: `host:pid`."""
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-@dataclass(frozen=True)
-class WorkerOptions:
-    """`integrator worker`'s options."""
-
-    repo: str
-    workspace: Path
-    #: The named checks, in the order they run.
-    checks: tuple[CheckSpec, ...] = ()
-    #: The timeout of a check without its own (seconds).
-    check_timeout: float = 3600.0
-    #: Reruns of a failed check on the same commit; a later pass integrates, marked flaky.
-    check_retries: int = 0
-    merge_method: MergeMethod = MergeMethod.merge
-    once: bool = False
-    holder: str = field(default_factory=default_holder)
-    #: Seconds between looks at an empty queue (without --once); each look is a long poll
-    #: of up to `LONG_POLL_SECONDS` that returns as soon as a candidate is queued.
-    poll_interval: float = 5.0
-    #: Candidates tested at once as a speculative chain (1: one at a time).
-    window: int = 1
-    #: Checks running at once (default: the window).
-    jobs: int | None = None
 
 
 class Worker:
