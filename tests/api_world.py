@@ -3,13 +3,18 @@ reporter's events, the operator's controls, and integrator-role lease holders.""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Self
 
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
+from integrator.api.app import create_app
 from integrator.db import make_sessionmaker
 from integrator.modes import Mode, change
+from integrator.settings import Settings
 from tests.builders import branch_pushed, finalize_ready, review_approved
 from tests.gitrepos import Canonical
 from tests.support import TokenMaker
@@ -86,6 +91,17 @@ class ApiWorld:
         self.reporter = tokens.bearer("reporter")
         self.operator = tokens.bearer("operator")
         self.integrator_token = tokens("integrator")
+
+    @classmethod
+    @contextmanager
+    def serving(
+        cls, settings: Settings, root: Path, tokens: TokenMaker, **overrides: Any
+    ) -> Iterator[Self]:
+        """The service in process, serving a canonical repository made under `root`."""
+        canonical = Canonical(root)
+        configured = settings.model_copy(update={"repo": str(canonical.bare), **overrides})
+        with TestClient(create_app(configured)) as client:
+            yield cls(client, tokens, canonical)
 
     def ready(self, slug: str) -> str:
         return post_ready(self.client, self.reporter, self.canonical, slug)

@@ -11,23 +11,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fastapi.testclient import TestClient
 
 from integrator import cutover, processing
-from integrator.api.app import create_app
 from integrator.outcomes import Outcome, Report
 from integrator.settings import Settings
 from tests.api_world import ApiWorld as World
-from tests.gitrepos import Canonical
 from tests.support import TokenMaker
 
 
 @pytest.fixture
 def world(settings: Settings, tmp_path: Path, tokens: TokenMaker) -> Iterator[World]:
-    canonical = Canonical(tmp_path)
-    configured = settings.model_copy(update={"repo": str(canonical.bare)})
-    with TestClient(create_app(configured)) as client:
-        yield World(client, tokens, canonical)
+    with World.serving(settings, tmp_path, tokens) as world:
+        yield world
 
 
 def test_a_prediction_racing_a_cutover_never_leaves_its_candidate_predicted(

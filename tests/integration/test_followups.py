@@ -12,26 +12,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from integrator.api.app import create_app
 from integrator.models import Event, Followup
 from integrator.settings import Settings
 from tests.builders import branch_pushed, finalize_ready
-from tests.gitrepos import Canonical
 from tests.integration.test_processing import Holder, World
 from tests.support import TokenMaker
 
 
 @pytest.fixture
 def world(settings: Settings, tmp_path: Path, tokens: TokenMaker) -> Iterator[World]:
-    canonical = Canonical(tmp_path)
-    configured = settings.model_copy(update={"repo": str(canonical.bare)})
-    with TestClient(create_app(configured)) as client:
-        yield World(client, tokens, canonical)
+    with World.serving(settings, tmp_path, tokens) as world:
+        yield world
 
 
 CONFLICT = [{"kind": "conflict", "path": "shared.txt", "conflict": "content"}]

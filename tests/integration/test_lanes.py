@@ -7,12 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fastapi.testclient import TestClient
 
-from integrator.api.app import create_app
 from integrator.settings import Settings
 from tests.builders import branch_pushed, finalize_ready
-from tests.gitrepos import Canonical
 from tests.integration.test_processing import World
 from tests.support import TokenMaker, run_cli, settings_env
 from tests.worker_support import WorkerWorld
@@ -20,10 +17,8 @@ from tests.worker_support import WorkerWorld
 
 @pytest.fixture
 def world(settings: Settings, tmp_path: Path, tokens: TokenMaker) -> Iterator[World]:
-    canonical = Canonical(tmp_path)
-    configured = settings.model_copy(update={"repo": str(canonical.bare)})
-    with TestClient(create_app(configured)) as client:
-        yield World(client, tokens, canonical)
+    with World.serving(settings, tmp_path, tokens) as world:
+        yield world
 
 
 def lane_change(world: World, slug: str, to: str, reason: str = "incident 42") -> Any:

@@ -14,7 +14,6 @@ from fastapi.testclient import TestClient
 from integrator.api.app import create_app
 from integrator.settings import Settings
 from tests.builders import branch_pushed, finalize_ready, review_approved
-from tests.gitrepos import Canonical
 from tests.integration.test_processing import Holder, World
 from tests.support import TokenMaker, run_cli, settings_env
 from tests.worker_support import WorkerWorld, wait_for
@@ -22,10 +21,8 @@ from tests.worker_support import WorkerWorld, wait_for
 
 @pytest.fixture
 def world(settings: Settings, tmp_path: Path, tokens: TokenMaker) -> Iterator[World]:
-    canonical = Canonical(tmp_path)
-    configured = settings.model_copy(update={"repo": str(canonical.bare), "stall_after_seconds": 0})
-    with TestClient(create_app(configured)) as client:
-        yield World(client, tokens, canonical)
+    with World.serving(settings, tmp_path, tokens, stall_after_seconds=0) as world:
+        yield world
 
 
 def pause(world: World, **body: Any) -> Any:
@@ -120,11 +117,8 @@ def test_bad_pauses_are_refused_naming_the_field(world: World, tokens: TokenMake
 
 @pytest.fixture
 def real(settings: Settings, tmp_path: Path, tokens: TokenMaker) -> Iterator[WorkerWorld]:
-    world = WorkerWorld(settings, tmp_path, tokens).start().guard()
-    try:
+    with WorkerWorld(settings, tmp_path, tokens).start().guard() as world:
         yield world
-    finally:
-        world.close()
 
 
 def test_a_real_worker_idles_with_its_lease_while_paused_and_resumes(real: WorkerWorld) -> None:

@@ -7,25 +7,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select
 
-from integrator.api.app import create_app
 from integrator.models import Event
 from integrator.settings import Settings
 from tests.api_world import ApiWorld as World
 from tests.api_world import Holder as Holder  # test_followups and test_pause take it from here
 from tests.builders import branch_pushed, finalize_ready
-from tests.gitrepos import Canonical
 from tests.support import TokenMaker
 
 
 @pytest.fixture
 def world(settings: Settings, tmp_path: Path, tokens: TokenMaker) -> Iterator[World]:
-    canonical = Canonical(tmp_path)
-    configured = settings.model_copy(update={"repo": str(canonical.bare)})
-    with TestClient(create_app(configured)) as client:
-        yield World(client, tokens, canonical)
+    with World.serving(settings, tmp_path, tokens) as world:
+        yield world
 
 
 def test_the_holder_takes_candidates_in_position_order(world: World) -> None:
