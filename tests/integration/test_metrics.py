@@ -25,9 +25,8 @@ from integrator.db import make_engine, read_session
 from integrator.liveness import Code
 from integrator.metrics import SETTLED, DatabaseCollector, VerdictTally
 from integrator.settings import Settings, get_settings
-from tests.builders import branch_pushed, finalize_ready, review_approved
+from tests.builders import branch_pushed, finalize_ready, push_check, review_approved
 from tests.gitrepos import Canonical
-from tests.integration.test_conditions import push_check
 from tests.support import REPO_ROOT, ServiceProcess, TokenMaker
 
 RULES = REPO_ROOT / "deploy" / "prometheus" / "alerts.yml"
@@ -108,7 +107,12 @@ def test_database_values_are_the_same_on_every_replica(
     outcome = {**fence, "outcome": "would_integrate", "attempt": "a1"}
     answer = client.post(f"/v1/candidates/{handed['id']}/outcome", json=outcome, headers=integrator)
     assert answer.status_code == 200, answer.text
-    assert client.post("/v1/push-checks", json=push_check(), headers=hook).status_code == 200
+    assert (
+        client.post(
+            "/v1/push-checks", json=push_check("refs/heads/topic", "0" * 40, "b" * 40), headers=hook
+        ).status_code
+        == 200
+    )
 
     seen = first.scrape()
     assert value(seen, "integrator_database_up") == 1
@@ -328,9 +332,21 @@ def test_push_verdicts_are_folded_once_settled_and_never_counted_twice(
             return tally.read(session, settings, now + later)[key]
 
     for _ in range(2):
-        assert client.post("/v1/push-checks", json=push_check(), headers=hook).status_code == 200
+        assert (
+            client.post(
+                "/v1/push-checks",
+                json=push_check("refs/heads/topic", "0" * 40, "b" * 40),
+                headers=hook,
+            ).status_code
+            == 200
+        )
     assert read() == read() == 2  # young: counted afresh each time
     assert read(SETTLED * 2) == 2  # settled: folded
     assert read() == read(SETTLED * 2) == 2  # not counted again
-    assert client.post("/v1/push-checks", json=push_check(), headers=hook).status_code == 200
+    assert (
+        client.post(
+            "/v1/push-checks", json=push_check("refs/heads/topic", "0" * 40, "b" * 40), headers=hook
+        ).status_code
+        == 200
+    )
     assert read() == 3
