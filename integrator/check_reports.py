@@ -2,15 +2,15 @@
 attempt, held to the check contract's rule (`check_contract.ATTEMPTS_RULES`).
 
 The published schema is that rule too: one branch per status (the attempts it may have, what
-its last one shows), so a report built from the schema is one the service takes. Only "each
-check listed once" is left to the service: JSON Schema cannot say that items differ by one
-field (`uniqueItems` compares whole items).
+its last one shows), so a report built from the schema is one the service takes. Requests
+key the reports by check name (`ChecksByName`), so that "each check listed once" is the
+shape itself; the events list them, each with its name, in the order they ran.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Annotated, Any
+from typing import Annotated, Any, Self
 
 from pydantic import (
     AfterValidator,
@@ -52,22 +52,24 @@ class CheckAttempt(BaseModel):
     ] = ""
 
 
+CheckName = Annotated[
+    StrictStr,
+    StringConstraints(
+        max_length=check_contract.NAME_MAX_LENGTH, pattern=check_contract.NAME_PATTERN
+    ),
+]
+
+
 class CheckReport(BaseModel):
-    """One named check on the candidate's merged commit: its status and every attempt."""
+    """One check on the candidate's merged commit: its status and every attempt."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: Annotated[
-        StrictStr,
-        StringConstraints(
-            max_length=check_contract.NAME_MAX_LENGTH, pattern=check_contract.NAME_PATTERN
-        ),
-    ]
     status: check_contract.CheckStatus
     attempts: list[CheckAttempt] = Field(default_factory=list, max_length=MAX_CHECK_ATTEMPTS)
 
     @model_validator(mode="after")
-    def _consistent(self) -> CheckReport:
+    def _consistent(self) -> Self:
         attempts = [a.model_dump() for a in self.attempts]
         problem = check_contract.consistency_problem(self.status, attempts)
         if problem:
@@ -89,6 +91,12 @@ class CheckReport(BaseModel):
             oneOf=list(_branches(whole, attempt)),
         )
         return schema
+
+
+class NamedCheckReport(CheckReport):
+    """A check's report as an event records it: with its name."""
+
+    name: CheckName
 
 
 def _branches(whole: dict[str, Any], attempt: dict[str, Any]) -> Iterator[dict[str, Any]]:
@@ -136,7 +144,7 @@ def _attempts(
     }
 
 
-def _listed_once(checks: list[CheckReport]) -> list[CheckReport]:
+def _listed_once(checks: list[NamedCheckReport]) -> list[NamedCheckReport]:
     names = [check.name for check in checks]
     twice = sorted({name for name in names if names.count(name) > 1})
     if twice:
@@ -144,11 +152,44 @@ def _listed_once(checks: list[CheckReport]) -> list[CheckReport]:
     return checks
 
 
-#: Every configured check of one outcome (or registration), each listed once (the schema
-#: says what it can of that: no two items alike).
+#: Every configured check of one outcome, each listed once, as the events record them.
 CheckReports = Annotated[
-    list[CheckReport],
+    list[NamedCheckReport],
     Field(max_length=check_contract.MAX_CHECKS),
     AfterValidator(_listed_once),
     declared(uniqueItems=True),
 ]
+
+
+class _KeyedByCheckName:
+    """Publishes a dict keyed by check name as JSON Schema says it exactly: every key a check
+    name (`propertyNames`), every value a report (`additionalProperties`)."""
+
+    def __get_pydantic_json_schema__(
+        self, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        schema = handler(core_schema)
+        (report,) = schema.pop("patternProperties").values()
+        schema["propertyNames"] = {
+            "maxLength": check_contract.NAME_MAX_LENGTH,
+            "pattern": check_contract.NAME_PATTERN,
+        }
+        schema["additionalProperties"] = report
+        return schema
+
+
+#: Every configured check of one outcome (or registration), by name, in the order they ran:
+#: a name is a key, so no check is listed twice.
+ChecksByName = Annotated[
+    dict[CheckName, CheckReport],
+    Field(max_length=check_contract.MAX_CHECKS),
+    _KeyedByCheckName(),
+]
+
+
+def listed(checks: dict[str, CheckReport]) -> list[dict[str, Any]]:
+    """The reports of a request as the service keeps them: a list, each with its name."""
+    return [
+        {"name": name, **report.model_dump(mode="json", exclude_none=True)}
+        for name, report in checks.items()
+    ]

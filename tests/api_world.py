@@ -64,10 +64,10 @@ class Holder:
         new: str,
         attempt: str,
         ref: str = MAIN,
-        checks: list[dict[str, Any]] | None = None,
+        checks: dict[str, dict[str, Any]] | None = None,
     ) -> Any:
         body = {**self.grant(), "candidate_id": candidate, "ref": ref, "old": old, "new": new,
-                "attempt": attempt, "checks": checks or []}  # fmt: skip
+                "attempt": attempt, "checks": checks or {}}  # fmt: skip
         return self.client.post("/v1/registrations", json=body, headers=self.auth)
 
     def fail(self, registration: int, reason: str = "push refused") -> Any:

@@ -18,7 +18,7 @@ from integrator.api.deps import Reader, SessionDep, SettingsDep
 from integrator.api.events import Repo
 from integrator.api.lease import GrantIn, Integrator
 from integrator.api.schemas import CandidateOut, Id, Name, Reason
-from integrator.check_reports import CheckReports
+from integrator.check_reports import ChecksByName, listed
 from integrator.events import Evidence
 from integrator.gitops import SHA_PATTERN
 
@@ -68,8 +68,9 @@ class OutcomeIn(GrantIn):
     reason: Reason | None = None
     #: `integrated`: the registration the commit landed with.
     registration_id: Id | None = None
-    #: Every configured check, in the order they ran (`not_run` after one that failed).
-    checks: CheckReports = Field(default_factory=list)
+    #: Every configured check by name, in the order they ran (`not_run` after one that
+    #: failed).
+    checks: ChecksByName = Field(default_factory=dict)
 
 
 @router.get("/checks")
@@ -130,7 +131,7 @@ def report_outcome(
         next_action=body.next_action,
         reason=body.reason,
         registration_id=body.registration_id,
-        checks=[c.model_dump(mode="json", exclude_none=True) for c in body.checks],
+        checks=listed(body.checks),
     )
     if body.outcome in (outcomes.Outcome.already_integrated, outcomes.Outcome.integrated):
         repo.refresh()  # the claim is checked against main as it is now

@@ -16,7 +16,7 @@ from integrator import processing, registrations
 from integrator.api.deps import Reader, ReadSessionDep, SessionDep, SettingsDep
 from integrator.api.lease import GrantIn, Integrator
 from integrator.api.schemas import SPACES, Id, Name, Reason
-from integrator.check_reports import CheckReports
+from integrator.check_reports import ChecksByName, listed
 from integrator.gitops import SHA_PATTERN
 from integrator.lease import datetime_of_ms
 from integrator.models import Registration
@@ -41,7 +41,7 @@ class RegistrationIn(GrantIn):
     #: Every configured check on `new`, as the outcome will report them: a registration
     #: whose checks do not show every required check passed is refused (409
     #: `checks_incomplete`) before anything is pushed.
-    checks: CheckReports = Field(default_factory=list)
+    checks: ChecksByName = Field(default_factory=dict)
 
 
 class FailIn(GrantIn):
@@ -94,7 +94,7 @@ def register(
             session, settings, epoch=body.epoch, token=body.token,
             candidate_id=body.candidate_id, ref=body.ref, old=body.old, new=body.new,
             attempt=body.attempt, by=caller.name,
-            checks=[c.model_dump(mode="json", exclude_none=True) for c in body.checks],
+            checks=listed(body.checks),
         )  # fmt: skip
         row = issued.registration
         return IssuedOut(

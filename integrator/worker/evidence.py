@@ -134,9 +134,9 @@ def attempt_record(check: CheckResult) -> dict[str, Any]:
 
 
 def check_report(run: CheckRun) -> dict[str, Any]:
-    """One named check as an outcome's `checks` item: its status and every attempt."""
+    """One check as an outcome's `checks` carries it under its name: its status and every
+    attempt."""
     return {
-        "name": run.spec.name,
         "status": run.status.value,
         "attempts": [attempt_record(attempt) for attempt in run.attempts],
     }

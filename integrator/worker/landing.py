@@ -211,7 +211,7 @@ class Lander:
         old: str,
         new: str,
         attempt: str,
-        checks: list[dict[str, Any]] | None = None,
+        checks: dict[str, dict[str, Any]] | None = None,
     ) -> PushFacts:
         """One registered push of `new` (whose first parent is `old`) onto main; `checks`
         are the checks that passed on `new` (the service refuses a registration without a
@@ -219,7 +219,7 @@ class Lander:
         answer = self.service.post(
             "/v1/registrations",
             {**self.grant(), "candidate_id": candidate_id, "ref": self.ref,
-             "old": old, "new": new, "attempt": attempt, "checks": checks or []},
+             "old": old, "new": new, "attempt": attempt, "checks": checks or {}},
         )  # fmt: skip
         if answer.status_code == 409 and code_of(answer) == "not_in_cutover":
             return PushFacts(Verdict.withdrawn, new, detail=message_of(answer))

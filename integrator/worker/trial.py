@@ -105,9 +105,10 @@ class Trial:
     def landed(self) -> bool:
         return self.push is not None and self.push.verdict is Verdict.landed
 
-    def check_reports(self) -> list[dict[str, Any]]:
-        """Every configured check as the service reads it (outcome and registration alike)."""
-        return [evidence.check_report(run) for run in self.checks]
+    def check_reports(self) -> dict[str, dict[str, Any]]:
+        """Every configured check by name, in run order, as the service reads it (outcome and
+        registration alike)."""
+        return {run.spec.name: evidence.check_report(run) for run in self.checks}
 
 
 @dataclass(frozen=True)
@@ -122,8 +123,8 @@ class Decision:
     next_action: str | None = None
     reason: str | None = None
     registration_id: int | None = None
-    #: Every configured check: name, status and every attempt, in declared order.
-    checks: list[dict[str, Any]] = field(default_factory=list)
+    #: Every configured check by name (status and every attempt), in declared order.
+    checks: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: Report, then stop the worker with `reason` as its one-line error.
     stop: bool = False
 
@@ -139,7 +140,7 @@ class Decision:
             "registration_id": self.registration_id,
             "checks": self.checks,
         }
-        return {k: v for k, v in fields.items() if v not in (None, [])}
+        return {k: v for k, v in fields.items() if v not in (None, [], {})}
 
 
 def merge_message(

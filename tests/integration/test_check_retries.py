@@ -68,14 +68,16 @@ def test_outcome_check_attempts_that_cannot_be_stored_are_refused_naming_the_fie
 ) -> None:
     """A NUL in an output tail, and more attempts than a worker can make: 422, not a 500."""
     attempt = {"exit_code": 1, "timed_out": False, "seconds": 0.5, "output_tail": "bad\0"}
-    check = {"name": "unit", "status": "failed", "attempts": [attempt]}
-    body = {"epoch": 1, "token": "t", "outcome": "would_block", "checks": [check]}
+    check = {"status": "failed", "attempts": [attempt]}
+    body = {"epoch": 1, "token": "t", "outcome": "would_block", "checks": {"unit": check}}
     refused = world.post("/v1/candidates/1/outcome", body, world.integrator)
     assert refused.status_code == 422, refused.text
     fields = [detail["field"] for detail in refused.json()["details"]]
     assert any("checks" in field and "attempts" in field for field in fields), fields
 
     many = {**check, "attempts": [{**attempt, "output_tail": "x"}] * 22}
-    refused = world.post("/v1/candidates/1/outcome", {**body, "checks": [many]}, world.integrator)
+    refused = world.post(
+        "/v1/candidates/1/outcome", {**body, "checks": {"unit": many}}, world.integrator
+    )
     assert refused.status_code == 422, refused.text
-    assert refused.json()["details"][0]["field"].startswith("checks.0.attempts")
+    assert refused.json()["details"][0]["field"].startswith("checks.unit.attempts")

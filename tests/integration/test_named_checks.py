@@ -180,15 +180,15 @@ def test_the_service_refuses_green_without_every_required_check_passed(
     handed = strict.post("/v1/queue/next", fence, strict.integrator)
     assert handed.status_code == 200, handed.text
     assert handed.json()["required_checks"] == ["unit", "lint"]
-    passed = {"name": "unit", "status": "passed", "attempts": [
+    passed = {"status": "passed", "attempts": [
         {"exit_code": 0, "timed_out": False, "seconds": 0.1, "output_tail": ""}]}  # fmt: skip
-    skipped = {"name": "lint", "status": "skipped", "attempts": [
+    skipped = {"status": "skipped", "attempts": [
         {"exit_code": 77, "timed_out": False, "seconds": 0.1, "output_tail": ""}]}  # fmt: skip
     outcome = {**fence, "outcome": "would_integrate", "attempt": "a1", "main_sha": None}
     path = f"/v1/candidates/{candidate}/outcome"
     for checks, named in (
-        ([passed], "'lint' was not run"),
-        ([passed, skipped], "'lint' is skipped"),
+        ({"unit": passed}, "'lint' was not run"),
+        ({"unit": passed, "lint": skipped}, "'lint' is skipped"),
     ):
         refused = strict.post(path, {**outcome, "checks": checks}, strict.integrator)
         assert refused.status_code == 409, refused.text
@@ -196,25 +196,29 @@ def test_the_service_refuses_green_without_every_required_check_passed(
         assert named in refused.json()["message"]
         assert strict.candidate(candidate)["status"] == "in_progress"
     lint = {**skipped, "status": "passed", "attempts": [{**skipped["attempts"][0], "exit_code": 0}]}
-    accepted = strict.post(path, {**outcome, "checks": [passed, lint]}, strict.integrator)
+    accepted = strict.post(
+        path, {**outcome, "checks": {"unit": passed, "lint": lint}}, strict.integrator
+    )
     assert accepted.status_code == 200, accepted.text
     assert strict.candidate(candidate)["status"] == "predicted"
 
 
 def test_a_report_that_contradicts_itself_is_refused_as_bad_input(world: WorkerWorld) -> None:
-    """A `passed` check whose last attempt failed, a check listed twice: 422 naming `checks`."""
+    """A `passed` check whose last attempt failed, a key that is no check name, checks as a
+    list: 422 naming the check in `checks`."""
     failed = {"exit_code": 1, "timed_out": False, "seconds": 0.1, "output_tail": ""}
     body = {"epoch": 1, "token": "t", "outcome": "would_integrate"}
-    lie = {"name": "unit", "status": "passed", "attempts": [failed]}
-    refused = world.post("/v1/candidates/1/outcome", {**body, "checks": [lie]}, world.integrator)
-    assert refused.status_code == 422, refused.text
-    assert refused.json()["details"][0]["field"].startswith("checks.0")
-    twice = {"name": "unit", "status": "not_run", "attempts": []}
-    refused = world.post(
-        "/v1/candidates/1/outcome", {**body, "checks": [twice, twice]}, world.integrator
-    )
-    assert refused.status_code == 422, refused.text
-    assert refused.json()["details"][0]["field"] == "checks"
+    lie = {"status": "passed", "attempts": [failed]}
+    for checks, field in (
+        ({"unit": lie}, "checks.unit"),
+        ({"Unit Tests": {"status": "not_run"}}, "checks.Unit Tests"),
+        ([{"name": "unit", "status": "not_run", "attempts": []}], "checks"),
+    ):
+        refused = world.post(
+            "/v1/candidates/1/outcome", {**body, "checks": checks}, world.integrator
+        )
+        assert refused.status_code == 422, refused.text
+        assert refused.json()["details"][0]["field"].startswith(field), refused.text
 
 
 def evidence_item(world: WorkerWorld) -> dict[str, Any]:

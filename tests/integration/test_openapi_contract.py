@@ -233,8 +233,9 @@ def test_a_checks_published_schema_is_the_check_contracts_rule_per_status(
     spec: dict[str, Any],
 ) -> None:
     """Outcomes and registrations carry checks whose schema says the rule per status: the
-    CheckReport component is the model's, a branch per rule, every status in one branch."""
-    from integrator.check_contract import ATTEMPTS_RULES, CheckStatus
+    CheckReport component is the model's, a branch per rule, every status in one branch; the
+    checks are keyed by check name, so no check can be listed twice."""
+    from integrator.check_contract import ATTEMPTS_RULES, MAX_CHECKS, NAME_PATTERN, CheckStatus
     from integrator.check_reports import CheckReport
 
     published = spec["components"]["schemas"]["CheckReport"]
@@ -247,7 +248,10 @@ def test_a_checks_published_schema_is_the_check_contracts_rule_per_status(
     for path in ("/v1/registrations", "/v1/candidates/{candidate_id}/outcome"):
         body = spec["paths"][path]["post"]["requestBody"]["content"]["application/json"]
         checks = _component(spec, body["schema"]["$ref"])["properties"]["checks"]
-        assert checks["items"] == {"$ref": "#/components/schemas/CheckReport"}
+        assert checks["type"] == "object" and checks["maxProperties"] == MAX_CHECKS
+        assert checks["propertyNames"]["pattern"] == NAME_PATTERN
+        assert checks["additionalProperties"] == {"$ref": "#/components/schemas/CheckReport"}
+        assert "patternProperties" not in checks
 
 
 def test_refusals_by_state_are_declared_409_with_their_codes(spec: dict[str, Any]) -> None:

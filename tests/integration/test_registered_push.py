@@ -137,8 +137,8 @@ def test_a_registration_is_created_only_in_cutover(world: World) -> None:
     assert world.events("registration_created") == []
 
 
-def check(name: str, status: str, exit_code: int) -> dict[str, Any]:
-    return {"name": name, "status": status,
+def check(status: str, exit_code: int) -> dict[str, Any]:
+    return {"status": status,
             "attempts": [{"exit_code": exit_code, "timed_out": False, "seconds": 1.5}]}  # fmt: skip
 
 
@@ -160,15 +160,15 @@ def test_a_registration_without_every_required_check_passed_is_refused_before_th
         candidate = holder.next().json()
         old, new = world.merge(candidate["sha"], "a1")
         missing = holder.register(
-            candidate["id"], old, new, "a1", checks=[check("unit", "passed", 0)]
+            candidate["id"], old, new, "a1", checks={"unit": check("passed", 0)}
         )
         assert missing.status_code == 409, missing.text
         assert missing.json()["code"] == "checks_incomplete" and "lint" in missing.json()["message"]
-        red = [check("unit", "passed", 0), check("lint", "failed", 1)]
+        red = {"unit": check("passed", 0), "lint": check("failed", 1)}
         failed = holder.register(candidate["id"], old, new, "a1", checks=red)
         assert failed.status_code == 409 and failed.json()["code"] == "checks_incomplete"
         assert world.events("registration_created") == []
-        green = [check("unit", "passed", 0), check("lint", "passed", 0)]
+        green = {"unit": check("passed", 0), "lint": check("passed", 0)}
         issued = holder.register(candidate["id"], old, new, "a1", checks=green)
         assert issued.status_code == 201, issued.text
 

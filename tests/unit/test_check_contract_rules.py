@@ -112,7 +112,28 @@ def test_a_passed_checks_exit_code_may_be_written_as_a_whole_number() -> None:
     from integrator.check_reports import CheckReport
 
     report = CheckReport.model_validate(
-        {"name": "unit", "status": "passed",
-         "attempts": [{"exit_code": 0.0, "timed_out": False, "seconds": 1}]}
-    )  # fmt: skip
+        {"status": "passed", "attempts": [{"exit_code": 0.0, "timed_out": False, "seconds": 1}]}
+    )
     assert report.attempts[0].exit_code == 0
+
+
+def test_checks_are_keyed_by_name_and_kept_in_the_order_they_ran() -> None:
+    """A request names each check once, as a key; the service keeps them as the events list
+    them: each with its name, in the order sent. A key that is no check name is refused."""
+    from pydantic import TypeAdapter, ValidationError
+
+    from integrator.check_reports import ChecksByName, listed
+
+    by_name = TypeAdapter(ChecksByName)
+    sent = {"unit": {"status": "failed", "attempts": [{"exit_code": 1, "timed_out": False,
+            "seconds": 2}]}, "lint": {"status": "not_run"}}  # fmt: skip
+    assert listed(by_name.validate_python(sent)) == [
+        {"name": "unit", "status": "failed",
+         "attempts": [{"exit_code": 1, "timed_out": False, "seconds": 2.0, "output_tail": ""}]},
+        {"name": "lint", "status": "not_run", "attempts": []},
+    ]  # fmt: skip
+    for bad in ("Unit", "", "-x", "x" * 65):
+        with pytest.raises(ValidationError):
+            by_name.validate_python({bad: {"status": "not_run"}})
+    with pytest.raises(ValidationError):
+        by_name.validate_python({f"c{n}": {"status": "not_run"} for n in range(MAX_CHECKS + 1)})

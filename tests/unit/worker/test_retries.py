@@ -83,16 +83,15 @@ def retried(*runs: CheckResult, **facts: object) -> Trial:
 def test_a_pass_after_a_failure_would_integrate_with_every_attempt() -> None:
     decision = judge(handed("shadow"), retried(run(1, tail="boom\n"), run(0)))
     assert decision.outcome == "would_integrate"
-    assert decision.body()["checks"] == [
-        {
-            "name": "check",
+    assert decision.body()["checks"] == {
+        "check": {
             "status": "passed",
             "attempts": [
                 {"exit_code": 1, "timed_out": False, "seconds": 1.25, "output_tail": "boom\n"},
                 {"exit_code": 0, "timed_out": False, "seconds": 1.25, "output_tail": "out\n"},
             ],
         }
-    ]
+    }
     assert any("flaky" in line for line in decision.diagnostics)
 
 
@@ -100,7 +99,7 @@ def test_a_pass_after_a_timeout_integrates_in_cutover_with_the_timeout_recorded(
     push = PushFacts(Verdict.landed, new=MERGED, main=BASE, registration_id=5)
     decision = judge(handed("cutover"), retried(run(None, timed_out=True), run(0), push=push))
     assert decision.outcome == "integrated" and decision.registration_id == 5
-    (check,) = decision.checks
+    (check,) = decision.checks.values()
     first, second = check["attempts"]
     assert first["timed_out"] is True and "exit_code" not in first
     assert second["exit_code"] == 0
@@ -108,7 +107,7 @@ def test_a_pass_after_a_timeout_integrates_in_cutover_with_the_timeout_recorded(
 
 def test_a_plain_pass_carries_its_one_attempt_and_is_not_flaky() -> None:
     decision = judge(handed("shadow"), retried(run(0)))
-    (check,) = decision.body()["checks"]
+    (check,) = decision.body()["checks"].values()
     assert check["status"] == "passed" and len(check["attempts"]) == 1
     assert not any("flaky" in line for line in decision.diagnostics)
 
@@ -127,6 +126,6 @@ def test_a_failure_on_every_attempt_blocks_with_each_attempt_as_check_evidence()
     assert "did not pass on any of 3 attempts" in decision.diagnostics[0]
     assert "exit 2, timed out, exit 3" in decision.diagnostics[0]
     assert "integrator submit" in (decision.next_action or "")
-    (check,) = decision.body()["checks"]
+    (check,) = decision.body()["checks"].values()
     assert check["status"] == "failed" and len(check["attempts"]) == 3
     assert_recordable(decision)

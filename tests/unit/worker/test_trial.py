@@ -211,9 +211,8 @@ def test_a_landed_push_in_cutover_is_integrated_with_the_tested_commit_and_regis
             f"merged onto main at {BASE[:12]} as {NEW[:12]} and pushed (registration 12)",
             f"check `make test` passed on {NEW[:12]} before the push in 1.5s",
         ],
-        "checks": [
-            {
-                "name": "check",
+        "checks": {
+            "check": {
                 "status": "passed",
                 "attempts": [
                     {
@@ -224,7 +223,7 @@ def test_a_landed_push_in_cutover_is_integrated_with_the_tested_commit_and_regis
                     }
                 ],
             }
-        ],
+        },
     }
 
 

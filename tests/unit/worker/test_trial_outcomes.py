@@ -79,7 +79,11 @@ def test_the_checks_not_run_after_a_failure_are_named_in_the_diagnostics() -> No
     decision = judge(handed(), trial)
     assert decision.outcome == "would_block"
     assert decision.diagnostics[-1] == "not run, since unit did not pass: lint, docs"
-    assert [c["status"] for c in decision.checks] == ["failed", "not_run", "not_run"]
+    assert [(name, c["status"]) for name, c in decision.checks.items()] == [
+        ("unit", "failed"),
+        ("lint", "not_run"),
+        ("docs", "not_run"),
+    ]
 
 
 def test_a_failure_with_nothing_left_unrun_adds_no_such_note() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from integrator import events
+from integrator.api.processing import OutcomeIn
 from integrator.worker.trial import Decision, Handed
 
 BASE, SHA, MERGED = "b" * 40, "c" * 40, "d" * 40
@@ -14,7 +15,9 @@ def handed(mode: str = "shadow") -> Handed:
 
 
 def assert_recordable(decision: Decision) -> None:
-    """The service's own validation of `integration_blocked` takes the decision as it is."""
+    """The service takes the decision as it is: its outcome body, and the
+    `integration_blocked` event made of it."""
+    OutcomeIn.model_validate({"epoch": 1, "token": "t", **decision.body()})
     events.validate_fields(
         "integration_blocked",
         {
