@@ -221,11 +221,15 @@ def test_many_contenders_on_two_replicas_never_overlap_and_take_over_after_kills
     assert epochs == list(range(1, len(grants) + 1))
     assert all(g["previous_epoch"] == g["epoch"] - 1 for g in grants)
 
-    # Each epoch has exactly one holder, and the contenders agree with the events.
+    # Each epoch has exactly one holder, and the contenders agree with the events. A grant
+    # nobody logged is one whose holder was killed before it could: by the chaos, or at
+    # teardown (the last grant, committed as every contender was being killed).
     killed = {holder for _, holder, _ in chaos.kills}
     for grant in grants:
         holders = {r["holder"] for r in by_epoch.get(grant["epoch"], []) if r["kind"] == "acquired"}
-        assert holders == {grant["holder"]} or (not holders and grant["holder"] in killed), grant
+        torn_down = grant is grants[-1] and ms_of(grant["acquired_at"]) >= end_ms - 1000
+        unlogged = grant["holder"] in killed or torn_down
+        assert holders == {grant["holder"]} or (not holders and unlogged), grant
     assert set(log_intervals) <= set(epochs)
 
     # No overlap, judged from the events (the row's own expiry for takeovers)...
