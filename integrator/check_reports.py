@@ -163,17 +163,16 @@ CheckReports = Annotated[
 
 class _KeyedByCheckName:
     """Publishes a dict keyed by check name as JSON Schema says it exactly: every key a check
-    name (`propertyNames`), every value a report (`additionalProperties`)."""
+    name (`propertyNames`, the key type's own length and pattern), every value a report
+    (`additionalProperties`). Pydantic's `patternProperties` alone would let any other key
+    through the schema."""
 
     def __get_pydantic_json_schema__(
         self, core_schema: CoreSchema, handler: GetJsonSchemaHandler
     ) -> JsonSchemaValue:
         schema = handler(core_schema)
-        (report,) = schema.pop("patternProperties").values()
-        schema["propertyNames"] = {
-            "maxLength": check_contract.NAME_MAX_LENGTH,
-            "pattern": check_contract.NAME_PATTERN,
-        }
+        ((pattern, report),) = schema.pop("patternProperties").items()
+        schema["propertyNames"] = {**schema.get("propertyNames", {}), "pattern": pattern}
         schema["additionalProperties"] = report
         return schema
 
