@@ -306,12 +306,18 @@ def only_main_in_cutover_is_refused(history: History) -> list[Violation]:
     ]
 
 
+def refused_by_git_itself(said: tuple[str, ...]) -> bool:
+    """Someone moved the ref first: git saw it before any hook ran (`[rejected]`), or after
+    the hook let the push through, when its compare-and-swap of the ref failed."""
+    return any("[rejected]" in line or line.endswith("(failed to update ref)") for line in said)
+
+
 def refusals_are_readable(history: History) -> list[Violation]:
-    """A refused push was refused by git itself before any hook ran (someone moved main
-    first), or the hook said in a line what it refused."""
+    """A refused push was refused by git itself (someone moved main first), or the hook
+    said in a line what it refused."""
     found = []
     for push in history.pushes:
-        if push.returncode in (0, None) or any("[rejected]" in line for line in push.said):
+        if push.returncode in (0, None) or refused_by_git_itself(push.said):
             continue
         if not any(line.startswith("integrator: refused") for line in push.said):
             found.append(Violation("readable", f"push of {push.ref} by {push.pusher} refused "

@@ -182,6 +182,26 @@ def test_a_refusal_that_says_nothing_readable_is_caught_but_gits_own_rejection_i
     assert check(history) == []
 
 
+def test_a_push_the_hook_let_through_but_git_could_not_apply_is_gits_own_refusal() -> None:
+    """Another push moved main while the hook ran: git's compare-and-swap of the ref fails
+    after the hook said yes (seen in CI: a break-glass push racing the worker's landing)."""
+    history = a_good_history()
+    git_said = (
+        "integrator: service unavailable (connection failed: ConnectionRefusedError); "
+        "push allowed by a break-glass override",
+        f"error: cannot lock ref 'refs/heads/main': is at {B} but expected {A}",
+        "To /srv/canonical.git",
+        " ! [remote rejected] HEAD -> main (failed to update ref)",
+    )
+    history.pushes.append(PushAttempt("ops", "refs/heads/main", C, 1.0, 2.0, 1, "cutover",
+                                      break_glass=True, said=git_said))  # fmt: skip
+    assert check(history) == []
+    declined = (" ! [remote rejected] HEAD -> main (pre-receive hook declined)",)
+    history.pushes[-1] = PushAttempt("ops", "refs/heads/main", C, 1.0, 2.0, 1, "cutover",
+                                     said=declined)  # fmt: skip
+    assert rules_of(history) == {"readable"}
+
+
 def with_a_break_glass_push(recorded: bool) -> History:
     """In cutover, after B landed, a person pushed D on main under a break-glass override."""
     history = a_good_history()
