@@ -17,7 +17,8 @@ from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session
 
 from integrator import followups
-from integrator.gitops import GitError, Mirror
+from integrator.gitops import GitError
+from integrator.mirror import Mirror
 from integrator.models import Candidate, Event
 from integrator.queue import ACTIVE, Status, create, enqueue, transition
 from integrator.readiness import GIT_CONDITIONS, Facts, Readiness, evaluate

@@ -10,20 +10,18 @@ inherit another repository's ``GIT_DIR``, a quarantine, injected configuration, 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import itertools
 import logging
 import os
 import re
 import shlex
-import shutil
 import signal
 import subprocess
-import tempfile
-import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from integrator.merge_conflicts import Conflict, conflicts_of
 
 log = logging.getLogger(__name__)
 
@@ -108,57 +106,6 @@ class MergeResult:
     ok: bool
     conflicts: tuple[str, ...]
     output: str
-
-
-@dataclass(frozen=True)
-class Conflict:
-    """One conflicting path of a merge, with the kinds of conflict git reported on it
-    (`content`, `binary`, `add/add`, `modify/delete`, `rename/delete`, `rename/rename`,
-    `file/directory`, …; none when git said nothing about it) and git's own lines."""
-
-    path: str
-    kinds: tuple[str, ...] = ()
-    messages: tuple[str, ...] = ()
-
-
-def _kind(type_: str, message: str) -> str | None:
-    """The kind of one of merge-tree's messages: the label of its `CONFLICT (…):` line (the
-    more specific, e.g. add/add), else of its stable type; None when it is no conflict."""
-    for text in (message, type_):
-        label = re.match(r"CONFLICT \(([^)]*)\)", text)
-        if label:
-            return "content" if label[1] == "contents" else label[1]
-    return None
-
-
-def conflicts_of(paths: Sequence[str], messages: Sequence[str]) -> tuple[Conflict, ...]:
-    """Every conflicting path with the kinds of `merge-tree -z`'s messages that name it.
-
-    The messages are records of `<count> NUL <path>… NUL <type> NUL <message> NUL`; a binary
-    file gets `binary` (its `content` message says nothing more).
-    """
-    kinds: dict[str, list[str]] = {path: [] for path in paths}
-    texts: dict[str, list[str]] = {path: [] for path in paths}
-    at = 0
-    while at < len(messages) and messages[at].isdigit():
-        count = int(messages[at])
-        named = messages[at + 1 : at + 1 + count]
-        type_, message = [*messages[at + 1 + count : at + 3 + count], "", ""][:2]
-        at += count + 3
-        kind = _kind(type_, message)
-        if kind is None:
-            continue
-        for path in named:
-            if path in kinds:
-                kinds[path].append(kind)
-                texts[path].append(message.strip())
-    found = []
-    for path in paths:
-        seen = list(dict.fromkeys(kinds[path]))
-        if "binary" in seen and "content" in seen:
-            seen.remove("content")
-        found.append(Conflict(path, tuple(seen), tuple(dict.fromkeys(texts[path]))))
-    return tuple(found)
 
 
 @dataclass(frozen=True)
@@ -270,6 +217,11 @@ class Git:
         return self._unless_missing(
             "rev-parse", "--verify", "--quiet", f"{safe_rev(rev)}^{{commit}}"
         )
+
+    def git_dir(self) -> Path | None:
+        """The absolute git dir git finds from here, or None when it finds no repository."""
+        proc = self._run("rev-parse", "--absolute-git-dir", check=False)
+        return Path(proc.stdout.strip()) if proc.returncode == 0 else None
 
     def commit_exists(self, sha: str) -> bool:
         """True when ``sha`` names a commit present here.
@@ -489,73 +441,3 @@ class Git:
         lease = [] if force_with_lease is None else [f"--force-with-lease={force_with_lease}"]
         proc = self._run("push", "--porcelain", *lease, "--", remote, refspec, check=False, env=env)
         return PushResult(proc.returncode == 0, proc.stdout, proc.stderr)
-
-
-class Mirror:
-    """Keeps the canonical repository readable for the service.
-
-    A readable local git directory is used in place. Anything else (a URL, ``file://``
-    included, or a path this process cannot read) is kept as a bare mirror under
-    ``cache_dir``, cloned on first use and fetched by :meth:`refresh` before evaluating.
-    """
-
-    def __init__(self, source: str, cache_dir: Path, timeout: float = 60.0) -> None:
-        self.source = source
-        self.cache_dir = Path(cache_dir)
-        self.timeout = timeout
-        self._lock = threading.Lock()
-        self.direct = _is_readable_git_dir(source, timeout)
-        if self.direct:
-            self.path = Path(source)
-        else:
-            name = re.sub(r"[^A-Za-z0-9._-]+", "_", source).strip("._-")[-60:]
-            digest = hashlib.sha256(source.encode()).hexdigest()[:12]
-            self.path = self.cache_dir / f"{name}-{digest}.git"
-
-    def git(self) -> Git:
-        """A Git on the readable repository, cloning the mirror first if it does not exist."""
-        if not self.direct and not self.path.exists():
-            with self._lock:
-                if not self.path.exists():
-                    self._create()
-        return Git(self.path, self.timeout)
-
-    def refresh(self) -> None:
-        """Bring the mirror's branches up to date with the source (no-op when direct)."""
-        if self.direct:
-            return
-        with self._lock:
-            if not self.path.exists():
-                self._create()
-                return
-            Git(self.path, self.timeout).fetch("origin", ["+refs/heads/*:refs/heads/*"])
-
-    def _create(self) -> None:
-        # Clone beside the target and rename into place: a crash or a concurrent replica never
-        # leaves a half-cloned mirror where a complete one is expected.
-        self.cache_dir.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".mirror-", dir=self.cache_dir))
-        try:
-            Git.clone(self.source, staging / "repo.git", mirror=True, timeout=self.timeout)
-            try:
-                (staging / "repo.git").rename(self.path)
-            except OSError:
-                if not self.path.exists():
-                    raise
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-
-
-def _is_readable_git_dir(source: str, timeout: float) -> bool:
-    """True for a local repository (bare, or a worktree's top) that git can open.
-
-    The git dir is compared with ``source`` because git would otherwise happily find an
-    enclosing repository for a plain directory.
-    """
-    if "://" in source or not os.path.isdir(source) or not os.access(source, os.R_OK | os.X_OK):
-        return False
-    proc = Git(Path(source), timeout)._run("rev-parse", "--absolute-git-dir", check=False)
-    if proc.returncode != 0:
-        return False
-    root = Path(source).resolve()
-    return Path(proc.stdout.strip()).resolve() in (root, root / ".git")

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from integrator.check_contract import DEFAULT_NAME, SKIPPED_EXIT_CODE, CheckStatus
-from integrator.gitops import Conflict
+from integrator.merge_conflicts import Conflict
 from integrator.worker.checks import CheckResult, CheckRun
 from integrator.worker.landing import POLICY_REFUSAL, PushFacts, Verdict
 

@@ -22,7 +22,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import IO
 
-from integrator.gitops import Conflict, Git, GitError, safe_rev
+from integrator.gitops import Git, GitError, safe_rev
+from integrator.merge_conflicts import Conflict
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,6 @@ from integrator.gitops import (
     Git,
     GitError,
     GitTimeout,
-    Mirror,
     is_zero_sha,
 )
 from tests.conflict_repos import CONFLICTS, conflicting_sides
@@ -310,48 +309,6 @@ def test_init_bare_and_clone_return_adapters_on_the_new_repositories(tmp_path: P
     assert bare.config_get("core.bare") == "true"
     mirror = Git.clone(str(bare.path), tmp_path / "copy.git", mirror=True)
     assert mirror.config_get("remote.origin.mirror") == "true"
-
-
-def test_mirror_of_a_readable_local_repository_reads_it_in_place(
-    repos: Repos, tmp_path: Path
-) -> None:
-    """A local git dir is used directly; refresh does nothing and no cache is made."""
-    cache = tmp_path / "cache"
-    mirror = Mirror(str(repos.origin), cache)
-    assert mirror.direct
-    mirror.refresh()
-    assert mirror.git().path == repos.origin
-    assert mirror.git().branch_head("main") == repos.base
-    assert not cache.exists()
-
-
-def test_mirror_never_takes_a_plain_directory_inside_a_repository_for_it(
-    repos: Repos, tmp_path: Path
-) -> None:
-    """git would find the enclosing repository; the mirror must not read that one."""
-    (repos.work / "sub").mkdir()
-    assert not Mirror(str(repos.work / "sub"), tmp_path / "cache").direct
-
-
-def test_mirror_of_a_file_url_is_cloned_and_refresh_sees_later_pushes(
-    repos: Repos, tmp_path: Path
-) -> None:
-    """file:// counts as a URL: a bare mirror in the cache, updated (and pruned) by refresh."""
-    cache = tmp_path / "cache"
-    mirror = Mirror(repos.origin.as_uri(), cache)
-    assert not mirror.direct
-    git = mirror.git()
-    assert git.path.parent == cache and git.path.name.endswith(".git")
-    assert git.branch_head("main") == repos.base
-    later = repos.branch("later", ("x", "1\n"))
-    sh(repos.work, "push", "--quiet", "origin", "later")
-    assert git.branch_head("later") is None
-    mirror.refresh()
-    assert git.branch_head("later") == later
-    sh(repos.work, "push", "--quiet", "origin", ":later")
-    mirror.refresh()
-    assert git.branch_head("later") is None
-    assert [p.name for p in cache.iterdir()] == [git.path.name]  # no staging left behind
 
 
 def test_the_exact_command_is_logged_but_never_env_values_or_url_passwords(

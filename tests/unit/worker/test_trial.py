@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from integrator.gitops import Conflict
+from integrator.merge_conflicts import Conflict
 from integrator.worker.check_config import CheckSpec
 from integrator.worker.checks import CheckResult, CheckRun
 from integrator.worker.landing import PushFacts, Verdict
