@@ -11,10 +11,11 @@ from pydantic import BaseModel, ConfigDict
 from integrator import audit_reader
 from integrator.admission import CanonicalRepo
 from integrator.api.deps import Reader, ReadSessionDep, SettingsDep
+from integrator.api.strict_body import StrictJSONRoute
 from integrator.audit_report import SINCE_PATTERN, parse_since
 from integrator.gitops import SHA_PATTERN
 
-router = APIRouter(prefix="/v1", tags=["audit"])
+router = APIRouter(route_class=StrictJSONRoute, prefix="/v1", tags=["audit"])
 
 #: One page can hold a long history: the CLI asks for this many at once.
 MAX_LIMIT = 10_000

@@ -19,10 +19,11 @@ from integrator.api.deps import (
 )
 from integrator.api.events import Repo
 from integrator.api.schemas import CandidateOut, Cursor, FollowupOut, Id, Page, Reason, Slug
+from integrator.api.strict_body import StrictJSONRoute
 from integrator.followups import FollowupStatus
 from integrator.tokens import Role
 
-router = APIRouter(prefix="/v1", tags=["blocked"])
+router = APIRouter(route_class=StrictJSONRoute, prefix="/v1", tags=["blocked"])
 
 Resumer = Annotated[Caller, Depends(require(Role.reporter, Role.operator))]
 

@@ -29,10 +29,11 @@ from integrator.api.schemas import (
     Reason,
     Slug,
 )
+from integrator.api.strict_body import StrictJSONRoute
 from integrator.errors import NotFound
 from integrator.tokens import Role
 
-router = APIRouter(prefix="/v1", tags=["queue"])
+router = APIRouter(route_class=StrictJSONRoute, prefix="/v1", tags=["queue"])
 
 Evaluator = Annotated[Caller, Depends(require(Role.reporter, Role.operator, Role.integrator))]
 

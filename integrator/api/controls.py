@@ -9,10 +9,11 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr
 from integrator import check_contract, controls
 from integrator.api.deps import Operator, Reader, ReadSessionDep, SessionDep, SettingsDep
 from integrator.api.schemas import CandidateOut, Reason, Slug, UtcTime
+from integrator.api.strict_body import StrictJSONRoute
 from integrator.models import QueuePause
 from integrator.queue import Lane
 
-router = APIRouter(prefix="/v1", tags=["queue"])
+router = APIRouter(route_class=StrictJSONRoute, prefix="/v1", tags=["queue"])
 
 
 class LaneChangeIn(BaseModel):

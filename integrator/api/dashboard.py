@@ -13,9 +13,10 @@ from pydantic import BaseModel
 from integrator import activity
 from integrator.api.deps import Reader, ReadSessionDep, SettingsDep
 from integrator.api.schemas import CandidateOut
+from integrator.api.strict_body import StrictJSONRoute
 from integrator.errors import NotFound
 
-router = APIRouter()
+router = APIRouter(route_class=StrictJSONRoute)
 
 #: The files the page is made of, shipped inside the package, and their types.
 ASSETS = {

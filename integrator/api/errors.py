@@ -94,13 +94,19 @@ def _field_of(location: tuple[Any, ...]) -> str:
     return ".".join(parts) or "body"
 
 
+def _message_of(error: Any) -> str:
+    """pydantic's message; for a malformed body, what the parser found as well."""
+    found = error.get("ctx", {}).get("error") if error["type"] == "json_invalid" else None
+    return f"{error['msg']}: {found}" if found else str(error["msg"])
+
+
 def validation_details(exc: RequestValidationError) -> list[dict[str, str]]:
     return [
         {
             # A malformed body's location is its character offset: the field is the body.
             "field": "body" if e["type"] == "json_invalid" else _field_of(tuple(e.get("loc", ()))),
             "rule": e["type"],
-            "message": e["msg"],
+            "message": _message_of(e),
         }
         for e in exc.errors()
     ]

@@ -35,12 +35,13 @@ from integrator.api.schemas import (
     UtcTime,
     declared,
 )
+from integrator.api.strict_body import StrictJSONRoute
 from integrator.errors import Conflict, Detail, Forbidden, InvalidInput
 from integrator.models import Candidate, Event
 from integrator.settings import Settings
 from integrator.tokens import Role
 
-router = APIRouter(prefix="/v1", tags=["events"])
+router = APIRouter(route_class=StrictJSONRoute, prefix="/v1", tags=["events"])
 
 Poster = Annotated[Caller, Depends(require(Role.reporter, Role.hook))]
 Reporter = Annotated[Caller, Depends(require(Role.reporter))]

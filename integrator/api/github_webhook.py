@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Request
 from pydantic import BaseModel
 
-from integrator import github_push
+from integrator import github_push, strict_json
 from integrator.api.deps import SessionDep, SettingsDep
 from integrator.api.events import Repo
+from integrator.api.strict_body import StrictJSONRoute
 from integrator.errors import InvalidInput
 
-router = APIRouter(prefix="/v1", tags=["webhooks"])
+router = APIRouter(route_class=StrictJSONRoute, prefix="/v1", tags=["webhooks"])
 
 
 class GithubReceived(BaseModel):
@@ -45,7 +45,7 @@ async def github_webhook(
     if event != "push":
         return GithubReceived(event=event, ignored="not a push event" if event != "ping" else None)
     try:
-        payload = json.loads(body)
+        payload = strict_json.loads(body)
     except ValueError as exc:
         raise InvalidInput(f"the body is not JSON: {exc}") from None
     push = github_push.parse(x_github_delivery, payload)

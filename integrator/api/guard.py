@@ -12,12 +12,13 @@ from integrator import guard, scoring
 from integrator.api.deps import Caller, SessionDep, SettingsDep, require
 from integrator.api.events import Repo
 from integrator.api.schemas import ONE_LINE, PRINTABLE, Name
+from integrator.api.strict_body import StrictJSONRoute
 from integrator.events import MAX_INTEGER
 from integrator.gitops import SHA_PATTERN
 from integrator.policy import Update
 from integrator.tokens import Role
 
-router = APIRouter(prefix="/v1", tags=["guard"])
+router = APIRouter(route_class=StrictJSONRoute, prefix="/v1", tags=["guard"])
 
 Hook = Annotated[Caller, Depends(require(Role.hook))]
 

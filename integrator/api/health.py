@@ -11,9 +11,10 @@ from sqlalchemy import text
 
 from integrator.api.deps import Reader, SettingsDep
 from integrator.api.errors import error_body
+from integrator.api.strict_body import StrictJSONRoute
 from integrator.migrate import current_revision, head_revision
 
-router = APIRouter()
+router = APIRouter(route_class=StrictJSONRoute)
 
 
 @router.get("/healthz", tags=["health"])

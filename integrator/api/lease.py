@@ -23,10 +23,11 @@ from integrator.api.deps import (
     require,
 )
 from integrator.api.schemas import Epoch, Name, Reason
+from integrator.api.strict_body import StrictJSONRoute
 from integrator.lease import datetime_of_ms
 from integrator.tokens import Role
 
-router = APIRouter(prefix="/v1/lease", tags=["lease"])
+router = APIRouter(route_class=StrictJSONRoute, prefix="/v1/lease", tags=["lease"])
 
 Integrator = Annotated[Caller, Depends(require(Role.integrator))]
 

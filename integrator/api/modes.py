@@ -13,8 +13,9 @@ from integrator import cutover, modes
 from integrator.api.deps import Operator, Reader, ReadSessionDep, SessionDep, SettingsDep
 from integrator.api.events import Repo
 from integrator.api.schemas import Reason
+from integrator.api.strict_body import StrictJSONRoute
 
-router = APIRouter(prefix="/v1", tags=["modes"])
+router = APIRouter(route_class=StrictJSONRoute, prefix="/v1", tags=["modes"])
 
 
 class ModeOut(BaseModel):

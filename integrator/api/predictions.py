@@ -10,9 +10,10 @@ from pydantic import BaseModel
 from integrator import scoring
 from integrator.api.deps import Caller, SessionDep, SettingsDep, require
 from integrator.api.events import Repo
+from integrator.api.strict_body import StrictJSONRoute
 from integrator.tokens import Role
 
-router = APIRouter(prefix="/v1", tags=["queue"])
+router = APIRouter(route_class=StrictJSONRoute, prefix="/v1", tags=["queue"])
 
 Scorer = Annotated[Caller, Depends(require(Role.operator, Role.hook, Role.integrator))]
 

@@ -18,11 +18,12 @@ from integrator.api.deps import Reader, SessionDep, SettingsDep
 from integrator.api.events import Repo
 from integrator.api.lease import GrantIn, Integrator
 from integrator.api.schemas import CandidateOut, Id, Name, Reason
+from integrator.api.strict_body import StrictJSONRoute
 from integrator.check_reports import ChecksByName, listed
 from integrator.events import Evidence
 from integrator.gitops import SHA_PATTERN
 
-router = APIRouter(prefix="/v1", tags=["queue"])
+router = APIRouter(route_class=StrictJSONRoute, prefix="/v1", tags=["queue"])
 
 
 class HandoutOut(CandidateOut):

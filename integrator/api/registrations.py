@@ -16,12 +16,13 @@ from integrator import processing, registrations
 from integrator.api.deps import Reader, ReadSessionDep, SessionDep, SettingsDep
 from integrator.api.lease import GrantIn, Integrator
 from integrator.api.schemas import SPACES, Id, Name, Reason
+from integrator.api.strict_body import StrictJSONRoute
 from integrator.check_reports import ChecksByName, listed
 from integrator.gitops import SHA_PATTERN
 from integrator.lease import datetime_of_ms
 from integrator.models import Registration
 
-router = APIRouter(prefix="/v1/registrations", tags=["registrations"])
+router = APIRouter(route_class=StrictJSONRoute, prefix="/v1/registrations", tags=["registrations"])
 
 ObjectName = Annotated[str, Field(pattern=SHA_PATTERN)]
 #: `refs/` and no white space, spelled out so that every regex engine reads it alike.

@@ -12,9 +12,10 @@ from integrator import speculation
 from integrator.api.deps import SessionDep, SettingsDep
 from integrator.api.lease import GrantIn, Integrator
 from integrator.api.schemas import Id, Reason, Sha
+from integrator.api.strict_body import StrictJSONRoute
 from integrator.event_schemas import MAX_SPECULATION_DEPTH, Attempt
 
-router = APIRouter(prefix="/v1", tags=["queue"])
+router = APIRouter(route_class=StrictJSONRoute, prefix="/v1", tags=["queue"])
 
 
 class SpeculationIn(GrantIn):

@@ -11,9 +11,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from integrator import conditions, status
 from integrator.api.deps import Reader, SettingsDep
+from integrator.api.strict_body import StrictJSONRoute
 from integrator.db import read_session
 
-router = APIRouter(prefix="/v1", tags=["status"])
+router = APIRouter(route_class=StrictJSONRoute, prefix="/v1", tags=["status"])
 
 
 class ConditionOut(BaseModel):

@@ -13,9 +13,10 @@ from pydantic import BaseModel
 
 from integrator import tokens
 from integrator.api.deps import Operator, ReadSessionDep
+from integrator.api.strict_body import StrictJSONRoute
 from integrator.tokens import Role
 
-router = APIRouter(prefix="/v1", tags=["auth"])
+router = APIRouter(route_class=StrictJSONRoute, prefix="/v1", tags=["auth"])
 
 
 class TokenOut(BaseModel):

@@ -11,12 +11,13 @@ from sqlalchemy import select
 
 from integrator.api.deps import Reader, ReadSessionDep, SettingsDep
 from integrator.api.schemas import Cursor, Page
+from integrator.api.strict_body import StrictJSONRoute
 from integrator.events import MAX_INTEGER
 from integrator.lease import datetime_of_ms
 from integrator.models import WebhookDelivery
 from integrator.webhooks import PENDING, Status
 
-router = APIRouter(prefix="/v1", tags=["webhooks"])
+router = APIRouter(route_class=StrictJSONRoute, prefix="/v1", tags=["webhooks"])
 
 
 class DeliveryOut(BaseModel):

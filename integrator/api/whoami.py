@@ -6,8 +6,9 @@ from fastapi import APIRouter
 from pydantic import BaseModel
 
 from integrator.api.deps import Reader
+from integrator.api.strict_body import StrictJSONRoute
 
-router = APIRouter(prefix="/v1", tags=["auth"])
+router = APIRouter(route_class=StrictJSONRoute, prefix="/v1", tags=["auth"])
 
 
 class WhoAmI(BaseModel):

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
+from integrator import strict_json
 from integrator.cli.client import EXIT_BAD_INPUT, ApiClient, fail, print_json
 
 events_app = typer.Typer(help="Canonical events: emit and list.", no_args_is_help=True)
@@ -28,6 +29,8 @@ def convert_fields(type_name: str, pairs: list[str]) -> dict[str, Any]:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             fail(EXIT_BAD_INPUT, f"--field {pair!r}: expected key=value")
+        if key in fields:
+            fail(EXIT_BAD_INPUT, f"--field {key}: given twice; give each field once")
         if key in text_fields or type_name not in EVENT_TYPES:
             fields[key] = value
             continue
@@ -40,7 +43,7 @@ def convert_fields(type_name: str, pairs: list[str]) -> dict[str, Any]:
 
 def _read_envelope(path: Path) -> dict[str, Any]:
     try:
-        data = json.loads(path.read_text())
+        data = strict_json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         fail(EXIT_BAD_INPUT, f"--file {path}: {exc}")
     if not isinstance(data, dict):

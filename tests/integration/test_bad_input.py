@@ -348,6 +348,33 @@ def test_a_body_that_is_not_json_is_422_naming_the_body(api: Api, body: bytes) -
     assert problems(response) == {"body": "json_invalid"} or body == b"", response.text
 
 
+def test_a_body_naming_a_member_twice_is_422_saying_which_and_nothing_is_kept(api: Api) -> None:
+    """RFC 8259 leaves a repeated name to the parser; Python's kept the last one, so a check
+    reported twice (or a field given two values) silently lost one of them."""
+    headers = {**api.headers["operator"], "Content-Type": "application/json"}
+    twice = b'{"reason": "freeze", "reason": "thaw"}'
+    response = api.client.post("/v1/queue/pause", content=twice, headers=headers)
+    assert problems(response) == {"body": "json_invalid"}
+    assert "'reason' appears twice" in response.json()["details"][0]["message"]
+    assert api.get("reader", "/v1/queue/pause").json()["paused"] is False
+
+    event = json.dumps(review_approved("c1"))
+    nested = event.replace('"slug": "c1"', '"slug": "c1", "slug": "c2"').encode()
+    assert nested.count(b'"slug"') == 2
+    reporter = {**api.headers["reporter"], "Content-Type": "application/json"}
+    response = api.client.post("/v1/events", content=nested, headers=reporter)
+    assert problems(response) == {"body": "json_invalid"}
+    assert "'slug' appears twice" in response.json()["details"][0]["message"]
+    assert api.get("reader", "/v1/events").json()["items"] == []
+
+
+def test_a_malformed_body_says_what_the_parser_found(api: Api) -> None:
+    headers = {**api.headers["operator"], "Content-Type": "application/json"}
+    response = api.client.post("/v1/queue/pause", content=b'{"reason": }', headers=headers)
+    assert problems(response) == {"body": "json_invalid"}
+    assert response.json()["details"][0]["message"] == "JSON decode error: Expecting value"
+
+
 def test_the_largest_cursor_and_epoch_are_exact_in_json(api: Api) -> None:
     """2^63-1 cannot be written as a JSON number every client reads exactly (a double rounds
     it up past the bound): the bound is 2^53-1, and one more is refused."""

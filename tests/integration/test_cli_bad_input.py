@@ -138,13 +138,17 @@ def test_every_database_command_with_a_bad_database_url_is_exit_2(
         ["--file", "missing.json"],
         ["--file", "."],
         ["review_approved", "--file", "bad.json"],
+        ["review_approved", "--field", "slug=a", "--field", "slug=b"],
+        ["--file", "twice.json"],
     ],
 )
 def test_events_emit_with_a_bad_field_or_file_is_exit_2_before_any_request(
     args: list[str], tmp_path: Path
 ) -> None:
-    """No service is needed to refuse these: nothing listens at the URL."""
+    """No service is needed to refuse these: nothing listens at the URL. A field given twice
+    (or a name given twice in the file) is refused, not read as its last value."""
     (tmp_path / "bad.json").write_text("{not json")
+    (tmp_path / "twice.json").write_text('{"type": "review_approved", "type": "branch_pushed"}')
     env = settings_env(
         Settings(), INTEGRATOR_URL=f"http://127.0.0.1:{free_port()}", INTEGRATOR_TOKEN="itg_a_b"
     )
